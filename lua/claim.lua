@@ -1,0 +1,146 @@
+-- claim.lua: claim seats for one user, atomically, and append the claim to the outbox.
+--
+-- This is the whole hot path of seatgate. Because Redis runs a script without
+-- interleaving any other command, the order in which claim scripts run *is* the
+-- first-come-first-served order, and the seat states, the booking record, the
+-- per-user tally, the idempotency record and the outbox entry change together or not
+-- at all. The outbox entry is what makes an acknowledged claim impossible to forget:
+-- there is no moment at which a client holds a 202 and the reconciler has nothing to do.
+--
+-- KEYS[1]  {e:ID}:meta     hash: on_sale ("1"), limit, pending, booked, ...
+-- KEYS[2]  {e:ID}:seats    hash: seat -> "available" | "pending:<bid>" | "booked:<bid>"
+-- KEYS[3]  {e:ID}:avail    zset: available seats scored by ordinal
+-- KEYS[4]  {e:ID}:user:U   hash: booking id -> seats it holds (pending or confirmed)
+-- KEYS[5]  {e:ID}:outbox   stream read by the reconciler
+-- KEYS[6]  {e:ID}:b:<bid>  hash: the new booking record
+-- KEYS[7]  {e:ID}:idem:..  (optional) idempotency record for (user, key)
+--
+-- ARGV[1]  booking id (string, UUID v7, made by the caller)
+-- ARGV[2]  user id (string)
+-- ARGV[3]  now, milliseconds since the epoch (integer)
+-- ARGV[4]  request fingerprint (string; ignored without KEYS[7])
+-- ARGV[5]  idempotency record TTL in seconds (integer)
+-- ARGV[6]  "seats" or "quantity"
+-- ARGV[7]  quantity (integer; "0" in seats mode)
+-- ARGV[8..] seat ids (seats mode only)
+--
+-- Reply, a flat array whose first element names the outcome:
+--   {"pending", bid, seat...}      claimed; the seats are now "pending:<bid>"
+--   {"unavailable", seat...}       the requested seats that are taken
+--   {"sold_out"}                   fewer free seats than the quantity
+--   {"limit", limit}               pending + confirmed seats would exceed the limit
+--   {"unknown", seat...}           seats that do not exist in the event
+--   {"not_found"}                  no such event, or not on sale (not recorded)
+--   {"reused"}                     same idempotency key, other request (not recorded)
+--   {"replay", <one of the recorded replies above>}
+--
+-- Example: EVALSHA <sha> 7 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:user:alice
+--            {e:wc}:outbox {e:wc}:b:0192... {e:wc}:idem:5:alice:k1
+--            0192... alice 1767225600000 9f86d0... 86400 seats 0 A1 A2
+--   -> {"pending", "0192...", "A1", "A2"}   (a second identical call -> {"replay", {...}})
+
+local meta_key, seats_key, avail_key, user_key, outbox_key, booking_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local idem_key = KEYS[7]
+local bid, user, now, fp, idem_ttl, mode =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+assert(bid and user and now and mode, 'claim.lua: missing arguments')
+assert(mode == 'seats' or mode == 'quantity', 'claim.lua: mode must be seats or quantity')
+
+-- 1. Idempotency: the same (user, key) answers what it answered the first time.
+if idem_key then
+  local rec = redis.call('HMGET', idem_key, 'fp', 'reply')
+  if rec[1] then
+    if rec[1] ~= fp then
+      return {'reused'}
+    end
+    return {'replay', cjson.decode(rec[2])}
+  end
+end
+
+-- Recorded outcomes are kept for idem_ttl seconds so that retries get the same answer.
+local function answer(reply)
+  if idem_key then
+    redis.call('HSET', idem_key, 'fp', fp, 'reply', cjson.encode(reply))
+    redis.call('EXPIRE', idem_key, idem_ttl)
+  end
+  return reply
+end
+
+-- 2. The event must be on sale (warmed).
+local meta = redis.call('HMGET', meta_key, 'on_sale', 'limit')
+if meta[1] ~= '1' then
+  return {'not_found'}
+end
+local limit = tonumber(meta[2])
+
+-- 3. Per-user limit: seats of this user's live bookings plus this request. Checked
+--    before the seats are looked at, so the work below is bounded by the limit (<= 100).
+local wanted
+if mode == 'seats' then
+  wanted = #ARGV - 7
+  assert(wanted >= 1, 'claim.lua: no seats')
+else
+  wanted = tonumber(ARGV[7])
+  assert(wanted and wanted >= 1, 'claim.lua: quantity must be >= 1')
+end
+local held = 0
+for _, n in ipairs(redis.call('HVALS', user_key)) do
+  held = held + tonumber(n)
+end
+if held + wanted > limit then
+  return answer({'limit', limit})
+end
+
+-- 4. Availability, all or nothing.
+local seats = {}
+if mode == 'seats' then
+  for i = 8, #ARGV do
+    seats[#seats + 1] = ARGV[i]
+  end
+  local states = redis.call('HMGET', seats_key, unpack(seats))
+  local unknown, taken = {'unknown'}, {'unavailable'}
+  for i, state in ipairs(states) do
+    if not state then
+      unknown[#unknown + 1] = seats[i]
+    elseif state ~= 'available' then
+      taken[#taken + 1] = seats[i]
+    end
+  end
+  if #unknown > 1 then
+    return answer(unknown)
+  end
+  if #taken > 1 then
+    return answer(taken)
+  end
+  redis.call('ZREM', avail_key, unpack(seats))
+else
+  -- Best available: the lowest ordinals still free.
+  seats = redis.call('ZRANGE', avail_key, 0, wanted - 1)
+  if #seats < wanted then
+    return answer({'sold_out'})
+  end
+  redis.call('ZREMRANGEBYRANK', avail_key, 0, wanted - 1)
+end
+
+-- 5. Mark the seats, write the booking, count it for the user, and hand it to the
+--    reconciler through the outbox: all in this one atomic step.
+local pending = 'pending:' .. bid
+local hset = {}
+for _, seat in ipairs(seats) do
+  hset[#hset + 1] = seat
+  hset[#hset + 1] = pending
+end
+redis.call('HSET', seats_key, unpack(hset))
+redis.call('HINCRBY', meta_key, 'pending', #seats)
+local seats_json = cjson.encode(seats)
+redis.call('HSET', booking_key, 'user', user, 'seats', seats_json, 'status', 'pending',
+  'created_ms', now)
+redis.call('HSET', user_key, bid, #seats)
+redis.call('XADD', outbox_key, '*', 'b', bid, 'u', user, 's', seats_json, 't', now)
+
+local reply = {'pending', bid}
+for _, seat in ipairs(seats) do
+  reply[#reply + 1] = seat
+end
+return answer(reply)

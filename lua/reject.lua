@@ -1,0 +1,59 @@
+-- reject.lua: a claim cannot be persisted; reject it and put its seats back in line
+-- with MySQL.
+--
+-- The reconciler runs this while it still holds the seats' rows locked FOR UPDATE in
+-- MySQL, so the states it passes are MySQL's truth at this instant. Only seats still
+-- held by this claim ("pending:<bid>") change: a seat MySQL has booked for another
+-- booking becomes "booked:<other>", a free one goes back to the available set. A
+-- booking that is no longer pending (confirmed after a COMMIT, or cancelled) is never
+-- rejected. Safe to run again.
+--
+-- KEYS[1]  {e:ID}:meta    hash (pending / booked counters)
+-- KEYS[2]  {e:ID}:seats   hash seat -> state
+-- KEYS[3]  {e:ID}:avail   zset of available seats by ordinal
+-- KEYS[4]  {e:ID}:ord     hash seat -> ordinal
+-- KEYS[5]  {e:ID}:user:U  hash booking id -> seats held
+-- KEYS[6]  {e:ID}:b:<bid> booking record
+-- ARGV[1]  booking id (string)
+-- ARGV[2]  reason (snake_case string, shown to the client)
+-- ARGV[3..] pairs: seat, MySQL state ("available" or "booked:<other bid>")
+--
+-- Reply: the booking's status afterwards ("rejected", or "confirmed" / "cancelled"
+-- when it was no longer pending), or "missing".
+--
+-- Example: EVALSHA <sha> 6 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:ord
+--            {e:wc}:user:alice {e:wc}:b:0192... 0192... seats_taken A1 booked:0191... A2 available
+--   -> "rejected"   (A1 is "booked:0191...", A2 is available again)
+
+local meta_key, seats_key, avail_key, ord_key, user_key, booking_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local bid, reason = ARGV[1], ARGV[2]
+assert(bid and reason and #ARGV % 2 == 0, 'reject.lua: booking id, reason and seat/state pairs')
+
+local status = redis.call('HGET', booking_key, 'status')
+if not status then
+  return 'missing'
+end
+if status ~= 'pending' then
+  return status
+end
+
+local pending = 'pending:' .. bid
+local freed, booked = 0, 0
+for i = 3, #ARGV, 2 do
+  local seat, truth = ARGV[i], ARGV[i + 1]
+  if redis.call('HGET', seats_key, seat) == pending then
+    redis.call('HSET', seats_key, seat, truth)
+    if truth == 'available' then
+      redis.call('ZADD', avail_key, redis.call('HGET', ord_key, seat), seat)
+      freed = freed + 1
+    else
+      booked = booked + 1
+    end
+  end
+end
+redis.call('HINCRBY', meta_key, 'pending', -(freed + booked))
+redis.call('HINCRBY', meta_key, 'booked', booked)
+redis.call('HSET', booking_key, 'status', 'rejected', 'reason', reason)
+redis.call('HDEL', user_key, bid)
+return 'rejected'

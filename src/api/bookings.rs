@@ -1,0 +1,322 @@
+//! Bookings: claim (the hot path), read, cancel.
+//!
+//! The claim handler reads as parse → claim → map: it checks the caller, the
+//! `Idempotency-Key` and the body, then makes exactly one Redis call (`claim.lua`),
+//! and turns the outcome into the contract's answer. MySQL is never touched here.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{body_bytes, json_body, ApiPath};
+use super::AppState;
+use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
+use crate::domain::*;
+use crate::ops;
+use crate::ops::cancel::Requester;
+
+/// Largest claim body the contract accepts.
+pub const CLAIM_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/events/{id}/bookings",
+            post(create_booking).layer(DefaultBodyLimit::max(CLAIM_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/events/{id}/bookings/{booking_id}",
+            get(get_booking).delete(cancel_booking),
+        )
+}
+
+/// The claim body: exactly one of `seats` and `quantity`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    seats: Option<Vec<String>>,
+    quantity: Option<u64>,
+}
+
+/// A validated claim body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    Seats(Vec<String>),
+    Quantity(u32),
+}
+
+impl Wanted {
+    fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        let body: ClaimBody = json_body(bytes)?;
+        match (body.seats, body.quantity) {
+            (Some(seats), None) => {
+                if seats.is_empty() {
+                    return Err(ApiError::InvalidRequest("seats must not be empty".into()));
+                }
+                let mut seen = HashSet::with_capacity(seats.len());
+                if let Some(dup) = seats.iter().find(|s| !seen.insert(s.as_str())) {
+                    return Err(ApiError::InvalidRequest(format!("duplicate seat {dup:?}")));
+                }
+                Ok(Self::Seats(seats))
+            }
+            (None, Some(0)) => Err(ApiError::InvalidRequest(
+                "quantity must be at least 1".into(),
+            )),
+            // No claim can take more than the highest per-user limit; anything above
+            // it is answered by the limit check, so the exact figure does not matter.
+            (None, Some(n)) => Ok(Self::Quantity(
+                n.min(u64::from(PER_USER_LIMIT_MAX) + 1) as u32
+            )),
+            (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+                "give either seats or quantity, not both".into(),
+            )),
+            (None, None) => Err(ApiError::InvalidRequest(
+                "give seats (a list of seat ids) or quantity (a number)".into(),
+            )),
+        }
+    }
+
+    /// A fingerprint of the request for idempotency: two bodies with the same JSON
+    /// value (whitespace and key order aside) have the same fingerprint.
+    fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        match self {
+            Self::Seats(seats) => {
+                hasher.update(b"seats\0");
+                for seat in seats {
+                    hasher.update((seat.len() as u64).to_le_bytes());
+                    hasher.update(seat.as_bytes());
+                }
+            }
+            Self::Quantity(n) => {
+                hasher.update(b"quantity\0");
+                hasher.update(n.to_le_bytes());
+            }
+        }
+        hex::encode(&hasher.finalize()[..16])
+    }
+}
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    if !is_valid_idempotency_key(value.as_bytes()) {
+        return Err(ApiError::InvalidRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    // Visible ASCII is valid UTF-8.
+    Ok(value.to_str().ok())
+}
+
+async fn create_booking(
+    State(app): State<AppState>,
+    ApiPath(event_id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Caller::User(user_id) = app.auth.caller(&headers)? else {
+        return Err(ApiError::Unauthorized(
+            "bookings are made with a user token",
+        ));
+    };
+    let key = idempotency_key(&headers)?;
+    let wanted = Wanted::parse(&body_bytes(body)?)?;
+    if !is_valid_event_id(&event_id) {
+        return Err(ApiError::EventNotFound);
+    }
+    // Load shedding: a bounded number of claims in flight; beyond it, an immediate 503
+    // with Retry-After rather than a queue that grows until latency is unbounded.
+    let _permit = app
+        .claim_permits
+        .try_acquire()
+        .map_err(|_| ApiError::Overloaded)?;
+
+    let booking_id = uuid::Uuid::now_v7().to_string();
+    let fingerprint = key.map(|_| wanted.fingerprint());
+    let selection = match &wanted {
+        Wanted::Seats(seats) => Selection::Seats(seats),
+        Wanted::Quantity(n) => Selection::Quantity(*n),
+    };
+    let request = ClaimRequest {
+        event_id: &event_id,
+        user_id: &user_id,
+        booking_id: &booking_id,
+        selection,
+        idempotency: key.zip(fingerprint.as_deref()),
+        now_ms: now_ms(),
+    };
+    let outcome = app.redis.claim(&request).await?;
+    let (outcome, replay) = match outcome {
+        ClaimOutcome::Replay(first) => (*first, true),
+        fresh => (fresh, false),
+    };
+    match outcome {
+        ClaimOutcome::Pending { booking_id, seats } => {
+            let mut booking = Booking {
+                booking_id,
+                event_id,
+                user_id,
+                seats,
+                status: BookingStatus::Pending,
+                reason: None,
+            };
+            if replay {
+                // Same status code and booking id as the first answer; the body shows
+                // the booking as it is now.
+                if let Some(now) = app
+                    .redis
+                    .booking(&booking.event_id, &booking.booking_id)
+                    .await?
+                {
+                    booking = now;
+                }
+            }
+            Ok(booking_response(StatusCode::ACCEPTED, &booking))
+        }
+        ClaimOutcome::SeatsUnavailable(seats) => Err(ApiError::SeatsUnavailable(seats)),
+        ClaimOutcome::SoldOut => Err(ApiError::SoldOut),
+        ClaimOutcome::UserLimit(limit) => Err(ApiError::UserLimitExceeded(limit)),
+        ClaimOutcome::UnknownSeats(seats) => Err(ApiError::UnknownSeats(seats)),
+        ClaimOutcome::EventNotFound => Err(ApiError::EventNotFound),
+        ClaimOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
+        ClaimOutcome::Replay(_) => unreachable!("claim replies never nest replays"),
+    }
+}
+
+/// The booking as JSON, with `Location` pointing at it.
+fn booking_response(status: StatusCode, booking: &Booking) -> Response {
+    let location = format!(
+        "/v1/events/{}/bookings/{}",
+        booking.event_id, booking.booking_id
+    );
+    let mut response = (status, Json(booking)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// The caller as a requester of an existing booking (owner or admin).
+fn requester(caller: &Caller) -> Requester<'_> {
+    match caller {
+        Caller::Admin => Requester::Admin,
+        Caller::User(user) => Requester::User(user),
+    }
+}
+
+/// Checks the path of a booking URL; a malformed one names nothing that exists.
+async fn check_booking_path(
+    app: &AppState,
+    event_id: &str,
+    booking_id: &str,
+) -> Result<(), ApiError> {
+    if !is_valid_event_id(event_id) || !app.redis.is_on_sale(event_id).await? {
+        return Err(ApiError::EventNotFound);
+    }
+    if uuid::Uuid::parse_str(booking_id).is_err() {
+        return Err(ApiError::BookingNotFound);
+    }
+    Ok(())
+}
+
+async fn get_booking(
+    State(app): State<AppState>,
+    ApiPath((event_id, booking_id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Booking>, ApiError> {
+    let caller = app.auth.caller(&headers)?;
+    check_booking_path(&app, &event_id, &booking_id).await?;
+    let booking = ops::cancel::find(
+        &app.redis,
+        &app.db,
+        &event_id,
+        &booking_id,
+        &requester(&caller),
+    )
+    .await?;
+    Ok(Json(booking))
+}
+
+async fn cancel_booking(
+    State(app): State<AppState>,
+    ApiPath((event_id, booking_id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Booking>, ApiError> {
+    let caller = app.auth.caller(&headers)?;
+    check_booking_path(&app, &event_id, &booking_id).await?;
+    let booking = ops::cancel::cancel(
+        &app.redis,
+        &app.db,
+        &event_id,
+        &booking_id,
+        &requester(&caller),
+    )
+    .await?;
+    Ok(Json(booking))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Wanted, u16> {
+        Wanted::parse(body.as_bytes()).map_err(|e| e.status().as_u16())
+    }
+
+    #[test]
+    fn claim_bodies_are_exactly_one_of_seats_or_quantity() {
+        assert_eq!(
+            parse(r#"{"seats":["A1","A2"]}"#),
+            Ok(Wanted::Seats(vec!["A1".into(), "A2".into()]))
+        );
+        assert_eq!(parse(r#"{"quantity":2}"#), Ok(Wanted::Quantity(2)));
+        for bad in [
+            r#"{"seats":["A1"],"quantity":1}"#,
+            r#"{}"#,
+            r#"{"seats":[]}"#,
+            r#"{"seats":["A1","A1"]}"#,
+            r#"{"quantity":0}"#,
+            r#"{"quantity":-1}"#,
+            r#"{"quantity":1.5}"#,
+            r#"{"quantity":"2"}"#,
+            r#"{"seats":"A1"}"#,
+            r#"{"seats":[1]}"#,
+            r#"{"seat":["A1"]}"#,
+            r#"["A1"]"#,
+            r#"{"seats":["A1"]"#,
+            "",
+        ] {
+            assert_eq!(parse(bad), Err(400), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_same_json_value_has_the_same_fingerprint() {
+        let a = Wanted::parse(br#"{"seats":["A1","A2"]}"#).unwrap();
+        let b = Wanted::parse(b"{ \"seats\" : [ \"A1\", \"A2\" ] }").unwrap();
+        let c = Wanted::parse(br#"{"seats":["A2","A1"]}"#).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let d = Wanted::parse(br#"{"seats":["A1A2"]}"#).unwrap();
+        assert_ne!(a.fingerprint(), d.fingerprint());
+    }
+}

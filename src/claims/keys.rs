@@ -1,0 +1,117 @@
+//! Redis key names, built here and nowhere else.
+//!
+//! Every key of one event carries the hash tag `{e:<event_id>}`, so every script touches
+//! a single Redis Cluster slot and events spread across a cluster. An optional namespace
+//! goes in front (outside the hash tag) so that several deployments, or tests running
+//! side by side, can share one Redis without seeing each other's keys.
+//!
+//! Event ids are `[A-Za-z0-9_-]` (checked at the edge), so they cannot contain `}` and
+//! end the tag early. User ids and idempotency keys can contain `:`, so the idempotency
+//! key length-prefixes the user id: `(a:b, c)` and `(a, b:c)` never share a record.
+
+/// Builds the keys of one event.
+#[derive(Debug, Clone)]
+pub struct EventKeys {
+    /// `<namespace>{e:<event_id>}`, the prefix of every key of the event.
+    prefix: String,
+}
+
+impl EventKeys {
+    pub fn new(namespace: &str, event_id: &str) -> Self {
+        Self {
+            prefix: format!("{namespace}{{e:{event_id}}}"),
+        }
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.prefix)
+    }
+
+    /// Hash: name, limit, seats_total, on_sale, pending, booked.
+    pub fn meta(&self) -> String {
+        self.key("meta")
+    }
+
+    /// Hash: seat id → `available` | `pending:<bid>` | `booked:<bid>`.
+    pub fn seats(&self) -> String {
+        self.key("seats")
+    }
+
+    /// Sorted set of available seats, scored by ordinal (best available first).
+    pub fn avail(&self) -> String {
+        self.key("avail")
+    }
+
+    /// Hash: seat id → ordinal, to put a freed seat back in its place.
+    pub fn ord(&self) -> String {
+        self.key("ord")
+    }
+
+    /// Hash: booking id → number of seats the user holds through it.
+    pub fn user(&self, user_id: &str) -> String {
+        format!("{}:user:{user_id}", self.prefix)
+    }
+
+    /// Hash: the booking record (user, seats, status, reason, created_ms).
+    pub fn booking(&self, booking_id: &str) -> String {
+        format!("{}:b:{booking_id}", self.prefix)
+    }
+
+    /// Hash: an idempotency record (request fingerprint, first reply).
+    pub fn idempotency(&self, user_id: &str, key: &str) -> String {
+        format!("{}:idem:{}:{user_id}:{key}", self.prefix, user_id.len())
+    }
+
+    /// Stream: the outbox of claims waiting for the reconciler.
+    pub fn outbox(&self) -> String {
+        self.key("outbox")
+    }
+
+    /// Stream: outbox entries that could not be decoded, with the error.
+    pub fn dead_letters(&self) -> String {
+        self.key("dead")
+    }
+
+    /// The pattern matching every key of the event (for cleanup in tests and tools).
+    pub fn pattern(&self) -> String {
+        // `{` `}` are not glob metacharacters; `[` cannot occur in an event id.
+        format!("{}:*", self.prefix)
+    }
+}
+
+/// Set of the event ids that are on sale, read by reconcilers to find outboxes.
+pub fn events_registry(namespace: &str) -> String {
+    format!("{namespace}seatgate:events")
+}
+
+/// The consumer group every reconciler joins on every outbox.
+pub const RECONCILER_GROUP: &str = "reconcilers";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_event_hash_tag() {
+        let k = EventKeys::new("", "wc26");
+        for key in [
+            k.meta(),
+            k.seats(),
+            k.avail(),
+            k.ord(),
+            k.user("alice"),
+            k.booking("b1"),
+            k.idempotency("alice", "k1"),
+            k.outbox(),
+        ] {
+            assert!(key.starts_with("{e:wc26}:"), "{key}");
+        }
+        assert_eq!(EventKeys::new("t1:", "wc26").meta(), "t1:{e:wc26}:meta");
+    }
+
+    #[test]
+    fn idempotency_keys_of_different_users_never_collide() {
+        let k = EventKeys::new("", "e");
+        assert_ne!(k.idempotency("a:b", "c"), k.idempotency("a", "b:c"));
+    }
+}

@@ -1,0 +1,458 @@
+//! The Redis side of seatgate: the claim hot path and every script that moves seats.
+//!
+//! [`RedisStore`] wraps one [`ConnectionManager`]: a multiplexed connection that
+//! pipelines every concurrent request on one socket and reconnects by itself. On this
+//! workload it carries about three times the throughput of a small connection pool
+//! (see ARCHITECTURE.md), because hundreds of concurrent claims share one socket
+//! instead of queueing for a few. Nothing here ever blocks the connection: blocking
+//! stream reads use their own connection (see `reconciler`).
+//!
+//! Every call is bounded by a timeout, so a stalled Redis turns into a quick
+//! [`StoreError::Timeout`] (503 upstream) instead of a hung request.
+
+pub mod keys;
+pub mod scripts;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+pub use keys::EventKeys;
+pub use scripts::ClaimOutcome;
+
+use crate::domain::{Booking, BookingStatus};
+
+/// Why a Redis call failed. All of these are "try again later" for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
+}
+
+impl StoreError {
+    pub(crate) fn unexpected(what: &str, value: &Value) -> Self {
+        Self::Reply(format!("expected {what}, got {value:?}"))
+    }
+}
+
+/// One claim request, as the claim script takes it.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub event_id: &'a str,
+    pub user_id: &'a str,
+    /// UUID v7, made by the caller so the script needs no randomness.
+    pub booking_id: &'a str,
+    pub selection: Selection<'a>,
+    /// `(Idempotency-Key, fingerprint of the request body)`.
+    pub idempotency: Option<(&'a str, &'a str)>,
+    pub now_ms: u64,
+}
+
+/// What a claim asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// These seats, all or nothing.
+    Seats(&'a [String]),
+    /// The lowest-ordinal free seats.
+    Quantity(u32),
+}
+
+/// An event as the public endpoints show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    pub name: String,
+    pub per_user_limit: u32,
+    pub seats_total: u64,
+    pub available: u64,
+    pub pending: u64,
+    pub booked: u64,
+}
+
+/// Seat counts after a warm or repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatCounts {
+    pub seats_total: u64,
+    pub available: u64,
+    pub pending: u64,
+    pub booked: u64,
+}
+
+/// How long idempotency records are kept.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Handle to Redis for the API and the reconciler. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    namespace: String,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Connects (failing fast if Redis does not answer) with a per-call `timeout`.
+    pub async fn connect(url: &str, namespace: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            conn,
+            namespace: namespace.to_owned(),
+            timeout,
+        })
+    }
+
+    /// The key builder of one event.
+    pub fn keys(&self, event_id: &str) -> EventKeys {
+        EventKeys::new(&self.namespace, event_id)
+    }
+
+    /// The namespace all keys live under.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// A connection for commands not wrapped here (tests, admin tools).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = self
+            .bounded(redis::cmd("PING").query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    /// The hot path: one `EVALSHA claim.lua`.
+    pub async fn claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimOutcome, StoreError> {
+        let k = self.keys(req.event_id);
+        let mut inv = scripts::CLAIM.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seats())
+            .key(k.avail())
+            .key(k.user(req.user_id))
+            .key(k.outbox())
+            .key(k.booking(req.booking_id));
+        let fingerprint = match req.idempotency {
+            Some((key, fp)) => {
+                inv.key(k.idempotency(req.user_id, key));
+                fp
+            }
+            None => "",
+        };
+        inv.arg(req.booking_id)
+            .arg(req.user_id)
+            .arg(req.now_ms)
+            .arg(fingerprint)
+            .arg(IDEMPOTENCY_TTL.as_secs());
+        match req.selection {
+            Selection::Seats(seats) => {
+                inv.arg("seats").arg(0).arg(seats);
+            }
+            Selection::Quantity(n) => {
+                inv.arg("quantity").arg(n);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        ClaimOutcome::parse(value)
+    }
+
+    /// Promotes a pending booking to confirmed (after its MySQL COMMIT).
+    pub async fn confirm(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        seats: &[String],
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        let k = self.keys(event_id);
+        let mut inv = scripts::CONFIRM.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seats())
+            .key(k.booking(booking_id))
+            .arg(booking_id)
+            .arg(seats);
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        scripts::parse_status("confirm", value)
+    }
+
+    /// Rejects a pending booking and sets its seats to MySQL's `states`
+    /// (`(seat, "available" | "booked:<bid>")`).
+    pub async fn reject(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        reason: &str,
+        states: &[(String, String)],
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        let k = self.keys(event_id);
+        let mut inv = scripts::REJECT.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seats())
+            .key(k.avail())
+            .key(k.ord())
+            .key(k.user(user_id))
+            .key(k.booking(booking_id))
+            .arg(booking_id)
+            .arg(reason);
+        for (seat, state) in states {
+            inv.arg(seat).arg(state);
+        }
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        scripts::parse_status("reject", value)
+    }
+
+    /// Frees a booking's seats in Redis (after MySQL recorded the cancellation).
+    pub async fn cancel(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        seats: &[String],
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        let k = self.keys(event_id);
+        let mut inv = scripts::CANCEL.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seats())
+            .key(k.avail())
+            .key(k.ord())
+            .key(k.user(user_id))
+            .key(k.booking(booking_id))
+            .arg(booking_id)
+            .arg(seats);
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        scripts::parse_status("cancel", value)
+    }
+
+    /// Copies one chunk of `(seat, ordinal, MySQL state)` into Redis, leaving seats of
+    /// pending claims alone. Returns how many seats changed.
+    pub async fn warm_chunk(
+        &self,
+        event_id: &str,
+        chunk: &[(String, i64, String)],
+    ) -> Result<i64, StoreError> {
+        let k = self.keys(event_id);
+        let mut inv = scripts::WARM.prepare_invoke();
+        inv.key(k.seats()).key(k.avail()).key(k.ord());
+        for (seat, ordinal, state) in chunk {
+            inv.arg(seat).arg(ordinal).arg(state);
+        }
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        scripts::integer(value)
+    }
+
+    /// Recounts an event's seats, stores its meta and, if `on_sale`, opens the sale.
+    pub async fn warm_finish(
+        &self,
+        event_id: &str,
+        name: &str,
+        per_user_limit: u32,
+        seats_total: u64,
+        on_sale: bool,
+    ) -> Result<SeatCounts, StoreError> {
+        let k = self.keys(event_id);
+        let mut inv = scripts::WARM_FINISH.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seats())
+            .key(k.avail())
+            .arg(name)
+            .arg(per_user_limit)
+            .arg(seats_total)
+            .arg(if on_sale { "1" } else { "0" });
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let n = match value {
+            Value::Array(items) if items.len() == 4 => items
+                .into_iter()
+                .map(|v| scripts::integer(v).map(|n| n.max(0) as u64))
+                .collect::<Result<Vec<_>, _>>()?,
+            other => return Err(StoreError::unexpected("four counts", &other)),
+        };
+        Ok(SeatCounts {
+            seats_total: n[0],
+            available: n[1],
+            pending: n[2],
+            booked: n[3],
+        })
+    }
+
+    /// Sets the per-user tallies of confirmed bookings: `(user, booking id, seats)`.
+    pub async fn set_holdings(
+        &self,
+        event_id: &str,
+        holdings: &[(String, String, i64)],
+    ) -> Result<(), StoreError> {
+        let k = self.keys(event_id);
+        for chunk in holdings.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for (user, booking_id, seats) in chunk {
+                pipe.hset(k.user(user), booking_id, seats).ignore();
+            }
+            let mut conn = self.conn.clone();
+            let () = self.bounded(pipe.query_async(&mut conn)).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that the event is on sale (for reconcilers) and makes sure its outbox
+    /// has the reconcilers' consumer group.
+    pub async fn register_event(&self, event_id: &str) -> Result<(), StoreError> {
+        let k = self.keys(event_id);
+        let mut conn = self.conn.clone();
+        self.bounded(ensure_group(&mut conn, &k.outbox())).await?;
+        let registry = keys::events_registry(&self.namespace);
+        let _: i64 = self.bounded(conn.sadd(registry, event_id)).await?;
+        Ok(())
+    }
+
+    /// The on-sale events (the registry reconcilers read).
+    pub async fn registered_events(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let registry = keys::events_registry(&self.namespace);
+        self.bounded(conn.smembers(registry)).await
+    }
+
+    /// The event's summary, or `None` when it is unknown or not on sale.
+    pub async fn event_summary(&self, event_id: &str) -> Result<Option<EventSummary>, StoreError> {
+        let k = self.keys(event_id);
+        let mut conn = self.conn.clone();
+        let (meta, available): (HashMap<String, String>, u64) = self
+            .bounded(
+                redis::pipe()
+                    .hgetall(k.meta())
+                    .zcard(k.avail())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if meta.get("on_sale").map(String::as_str) != Some("1") {
+            return Ok(None);
+        }
+        let num = |f: &str| meta.get(f).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        Ok(Some(EventSummary {
+            name: meta.get("name").cloned().unwrap_or_default(),
+            per_user_limit: num("limit").max(0) as u32,
+            seats_total: num("seats_total").max(0) as u64,
+            available,
+            pending: num("pending").max(0) as u64,
+            booked: num("booked").max(0) as u64,
+        }))
+    }
+
+    /// True when the event is on sale.
+    pub async fn is_on_sale(&self, event_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let flag: Option<String> = self
+            .bounded(conn.hget(self.keys(event_id).meta(), "on_sale"))
+            .await?;
+        Ok(flag.as_deref() == Some("1"))
+    }
+
+    /// Every seat with its ordinal and Redis state, in best-available order.
+    pub async fn seat_states(&self, event_id: &str) -> Result<Vec<SeatState>, StoreError> {
+        let k = self.keys(event_id);
+        let mut conn = self.conn.clone();
+        let (states, ords): (HashMap<String, String>, HashMap<String, i64>) = self
+            .bounded(
+                redis::pipe()
+                    .hgetall(k.seats())
+                    .hgetall(k.ord())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut seats: Vec<SeatState> = states
+            .into_iter()
+            .map(|(seat, state)| SeatState {
+                ordinal: ords.get(&seat).copied().unwrap_or(i64::MAX),
+                seat,
+                state,
+            })
+            .collect();
+        seats.sort_unstable_by(|a, b| a.ordinal.cmp(&b.ordinal).then(a.seat.cmp(&b.seat)));
+        Ok(seats)
+    }
+
+    /// The booking record, or `None` when Redis has none.
+    pub async fn booking(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+    ) -> Result<Option<Booking>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut rec: HashMap<String, String> = self
+            .bounded(conn.hgetall(self.keys(event_id).booking(booking_id)))
+            .await?;
+        let (Some(user_id), Some(seats), Some(status)) = (
+            rec.remove("user"),
+            rec.remove("seats"),
+            rec.remove("status"),
+        ) else {
+            return Ok(None);
+        };
+        let seats: Vec<String> = serde_json::from_str(&seats)
+            .map_err(|e| StoreError::Reply(format!("booking seats: {e}")))?;
+        let status = BookingStatus::parse(&status)
+            .ok_or_else(|| StoreError::Reply(format!("booking status {status:?}")))?;
+        Ok(Some(Booking {
+            booking_id: booking_id.to_owned(),
+            event_id: event_id.to_owned(),
+            user_id,
+            seats,
+            status,
+            reason: rec.remove("reason"),
+        }))
+    }
+}
+
+/// One seat as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatState {
+    pub seat: String,
+    pub ordinal: i64,
+    /// `available`, `pending:<bid>` or `booked:<bid>`.
+    pub state: String,
+}
+
+/// `XGROUP CREATE <outbox> reconcilers 0 MKSTREAM`, treating "already exists" as done.
+pub(crate) async fn ensure_group<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    outbox: &str,
+) -> redis::RedisResult<()> {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(outbox)
+        .arg(keys::RECONCILER_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,183 @@
+//! The Lua scripts of `lua/`, embedded once, and their replies as Rust types.
+//!
+//! [`redis::Script`] runs `EVALSHA` and falls back to `EVAL` (which loads the script)
+//! when Redis answers `NOSCRIPT`, e.g. after a restart or `SCRIPT FLUSH`. The SHA1 is
+//! computed once per process behind a `LazyLock`. Replies are parsed here into enums,
+//! so no caller ever matches on raw strings.
+
+use redis::{Script, Value};
+use std::sync::LazyLock;
+
+use super::StoreError;
+use crate::domain::BookingStatus;
+
+pub static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/claim.lua")));
+pub static CONFIRM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/confirm.lua")));
+pub static REJECT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/reject.lua")));
+pub static CANCEL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/cancel.lua")));
+pub static WARM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/warm.lua")));
+pub static WARM_FINISH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/warm_finish.lua")));
+
+/// What `claim.lua` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The seats are held for this booking; the claim is in the outbox.
+    Pending {
+        booking_id: String,
+        seats: Vec<String>,
+    },
+    /// These requested seats are taken (pending or booked).
+    SeatsUnavailable(Vec<String>),
+    /// Fewer free seats than the quantity asked for.
+    SoldOut,
+    /// The user's seats would exceed the event's per-user limit (the limit).
+    UserLimit(u32),
+    /// These requested seats do not exist in the event.
+    UnknownSeats(Vec<String>),
+    /// No such event, or it is not on sale.
+    EventNotFound,
+    /// The idempotency key was used before by this user with another request.
+    KeyReused,
+    /// The idempotency key was used before with this request: its first outcome.
+    Replay(Box<ClaimOutcome>),
+}
+
+impl ClaimOutcome {
+    pub(crate) fn parse(value: Value) -> Result<Self, StoreError> {
+        let Value::Array(items) = value else {
+            return Err(StoreError::unexpected("claim", &value));
+        };
+        let mut items = items.into_iter();
+        let tag = items
+            .next()
+            .map(string)
+            .transpose()?
+            .ok_or_else(|| StoreError::Reply("claim: empty reply".into()))?;
+        let rest: Vec<Value> = items.collect();
+        let strings = |rest: Vec<Value>| -> Result<Vec<String>, StoreError> {
+            rest.into_iter().map(string).collect()
+        };
+        Ok(match tag.as_str() {
+            "pending" => {
+                let mut rest = strings(rest)?.into_iter();
+                let booking_id = rest
+                    .next()
+                    .ok_or_else(|| StoreError::Reply("claim: pending without id".into()))?;
+                Self::Pending {
+                    booking_id,
+                    seats: rest.collect(),
+                }
+            }
+            "unavailable" => Self::SeatsUnavailable(strings(rest)?),
+            "sold_out" => Self::SoldOut,
+            "limit" => {
+                let limit = rest
+                    .into_iter()
+                    .next()
+                    .map(integer)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::Reply("claim: limit without value".into()))?;
+                Self::UserLimit(u32::try_from(limit).unwrap_or(0))
+            }
+            "unknown" => Self::UnknownSeats(strings(rest)?),
+            "not_found" => Self::EventNotFound,
+            "reused" => Self::KeyReused,
+            "replay" => {
+                let first = rest
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StoreError::Reply("claim: replay without reply".into()))?;
+                match Self::parse(first)? {
+                    Self::Replay(_) => {
+                        return Err(StoreError::Reply("claim: nested replay".into()));
+                    }
+                    inner => Self::Replay(Box::new(inner)),
+                }
+            }
+            other => return Err(StoreError::Reply(format!("claim: unknown tag {other:?}"))),
+        })
+    }
+}
+
+/// The booking status a settle script (confirm, reject, cancel) left behind, or
+/// `None` when Redis had no record of the booking.
+pub(crate) fn parse_status(
+    script: &str,
+    value: Value,
+) -> Result<Option<BookingStatus>, StoreError> {
+    let s = string(value)?;
+    if s == "missing" {
+        return Ok(None);
+    }
+    BookingStatus::parse(&s)
+        .map(Some)
+        .ok_or_else(|| StoreError::Reply(format!("{script}: unknown status {s:?}")))
+}
+
+pub(crate) fn string(value: Value) -> Result<String, StoreError> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes).map_err(|_| StoreError::Reply("reply is not UTF-8".into()))
+        }
+        Value::SimpleString(s) => Ok(s),
+        Value::Int(n) => Ok(n.to_string()),
+        Value::Okay => Ok("OK".into()),
+        other => Err(StoreError::unexpected("string", &other)),
+    }
+}
+
+pub(crate) fn integer(value: Value) -> Result<i64, StoreError> {
+    match value {
+        Value::Int(n) => Ok(n),
+        Value::BulkString(ref bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StoreError::unexpected("integer", &value)),
+        other => Err(StoreError::unexpected("integer", &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn claim_replies_parse_into_outcomes() {
+        let v = Value::Array(vec![bulk("pending"), bulk("b1"), bulk("A1"), bulk("A2")]);
+        assert_eq!(
+            ClaimOutcome::parse(v).unwrap(),
+            ClaimOutcome::Pending {
+                booking_id: "b1".into(),
+                seats: vec!["A1".into(), "A2".into()]
+            }
+        );
+        let v = Value::Array(vec![bulk("limit"), Value::Int(4)]);
+        assert_eq!(ClaimOutcome::parse(v).unwrap(), ClaimOutcome::UserLimit(4));
+        let v = Value::Array(vec![
+            bulk("replay"),
+            Value::Array(vec![bulk("unavailable"), bulk("A1")]),
+        ]);
+        assert_eq!(
+            ClaimOutcome::parse(v).unwrap(),
+            ClaimOutcome::Replay(Box::new(ClaimOutcome::SeatsUnavailable(vec!["A1".into()])))
+        );
+    }
+
+    #[test]
+    fn malformed_claim_replies_are_errors_not_panics() {
+        assert!(ClaimOutcome::parse(Value::Nil).is_err());
+        assert!(ClaimOutcome::parse(Value::Array(vec![])).is_err());
+        assert!(ClaimOutcome::parse(Value::Array(vec![bulk("what")])).is_err());
+        assert!(ClaimOutcome::parse(Value::Array(vec![bulk("pending")])).is_err());
+    }
+}

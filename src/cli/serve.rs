@@ -1,0 +1,66 @@
+//! `seatgate serve`: the HTTP API, with the reconciler in the same process by default.
+
+use anyhow::Context;
+use clap::Args;
+
+use super::StoreArgs;
+use crate::config::{ClaimStrategy, Secret, Settings};
+use crate::startup::{shutdown_signal, Application};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SEATGATE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Bearer token of the admin endpoints (required).
+    #[arg(long, env = "SEATGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// HS256 secret of user JWTs (required).
+    #[arg(long, env = "SEATGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// How claims are booked.
+    #[arg(long, env = "SEATGATE_CLAIM_STRATEGY", value_enum, default_value_t = ClaimStrategy::Redis)]
+    pub claim_strategy: ClaimStrategy,
+    /// Claims in flight at once before new ones get 503 overloaded.
+    #[arg(long, env = "SEATGATE_MAX_INFLIGHT_CLAIMS", default_value_t = 10_000)]
+    pub max_inflight_claims: usize,
+    /// Do not run the reconciler in this process (run `seatgate reconcile` instead).
+    #[arg(long, env = "SEATGATE_NO_RECONCILER")]
+    pub no_reconciler: bool,
+    /// MySQL connections in the pool.
+    #[arg(long, env = "SEATGATE_DB_MAX_CONNECTIONS", default_value_t = 32)]
+    pub db_max_connections: u32,
+}
+
+impl ServeArgs {
+    /// The settings, refusing to go on without the secrets.
+    pub fn settings(self) -> anyhow::Result<Settings> {
+        let admin_token = self
+            .admin_token
+            .filter(|t| !t.is_empty())
+            .context("SEATGATE_ADMIN_TOKEN is not set: `serve` needs the admin bearer token")?;
+        let jwt_secret = self.jwt_secret.filter(|t| !t.is_empty()).context(
+            "SEATGATE_JWT_SECRET is not set: `serve` needs the HS256 secret of user tokens",
+        )?;
+        Ok(Settings {
+            http_addr: self.http_addr,
+            redis_timeout: self.store.redis_timeout(),
+            redis_url: self.store.redis_url,
+            database_url: self.store.database_url,
+            redis_namespace: self.store.redis_namespace,
+            admin_token: Secret::new(admin_token),
+            jwt_secret: Secret::new(jwt_secret),
+            claim_strategy: self.claim_strategy,
+            max_inflight_claims: self.max_inflight_claims.max(1),
+            reconciler: !self.no_reconciler,
+            db_max_connections: self.db_max_connections.max(1),
+        })
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let app = Application::build(args.settings()?).await?;
+    app.run_until(shutdown_signal()).await
+}

@@ -1,0 +1,77 @@
+//! Runtime settings, read from `SEATGATE_*` environment variables or `serve` flags
+//! (see `cli`). The names are part of the contract in ARCHITECTURE.md.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A secret string whose `Debug` and `Display` never show it, so it cannot leak into
+/// logs through a `{:?}` of the settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How `POST /v1/events/{id}/bookings` books.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ClaimStrategy {
+    /// Claim atomically in Redis (202 pending); the reconciler persists to MySQL.
+    #[default]
+    Redis,
+    /// The seed's synchronous `SELECT … FOR UPDATE` booking in MySQL (201 confirmed),
+    /// kept as the baseline benchmarks compare against.
+    Mysql,
+}
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http_addr: String,
+    pub redis_url: String,
+    pub database_url: String,
+    /// Prefix of every Redis key (empty by default); lets deployments or tests share
+    /// one Redis.
+    pub redis_namespace: String,
+    /// Bound on every Redis call on the request path.
+    pub redis_timeout: Duration,
+    pub admin_token: Secret,
+    pub jwt_secret: Secret,
+    pub claim_strategy: ClaimStrategy,
+    /// Claims in flight at once; beyond it, 503 `overloaded` at once.
+    pub max_inflight_claims: usize,
+    /// Run the reconciler in the gateway process.
+    pub reconciler: bool,
+    pub db_max_connections: u32,
+}
+
+impl Settings {
+    /// Settings for local use and tests: defaults everywhere, the given secrets.
+    pub fn local(admin_token: &str, jwt_secret: &str) -> Self {
+        Self {
+            http_addr: "127.0.0.1:8080".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            database_url: "mysql://root@127.0.0.1:3306/seatgate".into(),
+            redis_namespace: String::new(),
+            redis_timeout: Duration::from_millis(1000),
+            admin_token: Secret::new(admin_token),
+            jwt_secret: Secret::new(jwt_secret),
+            claim_strategy: ClaimStrategy::Redis,
+            max_inflight_claims: 10_000,
+            reconciler: true,
+            db_max_connections: 32,
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Bookings and the seat rows they hold.
+//!
+//! Every writer locks the seat rows it touches with `SELECT … FOR UPDATE` *sorted by
+//! seat id* before anything else. Two transactions that want overlapping seats then
+//! queue on the first seat they share instead of each holding one the other needs,
+//! so they cannot deadlock each other; and a booking row is only ever read or written
+//! by a transaction that holds all of its seats, which serialises everything that
+//! happens to one booking (reconciler redelivery, cancellation) through those locks.
+
+use sqlx::mysql::{MySqlPool, MySqlRow};
+use sqlx::MySqlConnection;
+
+use super::{opt_text, placeholders, text};
+use crate::domain::{Booking, BookingStatus};
+
+/// A seat row as a writer sees it under its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedSeat {
+    pub seat: String,
+    pub status: String,
+    pub booking_id: Option<String>,
+}
+
+impl LockedSeat {
+    /// Redis's spelling of this seat's state.
+    pub fn state(&self) -> String {
+        super::events::state_of(&self.status, self.booking_id.clone())
+    }
+
+    /// True when another booking than `booking_id` holds the seat.
+    pub fn taken_by_other(&self, booking_id: &str) -> bool {
+        self.status == "booked" && self.booking_id.as_deref() != Some(booking_id)
+    }
+}
+
+/// Locks the given seats of an event `FOR UPDATE`, in seat id order. `seats` must be
+/// sorted (byte order, as the binary collation sorts). Seats that do not exist are
+/// simply absent from the result.
+pub async fn lock_seats(
+    conn: &mut MySqlConnection,
+    event_id: &str,
+    seats: &[String],
+) -> Result<Vec<LockedSeat>, sqlx::Error> {
+    debug_assert!(
+        seats.windows(2).all(|w| w[0] <= w[1]),
+        "seats must be sorted"
+    );
+    let sql = format!(
+        "SELECT seat_id, status, booking_id FROM seats WHERE event_id = ? AND seat_id IN ({}) \
+         ORDER BY seat_id FOR UPDATE",
+        placeholders(seats.len())
+    );
+    let mut q = sqlx::query(&sql).bind(event_id);
+    for seat in seats {
+        q = q.bind(seat);
+    }
+    q.try_map(|row: MySqlRow| {
+        Ok(LockedSeat {
+            seat: text(&row, "seat_id")?,
+            status: text(&row, "status")?,
+            booking_id: opt_text(&row, "booking_id")?,
+        })
+    })
+    .fetch_all(conn)
+    .await
+}
+
+/// A booking row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRow {
+    pub id: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub status: BookingStatus,
+    pub seats: Vec<String>,
+    pub reason: Option<String>,
+}
+
+impl BookingRow {
+    pub fn into_booking(self) -> Booking {
+        Booking {
+            booking_id: self.id,
+            event_id: self.event_id,
+            user_id: self.user_id,
+            seats: self.seats,
+            status: self.status,
+            reason: self.reason,
+        }
+    }
+}
+
+fn booking_row(row: MySqlRow) -> Result<BookingRow, sqlx::Error> {
+    let seats = text(&row, "seats")?;
+    let status = text(&row, "status")?;
+    let corrupt = |what: String| sqlx::Error::ColumnDecode {
+        index: "bookings".into(),
+        source: what.into(),
+    };
+    Ok(BookingRow {
+        id: text(&row, "id")?,
+        event_id: text(&row, "event_id")?,
+        user_id: text(&row, "user_id")?,
+        status: BookingStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("unknown booking status {status:?}")))?,
+        seats: serde_json::from_str(&seats)
+            .map_err(|e| corrupt(format!("seats is not a JSON list: {e}")))?,
+        reason: opt_text(&row, "reason")?,
+    })
+}
+
+const BOOKING_COLUMNS: &str = "id, event_id, user_id, status, seats, reason";
+
+/// The booking row, read inside a transaction that holds the booking's seat locks.
+pub async fn booking_in_tx(
+    conn: &mut MySqlConnection,
+    booking_id: &str,
+) -> Result<Option<BookingRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?"
+    ))
+    .bind(booking_id)
+    .try_map(booking_row)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The booking row, outside any transaction (reads for clients).
+pub async fn find_booking(
+    pool: &MySqlPool,
+    booking_id: &str,
+) -> Result<Option<BookingRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?"
+    ))
+    .bind(booking_id)
+    .try_map(booking_row)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Inserts a booking row (`confirmed`, a `cancelled` tombstone, or a `rejected` record).
+pub async fn insert_booking(
+    conn: &mut MySqlConnection,
+    row: &BookingRow,
+) -> Result<(), sqlx::Error> {
+    let seats = serde_json::to_string(&row.seats).expect("a list of strings serialises");
+    sqlx::query(
+        "INSERT INTO bookings (id, event_id, user_id, status, seats, reason) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(&row.event_id)
+    .bind(&row.user_id)
+    .bind(row.status.as_str())
+    .bind(seats)
+    .bind(&row.reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the (locked) seats booked by `booking_id`.
+pub async fn book_seats(
+    conn: &mut MySqlConnection,
+    event_id: &str,
+    booking_id: &str,
+    seats: &[String],
+) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id IN ({})",
+        placeholders(seats.len())
+    );
+    let mut q = sqlx::query(&sql).bind(booking_id).bind(event_id);
+    for seat in seats {
+        q = q.bind(seat);
+    }
+    Ok(q.execute(conn).await?.rows_affected())
+}
+
+/// Cancels a confirmed booking: the row says `cancelled` and its seats are free.
+pub async fn cancel_confirmed(
+    conn: &mut MySqlConnection,
+    event_id: &str,
+    booking_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE bookings SET status = 'cancelled' WHERE id = ?")
+        .bind(booking_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE seats SET status = 'available', booking_id = NULL WHERE event_id = ? AND booking_id = ?",
+    )
+    .bind(event_id)
+    .bind(booking_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Events and their seat inventory.
+
+use sqlx::mysql::{MySqlPool, MySqlRow};
+use sqlx::{MySqlConnection, Row};
+
+use super::{opt_text, text};
+
+/// An event as MySQL holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub id: String,
+    pub name: String,
+    pub per_user_limit: u32,
+    pub seats_total: u64,
+}
+
+/// A new event, already validated.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    /// In best-available order: the index is the ordinal.
+    pub seats: &'a [String],
+    pub per_user_limit: u32,
+}
+
+/// Why an event could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateEventError {
+    #[error("an event with this id exists")]
+    Exists,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Rows per multi-row INSERT when creating seats.
+const SEAT_INSERT_CHUNK: usize = 1000;
+
+/// Creates the event and all its seats in one transaction: all or nothing.
+pub async fn create_event(pool: &MySqlPool, event: &NewEvent<'_>) -> Result<(), CreateEventError> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, name, per_user_limit, seats_total) VALUES (?, ?, ?, ?)",
+    )
+    .bind(event.id)
+    .bind(event.name)
+    .bind(event.per_user_limit)
+    .bind(event.seats.len() as u64)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if super::is_duplicate_key(&e) => return Err(CreateEventError::Exists),
+        other => other?,
+    };
+    for (chunk_no, chunk) in event.seats.chunks(SEAT_INSERT_CHUNK).enumerate() {
+        let mut sql = String::from("INSERT INTO seats (event_id, seat_id, ordinal) VALUES ");
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+        }
+        let mut q = sqlx::query(&sql);
+        for (i, seat) in chunk.iter().enumerate() {
+            q = q
+                .bind(event.id)
+                .bind(seat)
+                .bind((chunk_no * SEAT_INSERT_CHUNK + i) as i64);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn find_event(pool: &MySqlPool, id: &str) -> Result<Option<EventRow>, sqlx::Error> {
+    sqlx::query("SELECT id, name, per_user_limit, seats_total FROM events WHERE id = ?")
+        .bind(id)
+        .try_map(|row: MySqlRow| {
+            Ok(EventRow {
+                id: text(&row, "id")?,
+                name: text(&row, "name")?,
+                per_user_limit: row.try_get::<i32, _>("per_user_limit")?.max(0) as u32,
+                seats_total: row.try_get::<i32, _>("seats_total")?.max(0) as u64,
+            })
+        })
+        .fetch_optional(pool)
+        .await
+}
+
+/// One seat of the inventory with its MySQL state in Redis's spelling
+/// (`available` or `booked:<bid>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventorySeat {
+    pub seat: String,
+    pub ordinal: i64,
+    pub state: String,
+}
+
+/// Reads the whole inventory of an event in ordinal order, share-locking every seat
+/// row until the transaction ends: while warm or audit copies these states into Redis,
+/// no booking or cancellation can commit and make them stale.
+pub async fn lock_inventory(
+    conn: &mut MySqlConnection,
+    event_id: &str,
+) -> Result<Vec<InventorySeat>, sqlx::Error> {
+    sqlx::query(
+        "SELECT seat_id, ordinal, status, booking_id FROM seats WHERE event_id = ? \
+         ORDER BY ordinal LOCK IN SHARE MODE",
+    )
+    .bind(event_id)
+    .try_map(|row: MySqlRow| {
+        Ok(InventorySeat {
+            seat: text(&row, "seat_id")?,
+            ordinal: row.try_get::<i32, _>("ordinal")?.into(),
+            state: state_of(&text(&row, "status")?, opt_text(&row, "booking_id")?),
+        })
+    })
+    .fetch_all(conn)
+    .await
+}
+
+/// `(user, booking id, seats held)` of every confirmed booking of the event, to
+/// rebuild the per-user tallies in Redis.
+pub async fn confirmed_holdings(
+    conn: &mut MySqlConnection,
+    event_id: &str,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT user_id, booking_id, COUNT(*) AS n FROM seats JOIN bookings b ON b.id = seats.booking_id \
+         WHERE seats.event_id = ? AND seats.status = 'booked' GROUP BY user_id, booking_id",
+    )
+    .bind(event_id)
+    .try_map(|row: MySqlRow| {
+        Ok((
+            text(&row, "user_id")?,
+            text(&row, "booking_id")?,
+            row.try_get("n")?,
+        ))
+    })
+    .fetch_all(conn)
+    .await
+}
+
+/// Redis's spelling of a MySQL seat state.
+pub(crate) fn state_of(status: &str, booking_id: Option<String>) -> String {
+    match (status, booking_id) {
+        ("booked", Some(bid)) => format!("booked:{bid}"),
+        _ => "available".to_owned(),
+    }
+}

@@ -1,0 +1,166 @@
+//! Validated identifiers and the vocabulary shared by the API, Redis and MySQL layers.
+//!
+//! Ids are checked once, where they enter the system, so the layers below can build
+//! Redis keys and SQL from them without re-checking. Lengths count Unicode characters
+//! and ids compare byte for byte, as the contract says.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Longest event id: `[A-Za-z0-9_-]{1,64}`.
+pub const EVENT_ID_MAX: usize = 64;
+/// Longest seat id, in characters.
+pub const SEAT_ID_MAX: usize = 32;
+/// Longest user id (JWT `sub`), in characters.
+pub const USER_ID_MAX: usize = 128;
+/// Longest event name, in characters.
+pub const EVENT_NAME_MAX: usize = 200;
+/// Most seats an event may have.
+pub const SEATS_MAX: usize = 100_000;
+/// Highest per-user limit an event may set; also bounds what one claim can take.
+pub const PER_USER_LIMIT_MAX: u32 = 100;
+/// Per-user limit when the admin names none.
+pub const PER_USER_LIMIT_DEFAULT: u32 = 4;
+
+/// True when `id` is a well-formed event id.
+pub fn is_valid_event_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= EVENT_ID_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// True when `id` is a well-formed seat id (1 to 32 characters).
+pub fn is_valid_seat_id(id: &str) -> bool {
+    let n = id.chars().count();
+    (1..=SEAT_ID_MAX).contains(&n)
+}
+
+/// True when `id` is a well-formed user id (1 to 128 characters).
+pub fn is_valid_user_id(id: &str) -> bool {
+    let n = id.chars().count();
+    (1..=USER_ID_MAX).contains(&n)
+}
+
+/// True when `key` is a valid `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub fn is_valid_idempotency_key(key: &[u8]) -> bool {
+    (1..=255).contains(&key.len()) && key.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// The life of a booking. `Pending` lives only in Redis; the others are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    Pending,
+    Confirmed,
+    Rejected,
+    Cancelled,
+}
+
+impl BookingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "confirmed" => Self::Confirmed,
+            "rejected" => Self::Rejected,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for BookingStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A seat's public status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatStatus {
+    Available,
+    Pending,
+    Booked,
+}
+
+impl SeatStatus {
+    /// Reads a Redis seat state (`available`, `pending:<bid>`, `booked:<bid>`).
+    pub fn from_state(state: &str) -> Self {
+        if state.starts_with("pending:") {
+            Self::Pending
+        } else if state.starts_with("booked:") {
+            Self::Booked
+        } else {
+            Self::Available
+        }
+    }
+}
+
+/// A booking as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Booking {
+    pub booking_id: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub seats: Vec<String>,
+    pub status: BookingStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why the reconciler rejected a claim (the booking's `reason`).
+pub mod reasons {
+    /// MySQL has one of the seats booked by another booking.
+    pub const SEATS_TAKEN: &str = "seats_taken";
+    /// The event or one of the seats does not exist in MySQL.
+    pub const EVENT_NOT_FOUND: &str = "event_not_found";
+    /// The claim could not be persisted before the claim deadline.
+    pub const DEADLINE_EXCEEDED: &str = "deadline_exceeded";
+    /// The outbox entry could not be decoded.
+    pub const MALFORMED_CLAIM: &str = "malformed_claim";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_follow_the_contract() {
+        assert!(is_valid_event_id("wc-2026_eu"));
+        assert!(is_valid_event_id(&"a".repeat(64)));
+        assert!(!is_valid_event_id(&"a".repeat(65)));
+        assert!(!is_valid_event_id(""));
+        assert!(!is_valid_event_id("wc 2026"));
+        assert!(!is_valid_event_id("wc:2026"));
+        assert!(!is_valid_event_id("é"));
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        assert!(is_valid_seat_id(&"é".repeat(32)));
+        assert!(!is_valid_seat_id(&"é".repeat(33)));
+        assert!(is_valid_user_id(&"ü".repeat(128)));
+        assert!(!is_valid_user_id(""));
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert!(is_valid_idempotency_key(b"abc-123_~!"));
+        assert!(is_valid_idempotency_key(&[b'k'; 255]));
+        assert!(!is_valid_idempotency_key(&[b'k'; 256]));
+        assert!(!is_valid_idempotency_key(b""));
+        assert!(!is_valid_idempotency_key(b"has space"));
+        assert!(!is_valid_idempotency_key("é".as_bytes()));
+    }
+}

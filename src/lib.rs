@@ -1,0 +1,29 @@
+//! seatgate: a Redis-fronted seat reservation gateway for ticket drops.
+//!
+//! The flow, and where each part lives:
+//!
+//! - [`api`]: the HTTP contract of ARCHITECTURE.md (axum). The claim handler makes one
+//!   Redis call and never touches MySQL.
+//! - [`claims`]: Redis. Key names, the Lua scripts of `lua/` and their replies as
+//!   types. `claim.lua` claims seats atomically *and* appends the claim to the event's
+//!   outbox stream in the same step, so no acknowledged claim can be forgotten.
+//! - [`reconciler`]: reads the outboxes through a consumer group and persists each
+//!   claim into MySQL inside a `SELECT … FOR UPDATE` transaction, then confirms it in
+//!   Redis, or rejects it and puts Redis back in line with MySQL.
+//! - [`db`]: MySQL, the system of record (migrations in `migrations/`).
+//! - [`ops`]: warm, audit and cancel, which span both stores.
+//! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
+//! - [`sandbox`]: private `redis-server` / `mariadbd` processes for the demo and the
+//!   fault tests.
+
+pub mod api;
+pub mod claims;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod ops;
+pub mod reconciler;
+pub mod sandbox;
+pub mod startup;
+pub mod telemetry;

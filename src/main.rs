@@ -1,0 +1,5 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    seatgate::cli::Cli::parse().run()
+}

@@ -1,0 +1,103 @@
+//! Audit: compare an event's seats in Redis and MySQL, and optionally repair Redis.
+
+use serde::Serialize;
+use sqlx::MySqlPool;
+use std::collections::HashMap;
+
+use super::{OpError, WARM_CHUNK};
+use crate::claims::RedisStore;
+use crate::db;
+
+/// One seat whose states differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Divergence {
+    pub seat: String,
+    /// Redis's state (`available`, `booked:<bid>`, or `missing`).
+    pub redis: String,
+    /// MySQL's state (`available`, `booked:<bid>`, or `missing`).
+    pub mysql: String,
+}
+
+/// What an audit found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    pub divergences: Vec<Divergence>,
+    /// True when the divergences were repaired.
+    pub repaired: bool,
+}
+
+const MISSING: &str = "missing";
+
+/// Audits the event. A seat held by a pending claim is not a divergence: its claim is
+/// on its way to MySQL. With `repair`, Redis takes MySQL's state for every divergent
+/// seat (pending claims untouched) and its counters are recounted.
+pub async fn audit(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event_id: &str,
+    repair: bool,
+) -> Result<AuditReport, OpError> {
+    let event = db::events::find_event(pool, event_id)
+        .await?
+        .ok_or(OpError::EventNotFound)?;
+    // Share locks keep MySQL still while Redis is read (and repaired), so a booking
+    // committing in between cannot show up as a false divergence, nor be undone by
+    // the repair.
+    let mut tx = pool.begin().await?;
+    let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
+    let mut in_redis: HashMap<String, String> = redis
+        .seat_states(event_id)
+        .await?
+        .into_iter()
+        .map(|s| (s.seat, s.state))
+        .collect();
+
+    let mut divergences = Vec::new();
+    let mut repairs = Vec::new();
+    for seat in &inventory {
+        let state = in_redis.remove(&seat.seat);
+        if state.as_deref().is_some_and(|s| s.starts_with("pending:")) {
+            continue;
+        }
+        if state.as_deref() != Some(seat.state.as_str()) {
+            divergences.push(Divergence {
+                seat: seat.seat.clone(),
+                redis: state.unwrap_or_else(|| MISSING.to_owned()),
+                mysql: seat.state.clone(),
+            });
+            repairs.push((seat.seat.clone(), seat.ordinal, seat.state.clone()));
+        }
+    }
+    // Seats Redis has and MySQL does not: reported, not deleted (a human should look).
+    let mut extra: Vec<_> = in_redis.into_iter().collect();
+    extra.sort();
+    for (seat, state) in extra {
+        divergences.push(Divergence {
+            seat,
+            redis: state,
+            mysql: MISSING.to_owned(),
+        });
+    }
+
+    let repaired = repair && !repairs.is_empty();
+    if repaired {
+        for chunk in repairs.chunks(WARM_CHUNK) {
+            redis.warm_chunk(event_id, chunk).await?;
+        }
+        redis
+            .warm_finish(
+                event_id,
+                &event.name,
+                event.per_user_limit,
+                event.seats_total,
+                false,
+            )
+            .await?;
+        tracing::warn!(event.id = %event_id, seats = repairs.len(), "audit repaired Redis from MySQL");
+    }
+    tx.commit().await?;
+    Ok(AuditReport {
+        divergences,
+        repaired,
+    })
+}

@@ -1,0 +1,104 @@
+//! Cancel: give a booking's seats back, in MySQL first and then in Redis.
+
+use sqlx::MySqlPool;
+
+use super::OpError;
+use crate::claims::RedisStore;
+use crate::db::{self, bookings::BookingRow};
+use crate::domain::{Booking, BookingStatus};
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requester<'a> {
+    Admin,
+    User(&'a str),
+}
+
+impl Requester<'_> {
+    /// True when this requester may see and cancel `booking`.
+    pub fn may_access(&self, booking: &Booking) -> bool {
+        match self {
+            Requester::Admin => true,
+            Requester::User(user) => booking.user_id == *user,
+        }
+    }
+}
+
+/// Finds a booking of the event for `requester`: Redis's record (which has pending
+/// bookings and current statuses), else MySQL's (which outlives a Redis loss).
+pub async fn find(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event_id: &str,
+    booking_id: &str,
+    requester: &Requester<'_>,
+) -> Result<Booking, OpError> {
+    let booking = match redis.booking(event_id, booking_id).await? {
+        Some(b) => Some(b),
+        None => db::bookings::find_booking(pool, booking_id)
+            .await?
+            .filter(|row| row.event_id == event_id)
+            .map(BookingRow::into_booking),
+    };
+    booking
+        .filter(|b| requester.may_access(b))
+        .ok_or(OpError::BookingNotFound)
+}
+
+/// Cancels the booking. Idempotent.
+///
+/// MySQL goes first, under the seats' `FOR UPDATE` locks: a confirmed booking becomes
+/// `cancelled` and frees its seats; a booking MySQL has not seen yet (still pending)
+/// gets a `cancelled` tombstone, so the reconciler, which takes the same locks, never
+/// persists it afterwards. Only after the COMMIT does `cancel.lua` free the seats in
+/// Redis, so Redis never offers a seat MySQL still has booked. If the process dies in
+/// between, a retried DELETE (or the reconciler, which sees the tombstone) finishes
+/// the Redis side.
+pub async fn cancel(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event_id: &str,
+    booking_id: &str,
+    requester: &Requester<'_>,
+) -> Result<Booking, OpError> {
+    let mut booking = find(redis, pool, event_id, booking_id, requester).await?;
+    if booking.status == BookingStatus::Rejected {
+        return Err(OpError::BookingRejected);
+    }
+    let mut seats = booking.seats.clone();
+    seats.sort_unstable();
+    seats.dedup();
+
+    let mut tx = pool.begin().await?;
+    db::bookings::lock_seats(&mut tx, event_id, &seats).await?;
+    match db::bookings::booking_in_tx(&mut tx, booking_id).await? {
+        Some(row) if row.status == BookingStatus::Rejected => return Err(OpError::BookingRejected),
+        Some(row) if row.status == BookingStatus::Confirmed => {
+            db::bookings::cancel_confirmed(&mut tx, event_id, booking_id).await?;
+        }
+        Some(_) => {} // already cancelled
+        None => {
+            let tombstone = BookingRow {
+                id: booking_id.to_owned(),
+                event_id: event_id.to_owned(),
+                user_id: booking.user_id.clone(),
+                status: BookingStatus::Cancelled,
+                seats: booking.seats.clone(),
+                reason: None,
+            };
+            db::bookings::insert_booking(&mut tx, &tombstone).await?;
+        }
+    }
+    tx.commit().await?;
+
+    match redis
+        .cancel(event_id, booking_id, &booking.user_id, &booking.seats)
+        .await?
+    {
+        Some(BookingStatus::Rejected) => return Err(OpError::BookingRejected),
+        _ => booking.status = BookingStatus::Cancelled,
+    }
+    booking.reason = None;
+    tracing::info!(event.id = %event_id, booking.id = %booking_id, "booking cancelled");
+    Ok(booking)
+}

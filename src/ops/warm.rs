@@ -1,0 +1,52 @@
+//! Warm: copy an event's inventory from MySQL into Redis and put it on sale.
+
+use sqlx::MySqlPool;
+
+use super::{OpError, WARM_CHUNK};
+use crate::claims::{RedisStore, SeatCounts};
+use crate::db;
+
+/// Warms the event and opens its sale. Safe at any time, also during a drop: the seat
+/// rows stay share-locked while Redis is written, so no booking or cancellation can
+/// commit in between and make the copied states stale; seats of pending claims are
+/// left alone by `warm.lua`.
+pub async fn warm(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event_id: &str,
+) -> Result<SeatCounts, OpError> {
+    let event = db::events::find_event(pool, event_id)
+        .await?
+        .ok_or(OpError::EventNotFound)?;
+    let mut tx = pool.begin().await?;
+    let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
+    let mut chunk = Vec::with_capacity(WARM_CHUNK);
+    for seats in inventory.chunks(WARM_CHUNK) {
+        chunk.clear();
+        chunk.extend(
+            seats
+                .iter()
+                .map(|s| (s.seat.clone(), s.ordinal, s.state.clone())),
+        );
+        redis.warm_chunk(event_id, &chunk).await?;
+    }
+    // Per-user tallies of confirmed bookings (rebuilt after a Redis loss; rewriting
+    // the same numbers otherwise).
+    let holdings = db::events::confirmed_holdings(&mut tx, event_id).await?;
+    redis.set_holdings(event_id, &holdings).await?;
+    // The outbox's consumer group exists before the first claim can be made.
+    redis.register_event(event_id).await?;
+    let counts = redis
+        .warm_finish(
+            event_id,
+            &event.name,
+            event.per_user_limit,
+            event.seats_total,
+            true,
+        )
+        .await?;
+    tx.commit().await?;
+    tracing::info!(event.id = %event_id, seats = counts.seats_total, available = counts.available,
+        pending = counts.pending, booked = counts.booked, "event warmed and on sale");
+    Ok(counts)
+}

@@ -1,0 +1,583 @@
+//! The reconciler: persists every claim of the outbox into MySQL, then settles it in
+//! Redis.
+//!
+//! Each on-sale event has an outbox stream that `claim.lua` appends to in the same
+//! atomic step as the claim. Reconcilers share the work through one consumer group
+//! per stream (`reconcilers`): Redis hands each entry to one consumer, keeps it in that
+//! consumer's pending list until it is acknowledged, and `XAUTOCLAIM` lets another
+//! consumer take over the entries of one that died. Delivery is therefore at least
+//! once, and [`Reconciler::settle`] is written to be idempotent:
+//!
+//! 1. `BEGIN`; lock the claim's seat rows `FOR UPDATE`, sorted (see `db::bookings`).
+//! 2. If MySQL already knows the booking (a redelivery, or a cancellation tombstone),
+//!    only bring Redis in line with it.
+//! 3. If Redis no longer holds the claim as pending (rejected by an earlier delivery,
+//!    or lost with Redis's data), there is nothing to persist.
+//! 4. If any seat is missing or booked by another booking, reject: `reject.lua` runs
+//!    *while the locks are held*, so the MySQL states it copies are current.
+//! 5. Otherwise insert the booking, mark the seats booked, `COMMIT`, then `confirm.lua`.
+//!
+//! Only then is the entry acknowledged (`XACK` + `XDEL`). A transient failure leaves
+//! the entry unacknowledged in this consumer's pending list; the next step reads the
+//! pending list first and tries again, after a backoff.
+//!
+//! Tests drive [`Reconciler::step`] (one read, one batch) and [`Reconciler::settle`]
+//! (one claim) directly; [`Reconciler::run`] is the loop around `step`.
+
+use anyhow::Context;
+use futures::StreamExt;
+use rand::Rng;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
+use redis::AsyncCommands;
+use sqlx::MySqlPool;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::claims::keys::RECONCILER_GROUP;
+use crate::claims::{ensure_group, RedisStore, StoreError};
+use crate::db::{self, bookings::BookingRow};
+use crate::domain::{reasons, BookingStatus};
+
+/// Tuning of one reconciler.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Most entries read per stream per step.
+    pub batch: usize,
+    /// How long one read waits for new entries.
+    pub block: Duration,
+    /// Claims settled at once (each its own MySQL transaction).
+    pub concurrency: usize,
+    /// Entries idle this long in another consumer's pending list are taken over.
+    /// Must exceed the slowest settle, or live consumers lose work to each other
+    /// (harmless, since settle is idempotent, but wasteful).
+    pub claim_min_idle: Duration,
+    /// How often to look for other consumers' stale entries.
+    pub autoclaim_every: Duration,
+    /// Upper bound of the backoff between steps that hit transient failures.
+    pub max_backoff: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 200,
+            block: Duration::from_millis(500),
+            concurrency: 16,
+            claim_min_idle: Duration::from_secs(30),
+            autoclaim_every: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One claim, as the outbox carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub event_id: String,
+    pub booking_id: String,
+    pub user_id: String,
+    pub seats: Vec<String>,
+}
+
+/// How a claim was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Persisted now and confirmed in Redis.
+    Confirmed,
+    /// Rejected now, for this reason; Redis took MySQL's state for its seats.
+    Rejected(&'static str),
+    /// Settled before (redelivery, cancellation, or Redis no longer has the claim);
+    /// Redis was brought in line with MySQL where needed.
+    AlreadySettled(Option<BookingStatus>),
+}
+
+/// Why a claim could not be settled this time.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("mysql: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Redis(#[from] StoreError),
+}
+
+impl SettleError {
+    /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Db(e) => db::is_transient(e),
+            Self::Redis(_) => true,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StepReport {
+    pub confirmed: usize,
+    pub rejected: usize,
+    pub already_settled: usize,
+    /// Entries that failed transiently and stay pending for the next step.
+    pub retry: usize,
+    /// Entries that could not be decoded; moved to the dead-letter stream.
+    pub dead: usize,
+}
+
+impl StepReport {
+    pub fn settled(&self) -> usize {
+        self.confirmed + self.rejected + self.already_settled + self.dead
+    }
+}
+
+/// One consumer of the outboxes.
+pub struct Reconciler {
+    redis: RedisStore,
+    /// Dedicated connections for the blocking `XREADGROUP`: a blocked read would stall
+    /// every other command pipelined on the shared multiplexed connection.
+    readers: deadpool_redis::Pool,
+    db: MySqlPool,
+    consumer: String,
+    config: ReconcilerConfig,
+    /// Outboxes whose consumer group this process has made sure of.
+    grouped: Mutex<HashSet<String>>,
+    last_autoclaim: Mutex<Option<Instant>>,
+}
+
+impl Reconciler {
+    pub fn new(
+        redis: RedisStore,
+        redis_url: &str,
+        db: MySqlPool,
+        config: ReconcilerConfig,
+    ) -> anyhow::Result<Self> {
+        // The read blocks for `config.block`, so its response timeout must be longer.
+        let conn_config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(config.block + Duration::from_secs(5)));
+        let manager = deadpool_redis::Manager::new_with_config(redis_url, conn_config)
+            .context("invalid SEATGATE_REDIS_URL")?;
+        let readers = deadpool_redis::Pool::builder(manager)
+            .max_size(2)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .context("cannot build the reconciler's Redis pool")?;
+        let consumer = format!("reconciler-{}", uuid::Uuid::now_v7());
+        Ok(Self {
+            redis,
+            readers,
+            db,
+            consumer,
+            config,
+            grouped: Mutex::default(),
+            last_autoclaim: Mutex::default(),
+        })
+    }
+
+    /// This consumer's name in the groups.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Runs steps until `shutdown` resolves. A step in progress is finished first, so
+    /// no claim is left half settled (and none would be lost if it were: it stays
+    /// pending in the stream).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut failures: u32 = 0;
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                step = self.step(self.config.block) => step,
+            };
+            let trouble = match step {
+                Ok(report) => report.retry > 0,
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "reconciler step failed");
+                    true
+                }
+            };
+            if !trouble {
+                failures = 0;
+                continue;
+            }
+            failures = failures.saturating_add(1);
+            let pause = backoff(failures, self.config.max_backoff);
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!(consumer = %self.consumer, "reconciler stopped");
+    }
+
+    /// Reads one batch (this consumer's pending entries first, then new ones, waiting
+    /// up to `block` for them), settles it, and acknowledges what was settled.
+    pub async fn step(&self, block: Duration) -> anyhow::Result<StepReport> {
+        let events = self.redis.registered_events().await?;
+        if events.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(StepReport::default());
+        }
+        let outboxes: HashMap<String, String> = events
+            .into_iter()
+            .map(|event| (self.redis.keys(&event).outbox(), event))
+            .collect();
+        let keys: Vec<&String> = outboxes.keys().collect();
+        self.ensure_groups(&keys).await?;
+        self.autoclaim(&keys).await?;
+
+        let mut reader = self.readers.get().await.context("reconciler redis pool")?;
+        let opts = StreamReadOptions::default()
+            .group(RECONCILER_GROUP, &self.consumer)
+            .count(self.config.batch);
+        let own: Vec<&str> = vec!["0"; keys.len()];
+        let mut entries = decode(reader.xread_options(&keys, &own, &opts).await?, &outboxes);
+        let new: Vec<&str> = vec![">"; keys.len()];
+        let opts = if entries.is_empty() {
+            opts.block(block.as_millis() as usize)
+        } else {
+            opts
+        };
+        entries.extend(decode(
+            reader.xread_options(&keys, &new, &opts).await?,
+            &outboxes,
+        ));
+        drop(reader);
+
+        let mut report = StepReport::default();
+        let mut acks: HashMap<String, Vec<String>> = HashMap::new();
+        let mut settled = futures::stream::iter(entries)
+            .map(|entry| async move {
+                let outcome = match &entry.claim {
+                    Ok(claim) => self.settle(claim).await,
+                    Err(_) => Ok(Settled::AlreadySettled(None)),
+                };
+                (entry, outcome)
+            })
+            .buffer_unordered(self.config.concurrency.max(1));
+        while let Some((entry, outcome)) = settled.next().await {
+            match (&entry.claim, outcome) {
+                (Err(problem), _) => {
+                    self.dead_letter(&entry, problem).await?;
+                    report.dead += 1;
+                }
+                (Ok(_), Ok(Settled::Confirmed)) => report.confirmed += 1,
+                (Ok(_), Ok(Settled::Rejected(_))) => report.rejected += 1,
+                (Ok(_), Ok(Settled::AlreadySettled(_))) => report.already_settled += 1,
+                (Ok(claim), Err(err)) => {
+                    tracing::warn!(
+                        event.id = %claim.event_id, booking.id = %claim.booking_id,
+                        transient = err.is_transient(), error = %err,
+                        "claim not settled; it stays pending and is retried"
+                    );
+                    report.retry += 1;
+                    continue;
+                }
+            }
+            acks.entry(entry.outbox).or_default().push(entry.id);
+        }
+        drop(settled);
+        self.acknowledge(acks).await?;
+        Ok(report)
+    }
+
+    /// Persists one claim and settles it in Redis. Idempotent.
+    pub async fn settle(&self, claim: &Claim) -> Result<Settled, SettleError> {
+        let mut sorted = claim.seats.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut tx = self.db.begin().await?;
+        let locked = db::bookings::lock_seats(&mut tx, &claim.event_id, &sorted).await?;
+
+        // 2. MySQL already knows this booking: Redis follows MySQL.
+        if let Some(row) = db::bookings::booking_in_tx(&mut tx, &claim.booking_id).await? {
+            let status = match row.status {
+                BookingStatus::Confirmed => {
+                    tx.commit().await?;
+                    self.confirm(claim).await?
+                }
+                BookingStatus::Cancelled => {
+                    tx.commit().await?;
+                    self.redis
+                        .cancel(
+                            &claim.event_id,
+                            &claim.booking_id,
+                            &claim.user_id,
+                            &claim.seats,
+                        )
+                        .await?
+                }
+                BookingStatus::Rejected | BookingStatus::Pending => {
+                    let reason = row.reason.as_deref().unwrap_or(reasons::SEATS_TAKEN);
+                    let states = truth(&claim.seats, &locked);
+                    let status = self
+                        .redis
+                        .reject(
+                            &claim.event_id,
+                            &claim.booking_id,
+                            &claim.user_id,
+                            reason,
+                            &states,
+                        )
+                        .await?;
+                    tx.commit().await?;
+                    status
+                }
+            };
+            return Ok(Settled::AlreadySettled(status));
+        }
+
+        // 3. Redis must still hold the claim as pending. The seat locks serialise this
+        //    read with every other settle of the same booking.
+        let booking = self
+            .redis
+            .booking(&claim.event_id, &claim.booking_id)
+            .await?;
+        match booking.map(|b| b.status) {
+            Some(BookingStatus::Pending) => {}
+            other => {
+                tx.commit().await?;
+                return Ok(Settled::AlreadySettled(other));
+            }
+        }
+
+        // 4. Every seat must exist and be free, or held by this very booking.
+        let reason = if locked.len() != sorted.len() {
+            Some(reasons::EVENT_NOT_FOUND)
+        } else if locked.iter().any(|s| s.taken_by_other(&claim.booking_id)) {
+            Some(reasons::SEATS_TAKEN)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            if locked.len() == sorted.len() {
+                // Record the rejection, so a redelivery sees it in step 2.
+                db::bookings::insert_booking(
+                    &mut tx,
+                    &row(claim, BookingStatus::Rejected, Some(reason)),
+                )
+                .await?;
+            }
+            let states = truth(&claim.seats, &locked);
+            self.redis
+                .reject(
+                    &claim.event_id,
+                    &claim.booking_id,
+                    &claim.user_id,
+                    reason,
+                    &states,
+                )
+                .await?;
+            tx.commit().await?;
+            tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason, "claim rejected");
+            return Ok(Settled::Rejected(reason));
+        }
+
+        // 5. Persist, commit, confirm.
+        db::bookings::insert_booking(&mut tx, &row(claim, BookingStatus::Confirmed, None)).await?;
+        db::bookings::book_seats(&mut tx, &claim.event_id, &claim.booking_id, &sorted).await?;
+        tx.commit().await?;
+        self.confirm(claim).await?;
+        Ok(Settled::Confirmed)
+    }
+
+    /// `confirm.lua`, retried: after a COMMIT the booking is confirmed for good, and
+    /// Redis must learn it. If Redis stays unreachable the error goes up, the entry
+    /// stays pending, and its redelivery confirms through step 2 of `settle`.
+    async fn confirm(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .redis
+                .confirm(&claim.event_id, &claim.booking_id, &claim.seats)
+                .await
+            {
+                Ok(status) => return Ok(status),
+                Err(err) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(booking.id = %claim.booking_id, error = %err, "confirm failed; retrying");
+                    tokio::time::sleep(backoff(attempt, Duration::from_millis(500))).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn ensure_groups(&self, outboxes: &[&String]) -> anyhow::Result<()> {
+        let missing: Vec<String> = {
+            let grouped = self.grouped.lock().expect("not poisoned");
+            outboxes
+                .iter()
+                .filter(|k| !grouped.contains(k.as_str()))
+                .map(|k| k.to_string())
+                .collect()
+        };
+        let mut conn = self.redis.connection();
+        for outbox in missing {
+            ensure_group(&mut conn, &outbox).await?;
+            self.grouped.lock().expect("not poisoned").insert(outbox);
+        }
+        Ok(())
+    }
+
+    /// Takes over entries that sat too long in other (presumably dead) consumers'
+    /// pending lists; they are settled by the following steps.
+    async fn autoclaim(&self, outboxes: &[&String]) -> anyhow::Result<()> {
+        {
+            let mut last = self.last_autoclaim.lock().expect("not poisoned");
+            if last.is_some_and(|t| t.elapsed() < self.config.autoclaim_every) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let mut conn = self.redis.connection();
+        let idle = self.config.claim_min_idle.as_millis() as u64;
+        for outbox in outboxes {
+            let reply: StreamAutoClaimReply = conn
+                .xautoclaim_options(
+                    outbox.as_str(),
+                    RECONCILER_GROUP,
+                    &self.consumer,
+                    idle,
+                    "0-0",
+                    StreamAutoClaimOptions::default().count(self.config.batch),
+                )
+                .await?;
+            if !reply.claimed.is_empty() {
+                tracing::info!(outbox = %outbox, entries = reply.claimed.len(), "took over stale outbox entries");
+            }
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(&self, acks: HashMap<String, Vec<String>>) -> anyhow::Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (outbox, ids) in &acks {
+            // XDEL after XACK keeps the stream from growing; the entry is settled.
+            pipe.xack(outbox, RECONCILER_GROUP, ids).ignore();
+            pipe.xdel(outbox, ids).ignore();
+        }
+        let mut conn = self.redis.connection();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, entry: &Entry, problem: &str) -> anyhow::Result<()> {
+        tracing::error!(outbox = %entry.outbox, entry.id = %entry.id, problem, "undecodable outbox entry moved to the dead-letter stream");
+        let mut conn = self.redis.connection();
+        let dead = self.redis.keys(&entry.event_id).dead_letters();
+        let _: String = conn
+            .xadd(
+                dead,
+                "*",
+                &[("entry", entry.id.as_str()), ("error", problem)],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// An outbox entry and the claim decoded from it.
+struct Entry {
+    outbox: String,
+    event_id: String,
+    id: String,
+    claim: Result<Claim, String>,
+}
+
+fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) -> Vec<Entry> {
+    let Some(reply) = reply else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for stream in reply.keys {
+        let Some(event_id) = outboxes.get(&stream.key) else {
+            continue;
+        };
+        for item in stream.ids {
+            let field = |name: &str| -> Result<String, String> {
+                match item.map.get(name) {
+                    Some(redis::Value::BulkString(b)) => String::from_utf8(b.clone())
+                        .map_err(|_| format!("field {name} is not UTF-8")),
+                    _ => Err(format!("field {name} is missing")),
+                }
+            };
+            let claim = (|| {
+                let seats: Vec<String> = serde_json::from_str(&field("s")?)
+                    .map_err(|e| format!("field s is not a list of seats: {e}"))?;
+                if seats.is_empty() {
+                    return Err("field s is empty".to_owned());
+                }
+                Ok(Claim {
+                    event_id: event_id.clone(),
+                    booking_id: field("b")?,
+                    user_id: field("u")?,
+                    seats,
+                })
+            })();
+            entries.push(Entry {
+                outbox: stream.key.clone(),
+                event_id: event_id.clone(),
+                id: item.id,
+                claim,
+            });
+        }
+    }
+    entries
+}
+
+/// MySQL's state of each seat of the claim, in Redis's spelling; a seat MySQL does
+/// not have is given back as available.
+fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, String)> {
+    seats
+        .iter()
+        .map(|seat| {
+            let state = locked
+                .iter()
+                .find(|l| &l.seat == seat)
+                .map(|l| l.state())
+                .unwrap_or_else(|| "available".to_owned());
+            (seat.clone(), state)
+        })
+        .collect()
+}
+
+fn row(claim: &Claim, status: BookingStatus, reason: Option<&str>) -> BookingRow {
+    BookingRow {
+        id: claim.booking_id.clone(),
+        event_id: claim.event_id.clone(),
+        user_id: claim.user_id.clone(),
+        status,
+        seats: claim.seats.clone(),
+        reason: reason.map(str::to_owned),
+    }
+}
+
+/// Capped exponential backoff with full jitter: uniform in `[0, min(cap, 50ms·2^n)]`.
+pub fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_millis(50)
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(cap);
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_cap() {
+        for attempt in 0..40 {
+            assert!(backoff(attempt, Duration::from_secs(2)) <= Duration::from_secs(2));
+        }
+        assert!(backoff(0, Duration::from_secs(2)) <= Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,1 @@
+//! Private Redis and MariaDB servers (being written).
