@@ -43,8 +43,9 @@ for i = 2, #ARGV do
     if state == pending then was_pending = was_pending + 1 else was_booked = was_booked + 1 end
   end
 end
-redis.call('HINCRBY', meta_key, 'pending', -was_pending)
-redis.call('HINCRBY', meta_key, 'booked', -was_booked)
+-- `0 - n`, not `-n`: for n = 0, Lua's -n is -0, which Redis reads as "-0" and HINCRBY refuses.
+redis.call('HINCRBY', meta_key, 'pending', 0 - was_pending)
+redis.call('HINCRBY', meta_key, 'booked', 0 - was_booked)
 redis.call('HDEL', user_key, bid)
 if not status then
   return 'missing'

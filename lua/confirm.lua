@@ -36,7 +36,8 @@ for i = 2, #ARGV do
     moved = moved + 1
   end
 end
-redis.call('HINCRBY', meta_key, 'pending', -moved)
+-- `0 - n`, not `-n`: for n = 0, Lua's -n is -0, which Redis reads as "-0" and HINCRBY refuses.
+redis.call('HINCRBY', meta_key, 'pending', 0 - moved)
 redis.call('HINCRBY', meta_key, 'booked', moved)
 redis.call('HSET', booking_key, 'status', 'confirmed')
 return 'confirmed'

@@ -52,7 +52,8 @@ for i = 3, #ARGV, 2 do
     end
   end
 end
-redis.call('HINCRBY', meta_key, 'pending', -(freed + booked))
+-- `0 - n`, not `-n`: for n = 0, Lua's -n is -0, which Redis reads as "-0" and HINCRBY refuses.
+redis.call('HINCRBY', meta_key, 'pending', 0 - (freed + booked))
 redis.call('HINCRBY', meta_key, 'booked', booked)
 redis.call('HSET', booking_key, 'status', 'rejected', 'reason', reason)
 redis.call('HDEL', user_key, bid)

@@ -1,0 +1,369 @@
+//! `spawn_app()` and a `TestApp` with one method per endpoint.
+//!
+//! Each test gets its own MySQL database (`sg_test_<id>`) and its own Redis key
+//! namespace (`sgt<id>:`), both removed when the `TestApp` is dropped, also when the
+//! test panics. The machine's shared Redis and MariaDB are used, never flushed.
+
+use redis::AsyncCommands;
+use reqwest::{Response, StatusCode};
+use seatgate::claims::RedisStore;
+use seatgate::config::{Secret, Settings};
+use seatgate::startup::Application;
+use serde_json::{json, Value};
+use sqlx::MySqlPool;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const MYSQL_SERVER: &str = "mysql://root@127.0.0.1:3306";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+    pub jwt_secret: Secret,
+    pub db: MySqlPool,
+    pub redis: RedisStore,
+    pub settings: Settings,
+    db_name: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A gateway with the reconciler running.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A gateway whose settings the test adjusts first (e.g. `s.reconciler = false`).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    // Logs only on request (RUST_LOG=...), to keep test output readable.
+    if std::env::var_os("RUST_LOG").is_some() {
+        seatgate::telemetry::init();
+    }
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let id = &id[id.len() - 12..];
+    let db_name = format!("sg_test_{id}");
+    let mut settings = Settings::local(&format!("admin-{id}"), &format!("jwt-{id}"));
+    settings.http_addr = "127.0.0.1:0".into();
+    settings.redis_url = REDIS_URL.into();
+    settings.database_url = format!("{MYSQL_SERVER}/{db_name}");
+    settings.redis_namespace = format!("sgt{id}:");
+    settings.db_max_connections = 16;
+    adjust(&mut settings);
+
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the application builds (are Redis and MariaDB up?)");
+    let base = format!("http://{}", app.local_addr());
+    let db = app.state().db.clone();
+    let redis = app.state().redis.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        admin_token: settings.admin_token.expose().to_owned(),
+        jwt_secret: settings.jwt_secret.clone(),
+        db,
+        redis,
+        settings,
+        db_name,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn seat_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("S{i:04}")).collect()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn user_token(&self, user: &str) -> String {
+        seatgate::api::auth::sign_user_token(&self.jwt_secret, user, 3600)
+    }
+
+    pub fn admin(&self) -> String {
+        self.admin_token.clone()
+    }
+
+    /// A fresh event id, unique across tests.
+    pub fn event_id(&self) -> String {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        format!("ev-{}", &id[id.len() - 12..])
+    }
+
+    pub async fn create_event(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/admin/events"))
+            .bearer_auth(&self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn warm(&self, event: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/admin/events/{event}/warm")))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates and warms an event with the given seats; returns its id.
+    pub async fn event_with(&self, seats: &[String], per_user_limit: u32) -> String {
+        let id = self.event_id();
+        let r = self
+            .create_event(&json!({"id": id, "name": "Test event", "seats": seats, "per_user_limit": per_user_limit}))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        let r = self.warm(&id).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        id
+    }
+
+    pub async fn claim(
+        &self,
+        event: &str,
+        user: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/v1/events/{event}/bookings")))
+            .bearer_auth(self.user_token(user))
+            .json(body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Claims and expects a 202; returns the booking id.
+    pub async fn claim_ok(&self, event: &str, user: &str, body: &Value) -> String {
+        let r = self.claim(event, user, body, None).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let body: Value = r.json().await.unwrap();
+        body["booking_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get_booking(&self, event: &str, booking: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/events/{event}/bookings/{booking}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn cancel(&self, event: &str, booking: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/v1/events/{event}/bookings/{booking}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn event(&self, event: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/events/{event}")))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn event_json(&self, event: &str) -> Value {
+        let r = self.event(event).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    /// Seat id → public status.
+    pub async fn seat_statuses(&self, event: &str) -> Vec<(String, String)> {
+        let r = self
+            .client
+            .get(self.url(&format!("/v1/events/{event}/seats")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.unwrap();
+        body["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_owned(),
+                    s["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn seat_status(&self, event: &str, seat: &str) -> String {
+        self.seat_statuses(event)
+            .await
+            .into_iter()
+            .find(|(id, _)| id == seat)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| panic!("seat {seat} not listed"))
+    }
+
+    pub async fn audit(&self, event: &str, repair: bool) -> Value {
+        let r = self
+            .client
+            .get(self.url(&format!("/v1/admin/events/{event}/audit?repair={repair}")))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    /// Waits until no claim of the event is pending (the reconciler caught up).
+    pub async fn settled(&self, event: &str) -> Value {
+        eventually(
+            "every claim is settled",
+            Duration::from_secs(60),
+            || async {
+                let e = self.event_json(event).await;
+                (e["pending"] == 0).then_some(e)
+            },
+        )
+        .await
+    }
+
+    /// MySQL's view of a seat: (status, booking id).
+    pub async fn mysql_seat(&self, event: &str, seat: &str) -> (String, Option<String>) {
+        let row: (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(
+            "SELECT status, booking_id FROM seats WHERE event_id = ? AND seat_id = ?",
+        )
+        .bind(event)
+        .bind(seat)
+        .fetch_one(&self.db)
+        .await
+        .unwrap();
+        (
+            String::from_utf8(row.0).unwrap(),
+            row.1.map(|b| String::from_utf8(b).unwrap()),
+        )
+    }
+
+    /// MySQL's status of a booking, if it has the booking.
+    pub async fn mysql_booking_status(&self, booking: &str) -> Option<String> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT status FROM bookings WHERE id = ?")
+            .bind(booking)
+            .fetch_optional(&self.db)
+            .await
+            .unwrap();
+        row.map(|r| String::from_utf8(r.0).unwrap())
+    }
+
+    /// Confirmed bookings of the event in MySQL.
+    pub async fn mysql_confirmed(&self, event: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM bookings WHERE event_id = ? AND status = 'confirmed'",
+        )
+        .bind(event)
+        .fetch_one(&self.db)
+        .await
+        .unwrap();
+        n
+    }
+
+    /// Sets a seat's Redis state behind the API's back (to inject divergences).
+    pub async fn redis_set_seat(&self, event: &str, seat: &str, state: &str) {
+        let mut conn = self.redis.connection();
+        let _: i64 = conn
+            .hset(self.redis.keys(event).seats(), seat, state)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        // Clean up from a thread of its own: Drop cannot await, and this also runs when
+        // the test panicked.
+        let db_name = self.db_name.clone();
+        let namespace = self.settings.redis_namespace.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(pool) = MySqlPool::connect(MYSQL_SERVER).await {
+                    // An aborted server may leave a transaction behind for a moment;
+                    // never wait on its metadata lock for long.
+                    let _ = sqlx::query("SET SESSION lock_wait_timeout = 10")
+                        .execute(&pool)
+                        .await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{db_name}`"))
+                        .execute(&pool)
+                        .await;
+                }
+                if let Ok(client) = redis::Client::open(REDIS_URL) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = {
+                            let mut iter: redis::AsyncIter<String> =
+                                conn.scan_match(format!("{namespace}*")).await.unwrap();
+                            let mut keys = Vec::new();
+                            while let Some(Ok(k)) = futures::StreamExt::next(&mut iter).await {
+                                keys.push(k);
+                            }
+                            keys
+                        };
+                        for chunk in keys.chunks(500) {
+                            let _: redis::RedisResult<i64> = conn.del(chunk).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}

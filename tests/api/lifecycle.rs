@@ -1,0 +1,326 @@
+//! Cancel, warm, audit and the reconciler's settle paths, with the reconciler driven
+//! step by step where the test needs a claim to stay pending.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use seatgate::reconciler::{Claim, Reconciler, ReconcilerConfig, Settled};
+
+use crate::helpers::*;
+
+fn reconciler(app: &TestApp) -> Reconciler {
+    Reconciler::new(
+        app.redis.clone(),
+        REDIS_URL,
+        app.db.clone(),
+        ReconcilerConfig::default(),
+    )
+    .unwrap()
+}
+
+/// Runs reconciler steps until one settles nothing.
+async fn drain(r: &Reconciler) -> usize {
+    let mut total = 0;
+    loop {
+        let report = r.step(Duration::from_millis(50)).await.unwrap();
+        assert_eq!(report.retry, 0, "{report:?}");
+        if report.settled() == 0 {
+            return total;
+        }
+        total += report.settled();
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_confirmed_booking_frees_its_seats_in_both_stores() {
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(3), 4).await;
+    let id = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
+        .await;
+    app.settled(&event).await;
+    assert_eq!(app.mysql_seat(&event, "S0001").await.0, "booked");
+
+    let r = app.cancel(&event, &id, &app.user_token("alice")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["status"], "cancelled");
+    assert_eq!(
+        app.mysql_seat(&event, "S0001").await,
+        ("available".to_owned(), None)
+    );
+    assert_eq!(
+        app.mysql_seat(&event, "S0002").await,
+        ("available".to_owned(), None)
+    );
+    assert_eq!(
+        app.mysql_booking_status(&id).await.as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(app.seat_status(&event, "S0001").await, "available");
+
+    // Idempotent, and the admin may do it too.
+    let r = app.cancel(&event, &id, &app.admin()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let e = app.event_json(&event).await;
+    assert_eq!(
+        (e["available"].clone(), e["booked"].clone()),
+        (json!(3), json!(0))
+    );
+
+    // The seats are sold again, and the new booking is confirmed.
+    let again = app
+        .claim_ok(&event, "bob", &json!({"seats": ["S0001"]}))
+        .await;
+    app.settled(&event).await;
+    assert_eq!(
+        app.mysql_seat(&event, "S0001").await,
+        ("booked".to_owned(), Some(again))
+    );
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn a_pending_booking_cancelled_before_the_reconciler_runs_is_never_booked() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(2), 4).await;
+    let id = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
+        .await;
+
+    let r = app.cancel(&event, &id, &app.user_token("alice")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.seat_status(&event, "S0001").await, "available");
+
+    // The claim is still in the outbox; the reconciler finds the tombstone.
+    let r = reconciler(&app);
+    assert_eq!(drain(&r).await, 1);
+    assert_eq!(
+        app.mysql_seat(&event, "S0001").await,
+        ("available".to_owned(), None)
+    );
+    assert_eq!(
+        app.mysql_booking_status(&id).await.as_deref(),
+        Some("cancelled")
+    );
+    let b: Value = app
+        .get_booking(&event, &id, &app.admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_seat_booked_elsewhere_in_mysql_rejects_the_claim_and_redis_follows_mysql() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(3), 4).await;
+    let id = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
+        .await;
+
+    // MySQL, the system of record, has S0002 booked by another booking (say, written
+    // by an earlier deployment): the claim cannot be persisted.
+    let other = uuid::Uuid::now_v7().to_string();
+    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'zed', 'confirmed', '[\"S0002\"]')")
+        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0002'")
+        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+
+    let r = reconciler(&app);
+    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(report.rejected, 1);
+
+    let b: Value = app
+        .get_booking(&event, &id, &app.user_token("alice"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["status"], "rejected");
+    assert_eq!(b["reason"], "seats_taken");
+    assert_eq!(app.seat_status(&event, "S0001").await, "available");
+    assert_eq!(app.seat_status(&event, "S0002").await, "booked");
+    assert_eq!(
+        app.mysql_seat(&event, "S0001").await,
+        ("available".to_owned(), None)
+    );
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+    let e = app.event_json(&event).await;
+    assert_eq!(
+        (
+            e["available"].clone(),
+            e["pending"].clone(),
+            e["booked"].clone()
+        ),
+        (json!(2), json!(0), json!(1))
+    );
+
+    // A rejected booking cannot be cancelled, and alice's allowance is back.
+    let r = app.cancel(&event, &id, &app.user_token("alice")).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "booking_rejected"
+    );
+    app.claim_ok(&event, "alice", &json!({"quantity": 2})).await;
+}
+
+#[tokio::test]
+async fn a_redelivered_claim_that_mysql_already_has_is_confirmed_without_a_second_write() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(2), 4).await;
+    let id = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
+        .await;
+    let claim = Claim {
+        event_id: event.clone(),
+        booking_id: id.clone(),
+        user_id: "alice".into(),
+        seats: vec!["S0001".into()],
+    };
+    let r = reconciler(&app);
+
+    // First delivery persists and confirms; the entry is not acknowledged (as if the
+    // process died before XACK), so the outbox delivers it again.
+    assert_eq!(r.settle(&claim).await.unwrap(), Settled::Confirmed);
+    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(report.already_settled, 1, "{report:?}");
+    assert_eq!(app.mysql_confirmed(&event).await, 1);
+    assert_eq!(
+        app.mysql_seat(&event, "S0001").await,
+        ("booked".to_owned(), Some(id.clone()))
+    );
+
+    // Committed in MySQL but never confirmed in Redis (died between COMMIT and
+    // confirm): the redelivery confirms.
+    let id2 = app
+        .claim_ok(&event, "bob", &json!({"seats": ["S0002"]}))
+        .await;
+    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'bob', 'confirmed', '[\"S0002\"]')")
+        .bind(&id2).bind(&event).execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0002'")
+        .bind(&id2).bind(&event).execute(&app.db).await.unwrap();
+    assert_eq!(app.seat_status(&event, "S0002").await, "pending");
+    assert_eq!(drain(&r).await, 1);
+    assert_eq!(app.seat_status(&event, "S0002").await, "booked");
+    let b: Value = app
+        .get_booking(&event, &id2, &app.admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["status"], "confirmed");
+    assert_eq!(app.mysql_confirmed(&event).await, 2);
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn warming_during_a_drop_keeps_pending_claims_and_never_offers_mysql_booked_seats() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(4), 4).await;
+    let held = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
+        .await;
+
+    // MySQL has S0004 booked (e.g. sold at the box office).
+    let other = uuid::Uuid::now_v7().to_string();
+    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'zed', 'confirmed', '[\"S0004\"]')")
+        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0004'")
+        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+
+    let r = app.warm(&event).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let counts: Value = r.json().await.unwrap();
+    assert_eq!(
+        counts,
+        json!({"event_id": event, "seats_total": 4, "available": 2, "pending": 1, "booked": 1})
+    );
+    assert_eq!(app.seat_status(&event, "S0001").await, "pending");
+    assert_eq!(app.seat_status(&event, "S0004").await, "booked");
+    let r = app
+        .claim(&event, "bob", &json!({"seats": ["S0004"]}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = app
+        .claim(&event, "bob", &json!({"seats": ["S0001"]}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // The held claim still goes through.
+    drain(&reconciler(&app)).await;
+    assert_eq!(
+        app.mysql_seat(&event, "S0001").await,
+        ("booked".to_owned(), Some(held))
+    );
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn audit_finds_an_injected_divergence_and_repair_fixes_it() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(4), 4).await;
+    app.claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
+        .await;
+    let clean = app.audit(&event, false).await;
+    assert_eq!(
+        clean["consistent"], true,
+        "a pending claim is not a divergence: {clean}"
+    );
+
+    app.redis_set_seat(&event, "S0002", "booked:ghost").await;
+    let report = app.audit(&event, false).await;
+    assert_eq!(report["consistent"], false);
+    assert_eq!(
+        report["divergences"],
+        json!([{"seat": "S0002", "redis": "booked:ghost", "mysql": "available"}])
+    );
+    // Audit alone changes nothing.
+    assert_eq!(app.audit(&event, false).await["consistent"], false);
+
+    let repaired = app.audit(&event, true).await;
+    assert_eq!(repaired["divergences"].as_array().unwrap().len(), 1);
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+    assert_eq!(app.seat_status(&event, "S0002").await, "available");
+    assert_eq!(app.seat_status(&event, "S0001").await, "pending");
+    app.claim_ok(&event, "bob", &json!({"seats": ["S0002"]}))
+        .await;
+}
+
+#[tokio::test]
+async fn events_that_are_not_warmed_are_not_on_sale() {
+    let app = spawn_app().await;
+    let id = app.event_id();
+    let r = app
+        .create_event(&json!({"id": id, "name": "Later", "seats": ["A1", "A2"]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(
+        created,
+        json!({"id": id, "name": "Later", "seats_total": 2, "per_user_limit": 4})
+    );
+
+    assert_eq!(app.event(&id).await.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .claim(&id, "alice", &json!({"seats": ["A1"]}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "event_not_found");
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/events/{id}/seats")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    assert_eq!(app.warm(&id).await.status(), StatusCode::OK);
+    assert_eq!(app.event(&id).await.status(), StatusCode::OK);
+    let r = app.warm("no-such-event").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "event_not_found");
+}

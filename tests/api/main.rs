@@ -1,0 +1,10 @@
+//! API tests against the machine's real Redis and MariaDB: one binary, one module per
+//! concern. Each test spawns its own gateway on port 0 with its own database and Redis
+//! namespace (see `helpers`).
+
+mod bad_input;
+mod bookings;
+mod helpers;
+mod idempotency;
+mod lifecycle;
+mod race;
