@@ -1,1 +1,602 @@
-//! Private Redis and MariaDB servers (being written).
+//! Private Redis and MariaDB servers, for the demo and for fault tests.
+//!
+//! [`PrivateRedis`] and [`PrivateMysql`] each run one server process of their own on a
+//! free `127.0.0.1` port, with all its files in a temporary directory. They exist so
+//! that a test can do to a server what must never be done to a shared one (SIGKILL it,
+//! restart it, lose its data) and so that `seatgate demo` can run on a machine that has
+//! the server binaries installed but not running.
+//!
+//! The rules every server here follows:
+//!
+//! - Startup is awaited by polling the server with its own protocol (PING, `SELECT 1`)
+//!   until a deadline, never by a fixed sleep: a server is ready when it answers.
+//! - If the process exits before it answers, or the deadline passes, the error carries
+//!   the tail of the server's log, which is kept in the temporary directory.
+//! - [`kill`](PrivateRedis::kill) is SIGKILL (a crash, not a shutdown), and
+//!   [`restart`](PrivateRedis::restart) starts a new process on the same port and the
+//!   same directory, so whatever the server had made durable survives, exactly as it
+//!   would on a real host.
+//! - Dropping the handle kills the process first, then removes the directory.
+//!
+//! A port comes from [`free_port`] (bind port 0, read it, let it go), so another
+//! process can take it in between; `start` therefore tries a few ports before it gives
+//! up. `restart` cannot (clients hold the URL), and fails if the port was taken.
+
+use anyhow::{bail, Context};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// How long a private Redis may take to answer PING after it is started.
+const REDIS_READY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a private MariaDB may take to accept a connection (InnoDB crash recovery
+/// after a SIGKILL is part of it).
+const MYSQL_READY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long `mariadb-install-db` may take to create the system tables.
+const MYSQL_INSTALL_DEADLINE: Duration = Duration::from_secs(120);
+/// Pause between readiness probes.
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// Ports tried by `start` before giving up (see the module docs).
+const START_ATTEMPTS: usize = 3;
+/// Bytes of a server log quoted in an error.
+const LOG_TAIL_BYTES: u64 = 4096;
+
+/// A free TCP port on 127.0.0.1, as the kernel hands out for port 0.
+///
+/// The port is released before this returns, so it is free "just now", not reserved.
+///
+/// # Panics
+///
+/// If 127.0.0.1:0 cannot be bound (no loopback interface); see [`try_free_port`].
+pub fn free_port() -> u16 {
+    try_free_port().expect("binding 127.0.0.1:0 succeeds on any host with a loopback interface")
+}
+
+/// [`free_port`], reporting a failure to bind instead of panicking.
+pub fn try_free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The path of an executable named `name`, looked up on `PATH` and then in
+/// `/usr/sbin`, `/usr/local/sbin` and `/sbin` (where `mariadbd` lives, and which are
+/// often not on a non-root `PATH`).
+///
+/// The path is returned as found, not canonicalised: Debian's `redis-server` is a
+/// symlink to `redis-check-rdb`, which picks its role from the name it was run by.
+pub fn binary_on_path(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return is_executable(&path).then_some(path);
+    }
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    path_dirs
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// True when this process runs as root (mariadbd then needs `--user=root`).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Answers `Ok` when a Redis server at `url` answers PING within `timeout`.
+pub async fn redis_ping(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    // Messages leave the URL out: it may hold a password (callers name it, redacted).
+    let client = redis::Client::open(url).context("bad Redis URL")?;
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(timeout, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e).context("Redis did not answer PING"),
+        Err(_) => bail!("Redis did not answer PING within {timeout:?}"),
+    }
+}
+
+/// Answers `Ok` when the MySQL server named by `url` accepts a connection within
+/// `timeout`. Only the server is checked, not the database in the URL's path, which
+/// may not exist yet (the gateway creates it).
+pub async fn mysql_ping(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    use sqlx::migrate::MigrateDatabase;
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+    let options = sqlx::mysql::MySqlConnectOptions::from_str(url).context("bad MySQL URL")?;
+    let check = async {
+        if options.get_database().is_some() {
+            // Connects without the database and asks the server whether it exists:
+            // exactly "the server answers".
+            sqlx::MySql::database_exists(url).await.map(|_| ())
+        } else {
+            options.connect().await?.close().await
+        }
+    };
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e).context("MySQL did not accept a connection"),
+        Err(_) => bail!("MySQL did not accept a connection within {timeout:?}"),
+    }
+}
+
+/// The last few KiB of a log file, for error messages.
+fn log_tail(path: &Path) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    match read() {
+        Ok(text) if text.trim().is_empty() => format!("({} is empty)", path.display()),
+        Ok(text) => format!("--- tail of {} ---\n{}", path.display(), text.trim_end()),
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+/// A running server process and where its output goes.
+struct Process {
+    child: Child,
+    pid: u32,
+}
+
+impl Process {
+    /// Spawns `cmd` with stdout and stderr appended to `log`.
+    fn spawn(mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let err = out.try_clone().context("cannot duplicate the log handle")?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+        let pid = child.id();
+        Ok(Self { child, pid })
+    }
+
+    /// The exit status, if the process has exited.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL, then reap (a killed process is gone within milliseconds, so the
+    /// blocking wait is short).
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Why a start failed: the process could not be run, it died before it answered
+/// (worth another port on a first start), or it never answered.
+enum NotReady {
+    Spawn(anyhow::Error),
+    Exited(ExitStatus),
+    Timeout(anyhow::Error),
+}
+
+/// Polls `probe` until it succeeds, the process exits, or `deadline` passes.
+async fn wait_until_ready<F, Fut>(
+    process: &mut Process,
+    deadline: Duration,
+    mut probe: F,
+) -> Result<(), NotReady>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(status) = process.exited() {
+            return Err(NotReady::Exited(status));
+        }
+        let last = match probe().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() >= until {
+            return Err(NotReady::Timeout(last));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// A `redis-server` of its own, on a free port, with its files in a temporary
+/// directory.
+pub struct PrivateRedis {
+    // Field order matters for Drop: the process is killed in `Drop::drop`, before the
+    // directory it writes to is removed.
+    process: Option<Process>,
+    pid: u32,
+    port: u16,
+    appendonly: bool,
+    binary: PathBuf,
+    dir: TempDir,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` and waits until it answers PING.
+    ///
+    /// With `appendonly`, writes go to an AOF fsynced every second
+    /// (`appendfsync everysec`, the durability ARCHITECTURE.md assumes), so data
+    /// survives [`kill`](Self::kill) + [`restart`](Self::restart). RDB snapshots are
+    /// off either way.
+    pub async fn start(appendonly: bool) -> anyhow::Result<Self> {
+        let binary = binary_on_path("redis-server")
+            .context("redis-server is not installed (apt-get install redis-server)")?;
+        let dir = tempfile::Builder::new()
+            .prefix("seatgate-redis-")
+            .tempdir()
+            .context("cannot create a temporary directory for redis-server")?;
+        let mut redis = Self {
+            process: None,
+            pid: 0,
+            port: 0,
+            appendonly,
+            binary,
+            dir,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            redis.port = try_free_port().context("cannot find a free port")?;
+            match redis.spawn_and_wait().await {
+                Ok(()) => return Ok(redis),
+                // Most likely someone took the port between free_port and the bind.
+                Err(NotReady::Exited(_)) if attempt < START_ATTEMPTS => continue,
+                Err(e) => return Err(redis.startup_error(e)),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The pid of the server process most recently started (after [`kill`](Self::kill),
+    /// the pid the dead process had).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The temporary directory holding the server's data and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// True while the server process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.exited().is_none())
+    }
+
+    /// Kills the server with SIGKILL: a crash. Does nothing if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (killing it first if it
+    /// still runs) and waits until it answers PING. With `appendonly`, it loads the AOF.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn_and_wait()
+            .await
+            .map_err(|e| self.startup_error(e))
+    }
+
+    /// The tail of the server's logs.
+    pub fn log_tail(&self) -> String {
+        format!(
+            "{}\n{}",
+            log_tail(&self.dir.path().join("redis-server.out")),
+            log_tail(&self.dir.path().join("redis.log"))
+        )
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), NotReady> {
+        let dir = self.dir.path();
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--save", ""])
+            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
+            .args(["--appendfsync", "everysec"])
+            .args(["--daemonize", "no"])
+            .arg("--logfile")
+            .arg(dir.join("redis.log"));
+        // Output before the logfile is open (bad arguments) lands in redis-server.out.
+        let process =
+            Process::spawn(cmd, &dir.join("redis-server.out")).map_err(NotReady::Spawn)?;
+        self.pid = process.pid;
+        let url = self.url();
+        let process = self.process.insert(process);
+        let result = wait_until_ready(process, REDIS_READY_DEADLINE, || {
+            redis_ping(&url, Duration::from_millis(500))
+        })
+        .await;
+        if result.is_err() {
+            self.kill();
+        }
+        result
+    }
+
+    fn startup_error(&self, e: NotReady) -> anyhow::Error {
+        let what = match e {
+            NotReady::Spawn(e) => format!("could not be started: {e:#}"),
+            NotReady::Exited(status) => format!("exited ({status}) before answering PING"),
+            NotReady::Timeout(e) => format!("did not answer PING in time: {e:#}"),
+        };
+        anyhow::anyhow!(
+            "private redis-server on port {} {what}\n{}",
+            self.port,
+            self.log_tail()
+        )
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A MariaDB (or MySQL) server of its own, on a free port, with a fresh data directory
+/// in a temporary directory. `root` connects over TCP with no password.
+pub struct PrivateMysql {
+    // Killed in `Drop::drop` before the directory is removed.
+    process: Option<Process>,
+    pid: u32,
+    port: u16,
+    binary: PathBuf,
+    dir: TempDir,
+}
+
+/// The server binary: MariaDB's name first, then the name both MariaDB and MySQL
+/// install.
+fn mysql_server_binary() -> Option<PathBuf> {
+    binary_on_path("mariadbd").or_else(|| binary_on_path("mysqld"))
+}
+
+impl PrivateMysql {
+    /// True when a MariaDB or MySQL server binary is installed.
+    pub fn available() -> bool {
+        mysql_server_binary().is_some()
+    }
+
+    /// Creates a data directory, starts the server and waits until `root` can connect
+    /// over TCP.
+    pub async fn start() -> anyhow::Result<Self> {
+        let binary = mysql_server_binary()
+            .context("mariadbd is not installed (apt-get install mariadb-server)")?;
+        let dir = tempfile::Builder::new()
+            .prefix("seatgate-mysql-")
+            .tempdir()
+            .context("cannot create a temporary directory for mariadbd")?;
+        install_data_dir(&binary, dir.path()).await?;
+        let mut mysql = Self {
+            process: None,
+            pid: 0,
+            port: 0,
+            binary,
+            dir,
+        };
+        for attempt in 1..=START_ATTEMPTS {
+            mysql.port = try_free_port().context("cannot find a free port")?;
+            match mysql.spawn_and_wait().await {
+                Ok(()) => return Ok(mysql),
+                Err(NotReady::Exited(_)) if attempt < START_ATTEMPTS => continue,
+                Err(e) => return Err(mysql.startup_error(e)),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// `mysql://root@127.0.0.1:<port>/<database>` (`database` may be empty).
+    pub fn url(&self, database: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The pid of the server process most recently started (after [`kill`](Self::kill),
+    /// the pid the dead process had).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The temporary directory holding the data directory and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// True while the server process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.exited().is_none())
+    }
+
+    /// Kills the server with SIGKILL: a crash. Does nothing if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (killing it first
+    /// if it still runs); InnoDB recovers what was committed. Waits until `root` can
+    /// connect.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn_and_wait()
+            .await
+            .map_err(|e| self.startup_error(e))
+    }
+
+    /// The tail of the server's log.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.dir.path().join("mysqld.log"))
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), NotReady> {
+        let dir = self.dir.path();
+        let mut cmd = Command::new(&self.binary);
+        // --no-defaults first: the host's my.cnf (its port, socket, datadir) must not
+        // leak in. Small buffers and no binlog keep startup and recovery quick.
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+            .arg("--innodb-buffer-pool-size=64M")
+            .arg("--innodb-log-file-size=16M")
+            .arg("--skip-log-bin");
+        if running_as_root() {
+            // mysqld refuses to run as root unless told to.
+            cmd.arg("--user=root");
+        }
+        // Without --log-error the server logs to stderr, which goes to mysqld.log.
+        let process = Process::spawn(cmd, &dir.join("mysqld.log")).map_err(NotReady::Spawn)?;
+        self.pid = process.pid;
+        let url = self.url("");
+        let process = self.process.insert(process);
+        let result = wait_until_ready(process, MYSQL_READY_DEADLINE, || {
+            mysql_ping(&url, Duration::from_secs(2))
+        })
+        .await;
+        if result.is_err() {
+            self.kill();
+        }
+        result
+    }
+
+    fn startup_error(&self, e: NotReady) -> anyhow::Error {
+        let what = match e {
+            NotReady::Spawn(e) => format!("could not be started: {e:#}"),
+            NotReady::Exited(status) => format!("exited ({status}) before accepting connections"),
+            NotReady::Timeout(e) => format!("did not accept a connection in time: {e:#}"),
+        };
+        anyhow::anyhow!(
+            "private {} on port {} {what}\n{}",
+            self.binary.display(),
+            self.port,
+            self.log_tail()
+        )
+    }
+}
+
+impl Drop for PrivateMysql {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Creates the system tables in `<dir>/data`, with a password-less `root`.
+///
+/// MariaDB ships `mariadb-install-db` (older: `mysql_install_db`); MySQL 5.7+ does it
+/// with `mysqld --initialize-insecure`.
+async fn install_data_dir(server: &Path, dir: &Path) -> anyhow::Result<()> {
+    let data = dir.join("data");
+    let log = dir.join("install.log");
+    let mut cmd = if let Some(install) =
+        binary_on_path("mariadb-install-db").or_else(|| binary_on_path("mysql_install_db"))
+    {
+        let mut cmd = tokio::process::Command::new(install);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            // root authenticates with its (empty) password, not unix_socket, so it can
+            // connect over TCP.
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db");
+        cmd
+    } else {
+        let mut cmd = tokio::process::Command::new(server);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--initialize-insecure");
+        cmd
+    };
+    if running_as_root() {
+        cmd.arg("--user=root");
+    }
+    let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let err = out.try_clone().context("cannot duplicate the log handle")?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", cmd.as_std().get_program()))?;
+    let status = tokio::time::timeout(MYSQL_INSTALL_DEADLINE, child.wait())
+        .await
+        .with_context(|| {
+            format!(
+                "creating the MySQL data directory took over {MYSQL_INSTALL_DEADLINE:?}\n{}",
+                log_tail(&log)
+            )
+        })?
+        .context("waiting for mariadb-install-db")?;
+    if !status.success() {
+        bail!(
+            "creating the MySQL data directory failed ({status})\n{}",
+            log_tail(&log)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_free_port_can_be_bound() {
+        let port = free_port();
+        assert_ne!(port, 0);
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("the port is free");
+    }
+
+    #[test]
+    fn binaries_are_found_on_the_path_and_missing_ones_are_not() {
+        assert!(binary_on_path("sh").is_some());
+        assert!(binary_on_path("/bin/sh").is_some());
+        assert!(binary_on_path("seatgate-no-such-binary").is_none());
+        assert!(binary_on_path("/no/such/binary").is_none());
+    }
+
+    #[test]
+    fn a_missing_log_is_reported_not_a_panic() {
+        assert!(log_tail(Path::new("/no/such/log")).contains("cannot read"));
+    }
+}

@@ -7,6 +7,7 @@ use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -14,33 +15,48 @@ use crate::api::{self, auth::Auth, AppState};
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
-use crate::reconciler::{Reconciler, ReconcilerConfig};
+use crate::reconciler::{backoff, Reconciler, ReconcilerConfig};
 
 /// A gateway bound to its port, ready to run.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     reconciler: Option<Reconciler>,
+    /// The database URL when migrations could not run at build time; `run_until`
+    /// retries them in the background and starts the reconciler only after.
+    pending_db_prepare: Option<String>,
 }
 
 impl Application {
     /// Connects to Redis and MySQL (creating the database and applying migrations),
-    /// and binds the HTTP address (port 0 picks a free one).
+    /// and binds the HTTP address (port 0 picks a free one). A store that is down does
+    /// not stop the build: requests that need it get 503 until it answers, and the
+    /// migrations (then the reconciler) wait for MySQL in the background.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         if settings.claim_strategy == ClaimStrategy::Mysql {
             anyhow::bail!(
                 "SEATGATE_CLAIM_STRATEGY=mysql (the synchronous baseline) is not built yet; use redis"
             );
         }
-        let redis = RedisStore::connect(
+        // Neither store has to be up for the gateway to start: it answers 503 (and
+        // /readyz says which is down) until they are, and recovers by itself.
+        let redis = RedisStore::connect_lazy(
             &settings.redis_url,
             &settings.redis_namespace,
             settings.redis_timeout,
         )
-        .await
-        .context("cannot connect to Redis at SEATGATE_REDIS_URL")?;
-        let pool =
-            db::connect_and_migrate(&settings.database_url, settings.db_max_connections).await?;
+        .context("invalid SEATGATE_REDIS_URL")?;
+        if let Err(err) = redis.ping().await {
+            tracing::warn!(error = %err, "Redis does not answer yet; serving 503 until it does");
+        }
+        let pool = db::lazy_pool(&settings.database_url, settings.db_max_connections)?;
+        let db_ready = match db::prepare(&settings.database_url, &pool).await {
+            Ok(()) => None,
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "MySQL is not ready yet; retrying in the background");
+                Some(settings.database_url.clone())
+            }
+        };
         let reconciler = if settings.reconciler {
             Some(Reconciler::new(
                 redis.clone(),
@@ -65,6 +81,7 @@ impl Application {
             listener,
             state,
             reconciler,
+            pending_db_prepare: db_ready,
         })
     }
 
@@ -87,11 +104,31 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let pool = self.state.db.clone();
+        let pending_prepare = self.pending_db_prepare;
         let reconciler = self.reconciler.map(|r| {
             let mut stop = stop_rx.clone();
-            tokio::spawn(r.run(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }))
+            tokio::spawn(async move {
+                if let Some(url) = pending_prepare {
+                    let prepared = async {
+                        let mut attempt = 0;
+                        while let Err(err) = db::prepare(&url, &pool).await {
+                            attempt += 1;
+                            tracing::warn!(error = %format!("{err:#}"), "MySQL still not ready");
+                            tokio::time::sleep(backoff(attempt, Duration::from_secs(5))).await;
+                        }
+                        tracing::info!("MySQL ready; migrations applied");
+                    };
+                    tokio::select! {
+                        _ = prepared => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+                r.run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+            })
         });
         tracing::info!(%addr, reconciler = reconciler.is_some(), "seatgate listening");
         let app = api::router(self.state);

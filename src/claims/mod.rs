@@ -97,13 +97,21 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects (failing fast if Redis does not answer) with a per-call `timeout`.
     pub async fn connect(url: &str, namespace: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let store = Self::connect_lazy(url, namespace, timeout)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// A store that connects on first use and reconnects by itself, so the gateway can
+    /// start, and stay up, while Redis is down (its calls fail fast meanwhile).
+    pub fn connect_lazy(url: &str, namespace: &str, timeout: Duration) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             conn,
             namespace: namespace.to_owned(),
@@ -329,6 +337,41 @@ impl RedisStore {
         let registry = keys::events_registry(&self.namespace);
         let _: i64 = self.bounded(conn.sadd(registry, event_id)).await?;
         Ok(())
+    }
+
+    /// Deletes every Redis key of the event and takes it off the registry: the event is
+    /// no longer on sale, and a warm brings it back from MySQL. For demos and tools;
+    /// never on a path that serves a drop.
+    pub async fn delete_event(&self, event_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = self.keys(event_id).pattern();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            // A large COUNT: the event's keys are a small part of a big keyspace.
+            let (next, keys): (u64, Vec<String>) = self
+                .bounded(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(10_000)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = self.bounded(conn.del(keys)).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let registry = keys::events_registry(&self.namespace);
+        let _: i64 = self.bounded(conn.srem(registry, event_id)).await?;
+        Ok(deleted)
     }
 
     /// The on-sale events (the registry reconcilers read).

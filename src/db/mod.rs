@@ -13,6 +13,22 @@ use std::time::Duration;
 
 /// Creates the database if it is missing, connects a pool and applies the migrations.
 pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    let pool = lazy_pool(url, max_connections)?;
+    prepare(url, &pool).await?;
+    Ok(pool)
+}
+
+/// A pool that connects on first use, so the gateway can start while MySQL is down.
+pub fn lazy_pool(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(url)
+        .context("invalid SEATGATE_DATABASE_URL")
+}
+
+/// Creates the database if it is missing and applies the migrations (idempotent).
+pub async fn prepare(url: &str, pool: &MySqlPool) -> anyhow::Result<()> {
     if !MySql::database_exists(url)
         .await
         .context("cannot reach MySQL at SEATGATE_DATABASE_URL")?
@@ -21,17 +37,11 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Res
             .await
             .context("cannot create the database named in SEATGATE_DATABASE_URL")?;
     }
-    let pool = MySqlPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await
-        .context("cannot connect to MySQL")?;
     sqlx::migrate!("./migrations")
-        .run(&pool)
+        .run(pool)
         .await
         .context("cannot apply migrations")?;
-    Ok(pool)
+    Ok(())
 }
 
 /// True for errors worth retrying: the server or the network failed, not the request.

@@ -80,6 +80,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A private redis-server for tests that must do what the shared one must not suffer
+/// (SCRIPT FLUSH, kills). `None`, with a message, when redis-server is not installed.
+pub async fn private_redis() -> Option<seatgate::sandbox::PrivateRedis> {
+    if seatgate::sandbox::binary_on_path("redis-server").is_none() {
+        eprintln!("skipped: redis-server is not installed");
+        return None;
+    }
+    Some(
+        seatgate::sandbox::PrivateRedis::start(false)
+            .await
+            .expect("a private redis-server starts"),
+    )
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
@@ -308,6 +322,17 @@ impl TestApp {
         n
     }
 
+    /// Shuts the gateway down gracefully (as on SIGTERM) and waits until it stopped:
+    /// requests in flight finish, the reconciler finishes its step.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
     /// Sets a seat's Redis state behind the API's back (to inject divergences).
     pub async fn redis_set_seat(&self, event: &str, seat: &str, state: &str) {
         let mut conn = self.redis.connection();
@@ -316,6 +341,66 @@ impl TestApp {
             .await
             .unwrap();
     }
+}
+
+/// Deletes the keys matching `pattern`. SCAN with a large COUNT: the shared Redis may
+/// hold many other keys, and the default COUNT of 10 would take a round trip per 10.
+pub async fn delete_keys(url: &str, pattern: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let mut cursor: u64 = 0;
+    loop {
+        let page: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await;
+        let Ok((next, keys)) = page else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: redis::RedisResult<i64> = conn.del(keys).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
+/// Drops a test database. The test's own gateway may have died (panic, abort) with a
+/// transaction open, and this runs while that runtime is blocked in `Drop`: its
+/// connections are killed first, so DROP DATABASE never waits on their metadata locks.
+async fn drop_database(db_name: &str) {
+    use sqlx::{Connection, Row};
+    let Ok(mut conn) = sqlx::MySqlConnection::connect(MYSQL_SERVER).await else {
+        return;
+    };
+    let _ = sqlx::query("SET SESSION lock_wait_timeout = 10")
+        .execute(&mut conn)
+        .await;
+    let ids = sqlx::query(
+        "SELECT CAST(id AS UNSIGNED) AS id FROM information_schema.processlist WHERE db = ?",
+    )
+    .bind(db_name)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    for row in ids {
+        if let Ok(id) = row.try_get::<u64, _>("id") {
+            let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
+        }
+    }
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{db_name}`"))
+        .execute(&mut conn)
+        .await;
 }
 
 impl Drop for TestApp {
@@ -336,32 +421,8 @@ impl Drop for TestApp {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                if let Ok(pool) = MySqlPool::connect(MYSQL_SERVER).await {
-                    // An aborted server may leave a transaction behind for a moment;
-                    // never wait on its metadata lock for long.
-                    let _ = sqlx::query("SET SESSION lock_wait_timeout = 10")
-                        .execute(&pool)
-                        .await;
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{db_name}`"))
-                        .execute(&pool)
-                        .await;
-                }
-                if let Ok(client) = redis::Client::open(REDIS_URL) {
-                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> = {
-                            let mut iter: redis::AsyncIter<String> =
-                                conn.scan_match(format!("{namespace}*")).await.unwrap();
-                            let mut keys = Vec::new();
-                            while let Some(Ok(k)) = futures::StreamExt::next(&mut iter).await {
-                                keys.push(k);
-                            }
-                            keys
-                        };
-                        for chunk in keys.chunks(500) {
-                            let _: redis::RedisResult<i64> = conn.del(chunk).await;
-                        }
-                    }
-                }
+                drop_database(&db_name).await;
+                delete_keys(REDIS_URL, &format!("{namespace}*")).await;
             });
         })
         .join();

@@ -4,7 +4,10 @@
 
 mod bad_input;
 mod bookings;
+mod faults;
+mod health;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod lua;
 mod race;

@@ -1,0 +1,430 @@
+//! Failures that really happen: private redis-server / mariadbd processes killed and
+//! restarted, consumers that die holding entries, shutdown in the middle of a drop.
+//! Each ends with a final read: every 202 is confirmed or rejected, no seat is held
+//! twice, and the audit finds Redis and MySQL in agreement.
+
+use futures::stream::{self, StreamExt};
+use redis::AsyncCommands;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use seatgate::claims::keys::RECONCILER_GROUP;
+use seatgate::reconciler::{Reconciler, ReconcilerConfig};
+use seatgate::sandbox::{PrivateMysql, PrivateRedis};
+
+use crate::helpers::*;
+
+/// Claims each seat once for its own user; returns seat → booking id of the 202s and
+/// panics on anything but 202 or 409.
+async fn claim_each(app: &TestApp, event: &str, seats: &[String]) -> HashMap<String, String> {
+    let answers: Vec<(String, StatusCode, Value)> = stream::iter(seats.iter().cloned())
+        .map(|seat| async move {
+            let r = app
+                .claim(
+                    event,
+                    &format!("user-{seat}"),
+                    &json!({ "seats": [seat] }),
+                    None,
+                )
+                .await;
+            (seat, r.status(), r.json::<Value>().await.unwrap())
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    answers
+        .into_iter()
+        .map(|(seat, status, body)| {
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            (seat, body["booking_id"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The final read: every acknowledged claim is confirmed and holds its seat in MySQL,
+/// and the audit agrees.
+async fn final_read(app: &TestApp, event: &str, won: &HashMap<String, String>) {
+    let summary = app.settled(event).await;
+    assert_eq!(summary["booked"], won.len(), "{summary}");
+    for (seat, booking) in won {
+        assert_eq!(
+            app.mysql_seat(event, seat).await,
+            ("booked".to_owned(), Some(booking.clone())),
+            "seat {seat}"
+        );
+        assert_eq!(
+            app.mysql_booking_status(booking).await.as_deref(),
+            Some("confirmed")
+        );
+    }
+    assert_eq!(app.mysql_confirmed(event).await, won.len() as i64);
+    let audit = app.audit(event, false).await;
+    assert_eq!(audit["consistent"], true, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_killed_mid_drop_loses_no_acknowledged_claim() {
+    if !PrivateMysql::available() {
+        eprintln!("skipped: mariadbd is not installed");
+        return;
+    }
+    let mut mysql = PrivateMysql::start().await.unwrap();
+    let app = spawn_app_with(|s| s.database_url = mysql.url("seatgate")).await;
+    let seats = seat_names(60);
+    let event = app.event_with(&seats, 4).await;
+
+    let mut won = claim_each(&app, &event, &seats[..20]).await;
+    mysql.kill();
+    // Claims never wait for MySQL: they keep being acknowledged while it is down.
+    won.extend(claim_each(&app, &event, &seats[20..50]).await);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json::<Value>().await.unwrap()["mysql"], "down");
+    assert!(app.event_json(&event).await["pending"].as_u64().unwrap() > 0);
+
+    mysql.restart().await.unwrap();
+    won.extend(claim_each(&app, &event, &seats[50..]).await);
+    final_read(&app, &event, &won).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_answers_503_with_retry_after_and_recovers_with_its_aof() {
+    let Some(mut redis) = private_redis_aof().await else {
+        return;
+    };
+    let app = spawn_app_with(|s| {
+        s.redis_url = redis.url();
+        s.redis_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let seats = seat_names(20);
+    let event = app.event_with(&seats, 4).await;
+    let mut won = claim_each(&app, &event, &seats[..10]).await;
+
+    redis.kill();
+    for seat in &seats[10..15] {
+        let r = app
+            .claim(&event, "late", &json!({ "seats": [seat] }), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "unavailable");
+    }
+    let r = app.event(&event).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    redis.restart().await.unwrap();
+    // The multiplexed connection reconnects by itself; the claims made before the
+    // crash are still there (appendfsync always in this test).
+    eventually(
+        "claims are served again",
+        Duration::from_secs(30),
+        || async { (app.event(&event).await.status() == StatusCode::OK).then_some(()) },
+    )
+    .await;
+    for seat in &seats[..10] {
+        let r = app
+            .claim(&event, "late", &json!({ "seats": [seat] }), None)
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CONFLICT,
+            "{seat} must still be held"
+        );
+    }
+    won.extend(claim_each(&app, &event, &seats[10..]).await);
+    final_read(&app, &event, &won).await;
+}
+
+/// A private redis-server with an AOF fsynced on every write, so a kill loses nothing.
+async fn private_redis_aof() -> Option<PrivateRedis> {
+    if seatgate::sandbox::binary_on_path("redis-server").is_none() {
+        eprintln!("skipped: redis-server is not installed");
+        return None;
+    }
+    let redis = PrivateRedis::start(true).await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("always")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    Some(redis)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_its_data_warm_rebuilds_from_mysql() {
+    let Some(mut redis) = private_redis().await else {
+        return;
+    };
+    let app = spawn_app_with(|s| {
+        s.redis_url = redis.url();
+        s.reconciler = false;
+    })
+    .await;
+    let seats = seat_names(6);
+    let event = app.event_with(&seats, 4).await;
+    let confirmed = claim_each(&app, &event, &seats[..3]).await;
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        &redis.url(),
+        app.db.clone(),
+        ReconcilerConfig::default(),
+    )
+    .unwrap();
+    while reconciler
+        .step(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .settled()
+        > 0
+    {}
+    let r = app
+        .claim(&event, "pat", &json!({"seats": ["S0004"]}), Some("pat-key"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let lost: Value = r.json().await.unwrap();
+
+    // No persistence: a restart is a loss of everything Redis held.
+    redis.restart().await.unwrap();
+    eventually("Redis answers again", Duration::from_secs(30), || async {
+        (app.event(&event).await.status() == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+
+    let r = app.warm(&event).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let counts: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            counts["booked"].clone(),
+            counts["available"].clone(),
+            counts["pending"].clone()
+        ),
+        (json!(3), json!(3), json!(0))
+    );
+    for (seat, booking) in &confirmed {
+        assert_eq!(app.seat_status(&event, seat).await, "booked");
+        let r = app.get_booking(&event, booking, &app.admin()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.json::<Value>().await.unwrap()["status"], "confirmed");
+        let r = app
+            .claim(&event, "late", &json!({ "seats": [seat] }), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+    }
+    // The pending claim is gone; its owner's retry gets a fresh claim.
+    let lost_id = lost["booking_id"].as_str().unwrap();
+    let r = app
+        .get_booking(&event, lost_id, &app.user_token("pat"))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .claim(&event, "pat", &json!({"seats": ["S0004"]}), Some("pat-key"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let fresh: Value = r.json().await.unwrap();
+    assert_ne!(fresh["booking_id"], lost["booking_id"]);
+    // The per-user tallies came back too: users of confirmed seats still count them.
+    let user = format!("user-{}", seats[0]);
+    let r = app
+        .claim(&event, &user, &json!({"quantity": 4}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        &redis.url(),
+        app.db.clone(),
+        ReconcilerConfig::default(),
+    )
+    .unwrap();
+    while reconciler
+        .step(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .settled()
+        > 0
+    {}
+    assert_eq!(app.mysql_confirmed(&event).await, 4);
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn a_dead_consumers_entries_are_taken_over() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let seats = seat_names(5);
+    let event = app.event_with(&seats, 4).await;
+    let won = claim_each(&app, &event, &seats).await;
+
+    // A consumer reads every entry and dies without acknowledging any.
+    let mut conn = app.redis.connection();
+    let opts = redis::streams::StreamReadOptions::default()
+        .group(RECONCILER_GROUP, "doomed")
+        .count(100);
+    let read: redis::streams::StreamReadReply = conn
+        .xread_options(&[app.redis.keys(&event).outbox()], &[">"], &opts)
+        .await
+        .unwrap();
+    assert_eq!(read.keys[0].ids.len(), 5);
+
+    // A live reconciler sees no new entries, then takes the idle ones over.
+    let config = ReconcilerConfig {
+        claim_min_idle: Duration::from_millis(100),
+        autoclaim_every: Duration::ZERO,
+        ..ReconcilerConfig::default()
+    };
+    let reconciler = Reconciler::new(app.redis.clone(), REDIS_URL, app.db.clone(), config).unwrap();
+    eventually(
+        "the entries are taken over and settled",
+        Duration::from_secs(20),
+        || async {
+            reconciler.step(Duration::from_millis(50)).await.unwrap();
+            (app.event_json(&event).await["pending"] == 0).then_some(())
+        },
+    )
+    .await;
+    final_read(&app, &event, &won).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_in_the_middle_of_a_drop_loses_nothing_acknowledged() {
+    let mut app = spawn_app().await;
+    let seats = seat_names(300);
+    let event = app.event_with(&seats, 4).await;
+
+    let storm = {
+        let client = app.client.clone();
+        let base = app.base.clone();
+        let event = event.clone();
+        let tokens: Vec<(String, String)> = seats
+            .iter()
+            .map(|s| (s.clone(), app.user_token(&format!("user-{s}"))))
+            .collect();
+        tokio::spawn(async move {
+            stream::iter(tokens)
+                .map(|(seat, token)| {
+                    let client = client.clone();
+                    let url = format!("{base}/v1/events/{event}/bookings");
+                    async move {
+                        let r = client
+                            .post(url)
+                            .bearer_auth(token)
+                            .json(&json!({"seats": [seat]}))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                                let b: Value = r.json().await.unwrap();
+                                Some((seat, b["booking_id"].as_str().unwrap().to_owned()))
+                            }
+                            // Refused or cut off by the shutdown: not acknowledged.
+                            _ => None,
+                        }
+                    }
+                })
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+    eventually("the drop is under way", Duration::from_secs(20), || async {
+        (app.event_json(&event).await["available"].as_u64().unwrap() < 250).then_some(())
+    })
+    .await;
+    app.stop().await;
+    let won: HashMap<String, String> = storm.await.unwrap().into_iter().flatten().collect();
+    assert!(!won.is_empty());
+
+    // Whatever was acknowledged is persisted by the next reconciler.
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        REDIS_URL,
+        app.db.clone(),
+        ReconcilerConfig::default(),
+    )
+    .unwrap();
+    while reconciler
+        .step(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .settled()
+        > 0
+    {}
+    for (seat, booking) in &won {
+        assert_eq!(
+            app.mysql_seat(&event, seat).await,
+            ("booked".to_owned(), Some(booking.clone()))
+        );
+    }
+    // A claim answered while the client was being cut off may be persisted without
+    // the client knowing; never the other way round.
+    assert!(app.mysql_confirmed(&event).await >= won.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_starts_while_redis_and_mysql_are_down_and_recovers_when_they_return() {
+    if !PrivateMysql::available() {
+        eprintln!("skipped: mariadbd is not installed");
+        return;
+    }
+    let Some(mut redis) = private_redis().await else {
+        return;
+    };
+    let mut mysql = PrivateMysql::start().await.unwrap();
+    redis.kill();
+    mysql.kill();
+    let app = spawn_app_with(|s| {
+        s.redis_url = redis.url();
+        s.database_url = mysql.url("seatgate");
+        s.redis_timeout = Duration::from_millis(300);
+    })
+    .await;
+
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["redis"].clone(), body["mysql"].clone()),
+        (json!("down"), json!("down"))
+    );
+    let r = app.event("anything").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let r = app
+        .create_event(&json!({"id": "later", "name": "Later", "seats": ["A1"]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    redis.restart().await.unwrap();
+    mysql.restart().await.unwrap();
+    eventually("the gateway is ready", Duration::from_secs(60), || async {
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    // Migrations ran in the background; the whole flow works, reconciler included.
+    let event = eventually(
+        "an event can be created",
+        Duration::from_secs(30),
+        || async {
+            let id = app.event_id();
+            let r = app
+                .create_event(&json!({"id": id, "name": "Back", "seats": seat_names(3)}))
+                .await;
+            (r.status() == StatusCode::CREATED).then_some(id)
+        },
+    )
+    .await;
+    assert_eq!(app.warm(&event).await.status(), StatusCode::OK);
+    let won = claim_each(&app, &event, &seat_names(3)).await;
+    final_read(&app, &event, &won).await;
+}

@@ -1,0 +1,54 @@
+//! Operations endpoints and load shedding.
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_while_redis_and_mysql_are_up() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["redis"], "up");
+    assert_eq!(body["mysql"], "up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_beyond_the_in_flight_bound_are_shed_with_retry_after() {
+    // One claim in flight at a time: a burst must see some shed at once, and the
+    // rest answered normally.
+    let app = spawn_app_with(|s| s.max_inflight_claims = 1).await;
+    let event = app.event_with(&seat_names(400), 100).await;
+    let answers = join_all((0..300).map(|i| {
+        let app = &app;
+        let event = &event;
+        async move {
+            app.claim(event, &format!("u{}", i % 3), &json!({"quantity": 1}), None)
+                .await
+        }
+    }))
+    .await;
+    let mut shed = 0;
+    let mut won = 0;
+    for r in answers {
+        match r.status() {
+            StatusCode::ACCEPTED => won += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"], "overloaded");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(shed > 0, "nothing was shed");
+    assert!(won > 0, "nothing got through");
+    let summary = app.settled(&event).await;
+    assert_eq!(summary["booked"], won);
+}
