@@ -55,6 +55,9 @@ pub struct Settings {
     /// Run the reconciler in the gateway process.
     pub reconciler: bool,
     pub db_max_connections: u32,
+    /// A claim still not persisted this long after it was made is rejected
+    /// (`deadline_exceeded`) once MySQL can record the rejection.
+    pub claim_deadline: Duration,
 }
 
 impl Settings {
@@ -72,6 +75,7 @@ impl Settings {
             max_inflight_claims: 10_000,
             reconciler: true,
             db_max_connections: 32,
+            claim_deadline: Duration::from_secs(300),
         }
     }
 }

@@ -127,6 +127,8 @@ pub mod reasons {
     pub const EVENT_NOT_FOUND: &str = "event_not_found";
     /// The claim could not be persisted before the claim deadline.
     pub const DEADLINE_EXCEEDED: &str = "deadline_exceeded";
+    /// MySQL refused the booking for good (a constraint, say).
+    pub const PERSIST_FAILED: &str = "persist_failed";
     /// The outbox entry could not be decoded.
     pub const MALFORMED_CLAIM: &str = "malformed_claim";
 }

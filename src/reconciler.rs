@@ -59,6 +59,9 @@ pub struct ReconcilerConfig {
     pub autoclaim_every: Duration,
     /// Upper bound of the backoff between steps that hit transient failures.
     pub max_backoff: Duration,
+    /// A claim still not persisted this long after it was made is rejected
+    /// (`deadline_exceeded`) as soon as MySQL lets the rejection be recorded.
+    pub claim_deadline: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -70,6 +73,7 @@ impl Default for ReconcilerConfig {
             claim_min_idle: Duration::from_secs(30),
             autoclaim_every: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
+            claim_deadline: Duration::from_secs(300),
         }
     }
 }
@@ -263,20 +267,46 @@ impl Reconciler {
         while let Some((entry, outcome)) = settled.next().await {
             match (&entry.claim, outcome) {
                 (Err(problem), _) => {
-                    self.dead_letter(&entry, problem).await?;
+                    if !self.dead_letter(&entry, problem).await? {
+                        report.retry += 1;
+                        continue;
+                    }
                     report.dead += 1;
                 }
                 (Ok(_), Ok(Settled::Confirmed)) => report.confirmed += 1,
                 (Ok(_), Ok(Settled::Rejected(_))) => report.rejected += 1,
                 (Ok(_), Ok(Settled::AlreadySettled(_))) => report.already_settled += 1,
                 (Ok(claim), Err(err)) => {
+                    let give_up = if !err.is_transient() {
+                        Some(reasons::PERSIST_FAILED)
+                    } else if entry_age(&entry.id) > self.config.claim_deadline {
+                        Some(reasons::DEADLINE_EXCEEDED)
+                    } else {
+                        None
+                    };
                     tracing::warn!(
                         event.id = %claim.event_id, booking.id = %claim.booking_id,
-                        transient = err.is_transient(), error = %err,
-                        "claim not settled; it stays pending and is retried"
+                        transient = err.is_transient(), error = %err, giving_up = give_up.is_some(),
+                        "claim not persisted"
                     );
-                    report.retry += 1;
-                    continue;
+                    let rejected = match give_up {
+                        Some(reason) => self.reject_claim(claim, reason).await,
+                        None => {
+                            report.retry += 1;
+                            continue;
+                        }
+                    };
+                    match rejected {
+                        Ok(Settled::Confirmed) => report.confirmed += 1,
+                        Ok(Settled::Rejected(_)) => report.rejected += 1,
+                        Ok(Settled::AlreadySettled(_)) => report.already_settled += 1,
+                        Err(err) => {
+                            tracing::warn!(booking.id = %claim.booking_id, error = %err,
+                                "cannot reject the claim either; it stays pending and is retried");
+                            report.retry += 1;
+                            continue;
+                        }
+                    }
                 }
             }
             acks.entry(entry.outbox).or_default().push(entry.id);
@@ -288,6 +318,28 @@ impl Reconciler {
 
     /// Persists one claim and settles it in Redis. Idempotent.
     pub async fn settle(&self, claim: &Claim) -> Result<Settled, SettleError> {
+        self.settle_or_reject(claim, None).await
+    }
+
+    /// Gives up on a claim that cannot be persisted (a permanent database error, the
+    /// claim deadline, an undecodable entry): rejects it for `reason` and gives Redis
+    /// MySQL's state for its seats. The rejection is recorded in MySQL under the seats'
+    /// locks, so no later delivery can persist it; and if MySQL turns out to have the
+    /// booking after all (a COMMIT whose answer was lost), it is confirmed instead: a
+    /// committed booking is never rolled back. Needs MySQL, like `settle`.
+    pub async fn reject_claim(
+        &self,
+        claim: &Claim,
+        reason: &'static str,
+    ) -> Result<Settled, SettleError> {
+        self.settle_or_reject(claim, Some(reason)).await
+    }
+
+    async fn settle_or_reject(
+        &self,
+        claim: &Claim,
+        give_up: Option<&'static str>,
+    ) -> Result<Settled, SettleError> {
         let mut sorted = claim.seats.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -352,7 +404,7 @@ impl Reconciler {
         } else if locked.iter().any(|s| s.taken_by_other(&claim.booking_id)) {
             Some(reasons::SEATS_TAKEN)
         } else {
-            None
+            give_up
         };
         if let Some(reason) = reason {
             if locked.len() == sorted.len() {
@@ -470,7 +522,26 @@ impl Reconciler {
         Ok(())
     }
 
-    async fn dead_letter(&self, entry: &Entry, problem: &str) -> anyhow::Result<()> {
+    /// Moves an undecodable entry to the event's dead-letter stream with its error.
+    /// If the entry still names its booking and Redis has the booking's record, the
+    /// booking is rejected (seats back to MySQL's truth) first, so its seats are not
+    /// held forever. Returns false when that rejection failed transiently (the entry
+    /// stays pending and is tried again).
+    async fn dead_letter(&self, entry: &Entry, problem: &str) -> anyhow::Result<bool> {
+        if let Some(booking_id) = &entry.booking_hint {
+            if let Some(booking) = self.redis.booking(&entry.event_id, booking_id).await? {
+                let claim = Claim {
+                    event_id: entry.event_id.clone(),
+                    booking_id: booking.booking_id,
+                    user_id: booking.user_id,
+                    seats: booking.seats,
+                };
+                if let Err(err) = self.reject_claim(&claim, reasons::MALFORMED_CLAIM).await {
+                    tracing::warn!(booking.id = %claim.booking_id, error = %err, "cannot reject the booking of an undecodable entry yet");
+                    return Ok(false);
+                }
+            }
+        }
         tracing::error!(outbox = %entry.outbox, entry.id = %entry.id, problem, "undecodable outbox entry moved to the dead-letter stream");
         let mut conn = self.redis.connection();
         let dead = self.redis.keys(&entry.event_id).dead_letters();
@@ -478,10 +549,14 @@ impl Reconciler {
             .xadd(
                 dead,
                 "*",
-                &[("entry", entry.id.as_str()), ("error", problem)],
+                &[
+                    ("entry", entry.id.as_str()),
+                    ("booking", entry.booking_hint.as_deref().unwrap_or("")),
+                    ("error", problem),
+                ],
             )
             .await?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -491,6 +566,8 @@ struct Entry {
     event_id: String,
     id: String,
     claim: Result<Claim, String>,
+    /// The booking id, when the entry has a readable one (for dead letters).
+    booking_hint: Option<String>,
 }
 
 fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) -> Vec<Entry> {
@@ -523,15 +600,31 @@ fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) ->
                     seats,
                 })
             })();
+            let booking_hint = field("b").ok().filter(|b| uuid::Uuid::parse_str(b).is_ok());
             entries.push(Entry {
                 outbox: stream.key.clone(),
                 event_id: event_id.clone(),
                 id: item.id,
                 claim,
+                booking_hint,
             });
         }
     }
     entries
+}
+
+/// How long ago an outbox entry was added: its id is `<milliseconds>-<sequence>`.
+fn entry_age(id: &str) -> Duration {
+    let added_ms: u64 = id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(u64::MAX);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(now_ms.saturating_sub(added_ms))
 }
 
 /// MySQL's state of each seat of the claim, in Redis's spelling; a seat MySQL does
@@ -572,6 +665,17 @@ pub fn backoff(attempt: u32, cap: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_ids_tell_their_age() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let age = entry_age(&format!("{}-0", now_ms - 5_000));
+        assert!(age >= Duration::from_secs(5) && age < Duration::from_secs(60));
+        assert_eq!(entry_age("garbage"), Duration::ZERO);
+    }
 
     #[test]
     fn backoff_stays_under_its_cap() {

@@ -62,7 +62,10 @@ impl Application {
                 redis.clone(),
                 &settings.redis_url,
                 pool.clone(),
-                ReconcilerConfig::default(),
+                ReconcilerConfig {
+                    claim_deadline: settings.claim_deadline,
+                    ..ReconcilerConfig::default()
+                },
             )?)
         } else {
             None

@@ -89,11 +89,18 @@ pub struct StoreArgs {
     /// Timeout of each Redis call on the request path, in milliseconds.
     #[arg(long, env = "SEATGATE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
+    /// Seconds after which a claim that still cannot be persisted is rejected.
+    #[arg(long, env = "SEATGATE_CLAIM_DEADLINE", default_value_t = 300)]
+    pub claim_deadline_secs: u64,
 }
 
 impl StoreArgs {
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
+    }
+
+    pub fn claim_deadline(&self) -> Duration {
+        Duration::from_secs(self.claim_deadline_secs)
     }
 }
 

@@ -29,7 +29,10 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
         redis,
         &args.store.redis_url,
         pool,
-        ReconcilerConfig::default(),
+        ReconcilerConfig {
+            claim_deadline: args.store.claim_deadline(),
+            ..ReconcilerConfig::default()
+        },
     )?;
     tracing::info!(consumer = %reconciler.consumer(), "reconciler running");
     reconciler.run(shutdown_signal()).await;

@@ -324,3 +324,154 @@ async fn events_that_are_not_warmed_are_not_on_sale() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "event_not_found");
 }
+
+/// Makes every write of a confirmed booking fail with the given MySQL error number, as
+/// a server would (1205 lock wait timeout is transient; 1644 a plain refusal is not).
+async fn fail_confirmed_writes(app: &TestApp, errno: u32) {
+    sqlx::query("DROP TRIGGER IF EXISTS fail_confirmed")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "CREATE TRIGGER fail_confirmed BEFORE INSERT ON bookings FOR EACH ROW \
+         IF NEW.status = 'confirmed' THEN \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = 'injected failure'; \
+         END IF"
+    ))
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_permanent_database_failure_rejects_the_claim_and_rolls_redis_back() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(3), 4).await;
+    let id = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
+        .await;
+    fail_confirmed_writes(&app, 1644).await;
+
+    let report = reconciler(&app)
+        .step(Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!((report.rejected, report.retry), (1, 0), "{report:?}");
+    let b: Value = app
+        .get_booking(&event, &id, &app.admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b["status"].clone(), b["reason"].clone()),
+        (json!("rejected"), json!("persist_failed"))
+    );
+    assert_eq!(app.seat_status(&event, "S0001").await, "available");
+    assert_eq!(
+        app.mysql_booking_status(&id).await.as_deref(),
+        Some("rejected")
+    );
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_the_claim_deadline() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(3), 4).await;
+    let patient = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
+        .await;
+    fail_confirmed_writes(&app, 1205).await;
+
+    // Within the deadline: the claim stays pending and the entry unacknowledged.
+    let r = reconciler(&app);
+    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    assert_eq!((report.retry, report.settled()), (1, 0), "{report:?}");
+    assert_eq!(app.seat_status(&event, "S0001").await, "pending");
+    // The failure passes: the retry (from the pending list) persists it.
+    sqlx::query("DROP TRIGGER fail_confirmed")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(report.confirmed, 1, "{report:?}");
+    assert_eq!(
+        app.mysql_booking_status(&patient).await.as_deref(),
+        Some("confirmed")
+    );
+
+    // Past the deadline, a claim that still fails is rejected, and says why.
+    let late = app
+        .claim_ok(&event, "bob", &json!({"seats": ["S0002"]}))
+        .await;
+    fail_confirmed_writes(&app, 1205).await;
+    let impatient = Reconciler::new(
+        app.redis.clone(),
+        REDIS_URL,
+        app.db.clone(),
+        ReconcilerConfig {
+            claim_deadline: Duration::ZERO,
+            ..ReconcilerConfig::default()
+        },
+    )
+    .unwrap();
+    let report = impatient.step(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(report.rejected, 1, "{report:?}");
+    let b: Value = app
+        .get_booking(&event, &late, &app.admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b["status"].clone(), b["reason"].clone()),
+        (json!("rejected"), json!("deadline_exceeded"))
+    );
+    assert_eq!(app.seat_status(&event, "S0002").await, "available");
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn an_undecodable_outbox_entry_is_dead_lettered_and_its_booking_rejected() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(2), 4).await;
+    let id = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
+        .await;
+    // Mangle the entry: same booking, seats field unreadable.
+    let keys = app.redis.keys(&event);
+    let mut conn = app.redis.connection();
+    let _: i64 = redis::cmd("DEL")
+        .arg(keys.outbox())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(keys.outbox())
+        .arg("*")
+        .arg(&["b", id.as_str(), "u", "alice", "s", "not json"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r = reconciler(&app);
+    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(report.dead, 1, "{report:?}");
+    let dead: usize = redis::cmd("XLEN")
+        .arg(keys.dead_letters())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1);
+    let b: Value = app
+        .get_booking(&event, &id, &app.admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b["status"].clone(), b["reason"].clone()),
+        (json!("rejected"), json!("malformed_claim"))
+    );
+    assert_eq!(app.seat_status(&event, "S0001").await, "available");
+}
