@@ -52,6 +52,10 @@ pub struct Settings {
     pub claim_strategy: ClaimStrategy,
     /// Claims in flight at once; beyond it, 503 `overloaded` at once.
     pub max_inflight_claims: usize,
+    /// Claims per second one user may make on average (0: no limit), per process.
+    pub user_rate: f64,
+    /// Claims one user may make in a burst.
+    pub user_burst: u32,
     /// Run the reconciler in the gateway process.
     pub reconciler: bool,
     pub db_max_connections: u32,
@@ -73,6 +77,8 @@ impl Settings {
             jwt_secret: Secret::new(jwt_secret),
             claim_strategy: ClaimStrategy::Redis,
             max_inflight_claims: 10_000,
+            user_rate: 5.0,
+            user_burst: 10,
             reconciler: true,
             db_max_connections: 32,
             claim_deadline: Duration::from_secs(300),

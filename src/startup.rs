@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::api::{self, auth::Auth, AppState};
+use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState};
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
@@ -78,6 +78,8 @@ impl Application {
             db: pool,
             auth: Arc::new(Auth::new(&settings.admin_token, &settings.jwt_secret)),
             claim_permits: Arc::new(Semaphore::new(settings.max_inflight_claims)),
+            rate_limiter: UserRateLimiter::new(settings.user_rate, settings.user_burst)
+                .map(Arc::new),
             strategy: settings.claim_strategy,
         };
         Ok(Self {

@@ -131,6 +131,13 @@ async fn create_booking(
             "bookings are made with a user token",
         ));
     };
+    if let Some(limiter) = &app.rate_limiter {
+        limiter
+            .check(&user_id, std::time::Instant::now())
+            .map_err(|wait| ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })?;
+    }
     let key = idempotency_key(&headers)?;
     let wanted = Wanted::parse(&body_bytes(body)?)?;
     if !is_valid_event_id(&event_id) {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::claims::StoreError;
 use crate::ops::OpError;
 
-/// Seconds a client is asked to wait before retrying a 429 or 503.
+/// Seconds a client is asked to wait before retrying a 503.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +46,8 @@ pub enum ApiError {
     UnknownSeats(Vec<String>),
     #[error("this Idempotency-Key was used before with a different request")]
     IdempotencyKeyReused,
-    #[error("too many requests; retry after the Retry-After delay")]
-    RateLimited,
+    #[error("too many claims from this user; retry after the Retry-After delay")]
+    RateLimited { retry_after_secs: u64 },
     #[error("too many claims in flight; retry after the Retry-After delay")]
     Overloaded,
     #[error("a backend is unavailable; retry after the Retry-After delay")]
@@ -72,7 +72,7 @@ impl ApiError {
             UserLimitExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, "user_limit_exceeded"),
             UnknownSeats(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_seats"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-            RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -101,14 +101,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+            _ => None,
+        };
         let mut response = (status, Json(self.body())).into_response();
-        if matches!(
-            status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

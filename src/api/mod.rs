@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod rate_limit;
 
 use axum::Router;
 use sqlx::MySqlPool;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Permits for claims in flight (load shedding).
     pub claim_permits: Arc<Semaphore>,
+    /// Per-user claim rate limit; `None` when disabled.
+    pub rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
     pub strategy: ClaimStrategy,
 }
 

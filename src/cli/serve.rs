@@ -26,6 +26,12 @@ pub struct ServeArgs {
     /// Claims in flight at once before new ones get 503 overloaded.
     #[arg(long, env = "SEATGATE_MAX_INFLIGHT_CLAIMS", default_value_t = 10_000)]
     pub max_inflight_claims: usize,
+    /// Claims per second one user may make on average, per gateway (0: no limit).
+    #[arg(long, env = "SEATGATE_USER_RATE", default_value_t = 5.0)]
+    pub user_rate: f64,
+    /// Claims one user may make in a burst before the rate applies.
+    #[arg(long, env = "SEATGATE_USER_BURST", default_value_t = 10)]
+    pub user_burst: u32,
     /// Do not run the reconciler in this process (run `seatgate reconcile` instead).
     #[arg(long, env = "SEATGATE_NO_RECONCILER")]
     pub no_reconciler: bool,
@@ -55,6 +61,8 @@ impl ServeArgs {
             jwt_secret: Secret::new(jwt_secret),
             claim_strategy: self.claim_strategy,
             max_inflight_claims: self.max_inflight_claims.max(1),
+            user_rate: self.user_rate,
+            user_burst: self.user_burst,
             reconciler: !self.no_reconciler,
             db_max_connections: self.db_max_connections.max(1),
         })

@@ -52,3 +52,39 @@ async fn claims_beyond_the_in_flight_bound_are_shed_with_retry_after() {
     let summary = app.settled(&event).await;
     assert_eq!(summary["booked"], won);
 }
+
+#[tokio::test]
+async fn a_user_claiming_too_fast_gets_429_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.user_rate = 0.5;
+        s.user_burst = 3;
+    })
+    .await;
+    let event = app.event_with(&seat_names(20), 100).await;
+    for _ in 0..3 {
+        let r = app
+            .claim(&event, "eager", &json!({"quantity": 1}), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let r = app
+        .claim(&event, "eager", &json!({"quantity": 1}), Some("k"))
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "2");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "rate_limited");
+    // Others are not held back, and a 429 does not use up the idempotency key.
+    let r = app
+        .claim(&event, "calm", &json!({"quantity": 1}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app
+        .claim(&event, "calm", &json!({"quantity": 2}), Some("k"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.event_json(&event).await["pending"].as_u64().unwrap()
+            + app.event_json(&event).await["booked"].as_u64().unwrap(),
+        6
+    );
+}
