@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState};
+use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
@@ -78,6 +79,8 @@ impl Application {
             db: pool,
             auth: Arc::new(Auth::new(&settings.admin_token, &settings.jwt_secret)),
             claim_permits: Arc::new(Semaphore::new(settings.max_inflight_claims)),
+            settled: SettledFeed::start(&settings.redis_url, &settings.redis_namespace)
+                .context("invalid SEATGATE_REDIS_URL")?,
             rate_limiter: UserRateLimiter::new(settings.user_rate, settings.user_burst)
                 .map(Arc::new),
             strategy: settings.claim_strategy,

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -139,6 +140,7 @@ async fn create_booking(
             })?;
     }
     let key = idempotency_key(&headers)?;
+    let wait = prefer_wait(&headers);
     let wanted = Wanted::parse(&body_bytes(body)?)?;
     if !is_valid_event_id(&event_id) {
         return Err(ApiError::EventNotFound);
@@ -179,18 +181,21 @@ async fn create_booking(
                 status: BookingStatus::Pending,
                 reason: None,
             };
-            if replay {
-                // Same status code and booking id as the first answer; the body shows
-                // the booking as it is now.
-                if let Some(now) = app
-                    .redis
-                    .booking(&booking.event_id, &booking.booking_id)
-                    .await?
-                {
-                    booking = now;
+            let Some(wait) = wait else {
+                if replay {
+                    // Same status code and booking id as the first answer; the body
+                    // shows the booking as it is now.
+                    if let Some(now) = app
+                        .redis
+                        .booking(&booking.event_id, &booking.booking_id)
+                        .await?
+                    {
+                        booking = now;
+                    }
                 }
-            }
-            Ok(booking_response(StatusCode::ACCEPTED, &booking))
+                return Ok(booking_response(StatusCode::ACCEPTED, &booking));
+            };
+            wait_for_settlement(&app, booking, wait).await
         }
         ClaimOutcome::SeatsUnavailable(seats) => Err(ApiError::SeatsUnavailable(seats)),
         ClaimOutcome::SoldOut => Err(ApiError::SoldOut),
@@ -200,6 +205,71 @@ async fn create_booking(
         ClaimOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
         ClaimOutcome::Replay(_) => unreachable!("claim replies never nest replays"),
     }
+}
+
+/// Longest `Prefer: wait` honoured.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// The `wait=N` preference (RFC 7240), capped at [`MAX_WAIT`]. Preferences that are
+/// malformed or unknown are ignored, as the RFC asks.
+fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|pref| {
+            let pref = pref.split(';').next()?.trim();
+            let (name, value) = pref.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            let secs: u64 = value.trim().trim_matches('"').parse().ok()?;
+            Some(Duration::from_secs(secs).min(MAX_WAIT))
+        })
+        .next()
+}
+
+/// Answers a `Prefer: wait` claim: waits (without polling) until the booking leaves
+/// `pending` or the wait runs out, then answers 201 `confirmed`, 409 `booking_rejected`
+/// with the reason, or 202 with the booking as it is.
+async fn wait_for_settlement(
+    app: &AppState,
+    booking: Booking,
+    wait: Duration,
+) -> Result<Response, ApiError> {
+    // Watch first, then read: a settle between the two is not missed.
+    let settled = app.settled.watch(&booking.booking_id);
+    let mut now = app
+        .redis
+        .booking(&booking.event_id, &booking.booking_id)
+        .await?
+        .unwrap_or(booking);
+    if now.status == BookingStatus::Pending {
+        let _ = tokio::time::timeout(wait, settled).await;
+        app.settled.forget(&now.booking_id);
+        if let Some(latest) = app.redis.booking(&now.event_id, &now.booking_id).await? {
+            now = latest;
+        }
+    } else {
+        drop(settled);
+        app.settled.forget(&now.booking_id);
+    }
+    let mut response = match now.status {
+        BookingStatus::Confirmed => booking_response(StatusCode::CREATED, &now),
+        BookingStatus::Rejected => ApiError::ClaimRejected {
+            booking_id: now.booking_id.clone(),
+            reason: now.reason.clone().unwrap_or_default(),
+        }
+        .into_response(),
+        BookingStatus::Pending | BookingStatus::Cancelled => {
+            booking_response(StatusCode::ACCEPTED, &now)
+        }
+    };
+    if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
+        response.headers_mut().insert("preference-applied", applied);
+    }
+    Ok(response)
 }
 
 /// The booking as JSON, with `Location` pointing at it.

@@ -38,6 +38,8 @@ pub enum ApiError {
     SoldOut,
     #[error("the booking was rejected and cannot be cancelled")]
     BookingRejected,
+    #[error("the claim was rejected: {reason}")]
+    ClaimRejected { booking_id: String, reason: String },
     #[error("the request body is larger than 1 MiB")]
     PayloadTooLarge,
     #[error("this booking would take the user over the per-user limit of {0} seats")]
@@ -68,6 +70,7 @@ impl ApiError {
             SeatsUnavailable(_) => (StatusCode::CONFLICT, "seats_unavailable"),
             SoldOut => (StatusCode::CONFLICT, "sold_out"),
             BookingRejected => (StatusCode::CONFLICT, "booking_rejected"),
+            ClaimRejected { .. } => (StatusCode::CONFLICT, "booking_rejected"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             UserLimitExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, "user_limit_exceeded"),
             UnknownSeats(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_seats"),
@@ -87,6 +90,10 @@ impl ApiError {
                 body["seats"] = json!(seats);
             }
             ApiError::UserLimitExceeded(limit) => body["limit"] = json!(limit),
+            ApiError::ClaimRejected { booking_id, reason } => {
+                body["booking_id"] = json!(booking_id);
+                body["reason"] = json!(reason);
+            }
             _ => {}
         }
         body

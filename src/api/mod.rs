@@ -15,6 +15,7 @@ use sqlx::MySqlPool;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
 use crate::config::ClaimStrategy;
 use auth::Auth;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Permits for claims in flight (load shedding).
     pub claim_permits: Arc<Semaphore>,
+    /// Wakes `Prefer: wait` claims when their booking settles.
+    pub settled: SettledFeed,
     /// Per-user claim rate limit; `None` when disabled.
     pub rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
     pub strategy: ClaimStrategy,

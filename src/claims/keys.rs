@@ -84,6 +84,11 @@ pub fn events_registry(namespace: &str) -> String {
     format!("{namespace}seatgate:events")
 }
 
+/// Pub/sub channel on which settled booking ids are published (see `settled`).
+pub fn settled_channel(namespace: &str) -> String {
+    format!("{namespace}seatgate:settled")
+}
+
 /// The consumer group every reconciler joins on every outbox.
 pub const RECONCILER_GROUP: &str = "reconcilers";
 

@@ -12,6 +12,7 @@
 
 pub mod keys;
 pub mod scripts;
+pub mod settled;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Value};
@@ -203,7 +204,9 @@ impl RedisStore {
             .arg(seats);
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
-        scripts::parse_status("confirm", value)
+        let status = scripts::parse_status("confirm", value)?;
+        self.announce_settled(booking_id).await;
+        Ok(status)
     }
 
     /// Rejects a pending booking and sets its seats to MySQL's `states`
@@ -231,7 +234,9 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
-        scripts::parse_status("reject", value)
+        let status = scripts::parse_status("reject", value)?;
+        self.announce_settled(booking_id).await;
+        Ok(status)
     }
 
     /// Frees a booking's seats in Redis (after MySQL recorded the cancellation).
@@ -254,7 +259,20 @@ impl RedisStore {
             .arg(seats);
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
-        scripts::parse_status("cancel", value)
+        let status = scripts::parse_status("cancel", value)?;
+        self.announce_settled(booking_id).await;
+        Ok(status)
+    }
+
+    /// Tells waiting requests (`Prefer: wait`) that the booking may have settled. Best
+    /// effort: a lost notification only means a waiter answers at its timeout.
+    async fn announce_settled(&self, booking_id: &str) {
+        let mut conn = self.conn.clone();
+        let channel = keys::settled_channel(&self.namespace);
+        let published: Result<i64, _> = self.bounded(conn.publish(channel, booking_id)).await;
+        if let Err(err) = published {
+            tracing::debug!(booking.id = %booking_id, error = %err, "settle notification not published");
+        }
     }
 
     /// Copies one chunk of `(seat, ordinal, MySQL state)` into Redis, leaving seats of

@@ -11,3 +11,4 @@ mod idempotency;
 mod lifecycle;
 mod lua;
 mod race;
+mod wait;

@@ -1,0 +1,122 @@
+//! `Prefer: wait=N` on claims: the answer waits (without polling) for the booking to
+//! leave `pending`.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+use seatgate::reconciler::{Reconciler, ReconcilerConfig};
+
+use crate::helpers::*;
+
+async fn claim_waiting(
+    app: &TestApp,
+    event: &str,
+    user: &str,
+    seat: &str,
+    wait: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/v1/events/{event}/bookings")))
+        .bearer_auth(app.user_token(user))
+        .header("Prefer", wait)
+        .json(&json!({ "seats": [seat] }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claim_is_answered_201_once_confirmed() {
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(2), 4).await;
+    let r = claim_waiting(&app, &event, "alice", "S0001", "respond-async, wait=10").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["preference-applied"], "wait=10");
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with(&format!("/v1/events/{event}/bookings/")));
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["status"], "confirmed");
+    assert_eq!(
+        app.mysql_booking_status(b["booking_id"].as_str().unwrap())
+            .await
+            .as_deref(),
+        Some("confirmed")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_that_runs_out_answers_202_pending() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(2), 4).await;
+    let r = claim_waiting(&app, &event, "alice", "S0001", "wait=1").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["preference-applied"], "wait=1");
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "pending");
+    // A zero wait answers at once.
+    let r = claim_waiting(&app, &event, "bob", "S0002", "wait=0").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claim_learns_of_its_rejection_when_it_happens() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(2), 4).await;
+    let other = uuid::Uuid::now_v7().to_string();
+    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'zed', 'confirmed', '[\"S0001\"]')")
+        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0001'")
+        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+
+    let started = Instant::now();
+    let waiting = {
+        let client = app.client.clone();
+        let url = app.url(&format!("/v1/events/{event}/bookings"));
+        let token = app.user_token("alice");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("Prefer", "wait=10")
+                .json(&json!({"seats": ["S0001"]}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    eventually("the claim is pending", Duration::from_secs(5), || async {
+        (app.event_json(&event).await["pending"] == 1).then_some(())
+    })
+    .await;
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        REDIS_URL,
+        app.db.clone(),
+        ReconcilerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        reconciler
+            .step(Duration::from_millis(50))
+            .await
+            .unwrap()
+            .rejected,
+        1
+    );
+
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.headers()["preference-applied"], "wait=10");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "booking_rejected");
+    assert_eq!(body["reason"], "seats_taken");
+    assert!(body["booking_id"].is_string());
+    // Woken by the notification, not by the end of the 10 s wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+}
