@@ -62,6 +62,8 @@ pub struct ReconcilerConfig {
     /// A claim still not persisted this long after it was made is rejected
     /// (`deadline_exceeded`) as soon as MySQL lets the rejection be recorded.
     pub claim_deadline: Duration,
+    /// Longest one settle attempt may take before it is abandoned and retried.
+    pub settle_timeout: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -74,6 +76,7 @@ impl Default for ReconcilerConfig {
             autoclaim_every: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
             claim_deadline: Duration::from_secs(300),
+            settle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -106,6 +109,8 @@ pub enum SettleError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Redis(#[from] StoreError),
+    #[error("settling took longer than {0:?}")]
+    Timeout(Duration),
 }
 
 impl SettleError {
@@ -113,7 +118,7 @@ impl SettleError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Db(e) => db::is_transient(e),
-            Self::Redis(_) => true,
+            Self::Redis(_) | Self::Timeout(_) => true,
         }
     }
 }
@@ -335,7 +340,21 @@ impl Reconciler {
         self.settle_or_reject(claim, Some(reason)).await
     }
 
+    /// One settle attempt, bounded in time: a stalled connection (the network, or a
+    /// server that stopped answering) must not hang the reconciler. On timeout the
+    /// transaction is dropped, so MySQL rolls it back, and the entry is retried.
     async fn settle_or_reject(
+        &self,
+        claim: &Claim,
+        give_up: Option<&'static str>,
+    ) -> Result<Settled, SettleError> {
+        let limit = self.config.settle_timeout;
+        tokio::time::timeout(limit, self.settle_or_reject_unbounded(claim, give_up))
+            .await
+            .unwrap_or(Err(SettleError::Timeout(limit)))
+    }
+
+    async fn settle_or_reject_unbounded(
         &self,
         claim: &Claim,
         give_up: Option<&'static str>,

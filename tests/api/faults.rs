@@ -15,6 +15,7 @@ use seatgate::reconciler::{Reconciler, ReconcilerConfig};
 use seatgate::sandbox::{PrivateMysql, PrivateRedis};
 
 use crate::helpers::*;
+use crate::proxy::{FaultyProxy, Mode};
 
 /// Claims each seat once for its own user; returns seat → booking id of the 202s and
 /// panics on anything but 202 or 409.
@@ -427,4 +428,213 @@ async fn the_gateway_starts_while_redis_and_mysql_are_down_and_recovers_when_the
     assert_eq!(app.warm(&event).await.status(), StatusCode::OK);
     let won = claim_each(&app, &event, &seat_names(3)).await;
     final_read(&app, &event, &won).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_keep_being_answered_while_mysql_writes_are_stalled() {
+    let app = spawn_app().await;
+    let seats = seat_names(40);
+    let event = app.event_with(&seats, 4).await;
+
+    // Another transaction holds every seat row of the event: the reconciler's
+    // FOR UPDATE waits behind it (and times out, and retries).
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("SELECT seat_id FROM seats WHERE event_id = ? FOR UPDATE")
+        .bind(&event)
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
+    let won = claim_each(&app, &event, &seats).await;
+    assert_eq!(
+        won.len(),
+        40,
+        "every claim answered 202 while MySQL was stalled"
+    );
+    assert_eq!(app.event_json(&event).await["pending"], 40);
+    assert_eq!(app.mysql_confirmed(&event).await, 0);
+
+    blocker.rollback().await.unwrap();
+    final_read(&app, &event, &won).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_reconcilers_share_the_outbox_safely() {
+    let app = spawn_app().await;
+    let seats = seat_names(100);
+    let event = app.event_with(&seats, 4).await;
+    // Two more consumers besides the gateway's own.
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let extra: Vec<_> = (0..2)
+        .map(|_| {
+            let r = Reconciler::new(
+                app.redis.clone(),
+                REDIS_URL,
+                app.db.clone(),
+                ReconcilerConfig::default(),
+            )
+            .unwrap();
+            let mut stop = stop_tx.subscribe();
+            tokio::spawn(r.run(async move {
+                let _ = stop.recv().await;
+            }))
+        })
+        .collect();
+    // 500 claims, five per seat, so conflicts race across consumers too.
+    let requests: Vec<(String, String)> = (0..500)
+        .map(|i| (format!("u{i}"), seats[i % 100].clone()))
+        .collect();
+    let answers: Vec<(String, StatusCode, Value)> = stream::iter(requests)
+        .map(|(user, seat)| {
+            let app = &app;
+            let event = &event;
+            async move {
+                let r = app
+                    .claim(event, &user, &json!({ "seats": [seat] }), None)
+                    .await;
+                (seat, r.status(), r.json::<Value>().await.unwrap())
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let mut won = HashMap::new();
+    for (seat, status, body) in answers {
+        match status {
+            StatusCode::ACCEPTED => {
+                assert!(won
+                    .insert(seat, body["booking_id"].as_str().unwrap().to_owned())
+                    .is_none());
+            }
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(won.len(), 100);
+    final_read(&app, &event, &won).await;
+    let _ = stop_tx.send(());
+    for handle in extra {
+        handle.await.unwrap();
+    }
+}
+
+/// Claims with an Idempotency-Key, retrying 503s with the same key until an answer
+/// (the client protocol of the README); returns seat → booking id of the wins.
+async fn claim_each_retrying(
+    app: &TestApp,
+    event: &str,
+    seats: &[String],
+) -> HashMap<String, String> {
+    let mut won = HashMap::new();
+    for seat in seats {
+        let key = format!("key-{seat}");
+        let body = eventually(
+            "the claim gets an answer",
+            Duration::from_secs(60),
+            || async {
+                let r = app
+                    .claim(
+                        event,
+                        &format!("user-{seat}"),
+                        &json!({ "seats": [seat] }),
+                        Some(&key),
+                    )
+                    .await;
+                match r.status() {
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        assert!(r.headers().contains_key("retry-after"));
+                        None
+                    }
+                    StatusCode::ACCEPTED => Some(r.json::<Value>().await.unwrap()),
+                    other => panic!("unexpected {other}"),
+                }
+            },
+        )
+        .await;
+        won.insert(
+            seat.clone(),
+            body["booking_id"].as_str().unwrap().to_owned(),
+        );
+    }
+    won
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_cut_network_to_redis_answers_503_and_heals() {
+    let proxy = FaultyProxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let app = spawn_app_with(|s| {
+        s.redis_url = format!("redis://{}", proxy.host_port());
+        s.redis_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let seats = seat_names(30);
+    let event = app.event_with(&seats, 4).await;
+    let mut won = claim_each_retrying(&app, &event, &seats[..10]).await;
+
+    for mode in [Mode::Stall, Mode::Cut] {
+        proxy.set(mode);
+        for seat in &seats[10..20] {
+            // Same keys as the retries below: whatever reached Redis is found again.
+            let r = app
+                .claim(
+                    &event,
+                    &format!("user-{seat}"),
+                    &json!({ "seats": [seat] }),
+                    Some(&format!("key-{seat}")),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{mode:?}");
+            assert_eq!(r.headers()["retry-after"], "1");
+            assert_eq!(r.json::<Value>().await.unwrap()["error"], "unavailable");
+        }
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        proxy.set(Mode::Pass);
+        won.extend(claim_each_retrying(&app, &event, &seats[10..20]).await);
+    }
+    won.extend(claim_each_retrying(&app, &event, &seats[20..]).await);
+    final_read(&app, &event, &won).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_cut_network_to_mysql_delays_confirmation_only() {
+    let proxy = FaultyProxy::start("127.0.0.1:3306".parse().unwrap()).await;
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let seats = seat_names(30);
+    let event = app.event_with(&seats, 4).await;
+    // The reconciler reaches MySQL through the proxy; the API directly.
+    let db_url = format!("mysql://root@{}/{}", proxy.host_port(), app.db_name());
+    let pool = seatgate::db::lazy_pool(&db_url, 8).unwrap();
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        REDIS_URL,
+        pool,
+        ReconcilerConfig {
+            settle_timeout: Duration::from_secs(1),
+            max_backoff: Duration::from_millis(200),
+            ..ReconcilerConfig::default()
+        },
+    )
+    .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(reconciler.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let mut won = claim_each(&app, &event, &seats[..10]).await;
+    app.settled(&event).await;
+    for mode in [Mode::Stall, Mode::Cut] {
+        proxy.set(mode);
+        let batch = if mode == Mode::Stall {
+            &seats[10..20]
+        } else {
+            &seats[20..]
+        };
+        won.extend(claim_each(&app, &event, batch).await);
+        assert!(app.event_json(&event).await["pending"].as_u64().unwrap() > 0);
+        proxy.set(Mode::Pass);
+        app.settled(&event).await;
+    }
+    final_read(&app, &event, &won).await;
+    let _ = stop_tx.send(());
+    running.await.unwrap();
 }

@@ -117,6 +117,11 @@ pub fn seat_names(n: usize) -> Vec<String> {
 }
 
 impl TestApp {
+    /// The name of this test's MySQL database.
+    pub fn db_name(&self) -> &str {
+        &self.db_name
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

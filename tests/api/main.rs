@@ -10,5 +10,6 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod lua;
+mod proxy;
 mod race;
 mod wait;
