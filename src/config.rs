@@ -50,6 +50,8 @@ pub struct Settings {
     pub admin_token: Secret,
     pub jwt_secret: Secret,
     pub claim_strategy: ClaimStrategy,
+    /// Longest any request may take before it is answered 503.
+    pub request_timeout: Duration,
     /// Claims in flight at once; beyond it, 503 `overloaded` at once.
     pub max_inflight_claims: usize,
     /// Claims per second one user may make on average (0: no limit), per process.
@@ -76,6 +78,7 @@ impl Settings {
             admin_token: Secret::new(admin_token),
             jwt_secret: Secret::new(jwt_secret),
             claim_strategy: ClaimStrategy::Redis,
+            request_timeout: Duration::from_secs(30),
             max_inflight_claims: 10_000,
             user_rate: 5.0,
             user_burst: 10,

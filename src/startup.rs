@@ -79,6 +79,7 @@ impl Application {
             db: pool,
             auth: Arc::new(Auth::new(&settings.admin_token, &settings.jwt_secret)),
             claim_permits: Arc::new(Semaphore::new(settings.max_inflight_claims)),
+            request_timeout: settings.request_timeout,
             settled: SettledFeed::start(&settings.redis_url, &settings.redis_namespace)
                 .context("invalid SEATGATE_REDIS_URL")?,
             rate_limiter: UserRateLimiter::new(settings.user_rate, settings.user_burst)

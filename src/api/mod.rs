@@ -10,9 +10,13 @@ pub mod extract;
 pub mod health;
 pub mod rate_limit;
 
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use sqlx::MySqlPool;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::claims::settled::SettledFeed;
@@ -31,6 +35,8 @@ pub struct AppState {
     pub claim_permits: Arc<Semaphore>,
     /// Wakes `Prefer: wait` claims when their booking settles.
     pub settled: SettledFeed,
+    /// Longest any request may take before it is answered 503.
+    pub request_timeout: Duration,
     /// Per-user claim rate limit; `None` when disabled.
     pub rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
     pub strategy: ClaimStrategy,
@@ -38,6 +44,7 @@ pub struct AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
+    let deadline = state.request_timeout;
     Router::new()
         .merge(admin::router())
         .merge(events::router())
@@ -45,5 +52,25 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(move |req, next| {
+            within(deadline, req, next)
+        }))
         .with_state(state)
+}
+
+/// Answers 503 `unavailable` (with `Retry-After`) when a request takes longer than
+/// `deadline`, whatever it waits on. Every step below is safe to abandon: claims are
+/// one atomic script, settles and warms are idempotent, and an unfinished transaction
+/// is rolled back by MySQL.
+async fn within(deadline: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = deadline.as_millis() as u64,
+                "request timed out"
+            );
+            ApiError::Unavailable.into_response()
+        }
+    }
 }

@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// How claims are booked.
     #[arg(long, env = "SEATGATE_CLAIM_STRATEGY", value_enum, default_value_t = ClaimStrategy::Redis)]
     pub claim_strategy: ClaimStrategy,
+    /// Longest any request may take, in milliseconds, before it is answered 503.
+    #[arg(long, env = "SEATGATE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
     /// Claims in flight at once before new ones get 503 overloaded.
     #[arg(long, env = "SEATGATE_MAX_INFLIGHT_CLAIMS", default_value_t = 10_000)]
     pub max_inflight_claims: usize,
@@ -60,6 +63,7 @@ impl ServeArgs {
             admin_token: Secret::new(admin_token),
             jwt_secret: Secret::new(jwt_secret),
             claim_strategy: self.claim_strategy,
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)),
             max_inflight_claims: self.max_inflight_claims.max(1),
             user_rate: self.user_rate,
             user_burst: self.user_burst,

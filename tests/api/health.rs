@@ -88,3 +88,28 @@ async fn a_user_claiming_too_fast_gets_429_with_retry_after() {
         6
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_takes_too_long_is_answered_503() {
+    let app = spawn_app_with(|s| s.request_timeout = std::time::Duration::from_millis(500)).await;
+    let event = app.event_with(&seat_names(3), 4).await;
+    // Audit share-locks the seats; a writer holding them makes it wait.
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("SELECT seat_id FROM seats WHERE event_id = ? FOR UPDATE")
+        .bind(&event)
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/admin/events/{event}/audit")))
+        .bearer_auth(app.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unavailable");
+    blocker.rollback().await.unwrap();
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
