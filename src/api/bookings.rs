@@ -21,6 +21,8 @@ use super::error::ApiError;
 use super::extract::{body_bytes, json_body, ApiPath};
 use super::AppState;
 use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
+use crate::config::ClaimStrategy;
+use crate::db::sync_claim::{self, SyncClaim};
 use crate::domain::*;
 use crate::ops;
 use crate::ops::cancel::Requester;
@@ -166,7 +168,19 @@ async fn create_booking(
         idempotency: key.zip(fingerprint.as_deref()),
         now_ms: now_ms(),
     };
-    let outcome = app.redis.claim(&request).await?;
+    let outcome = match app.strategy {
+        ClaimStrategy::Redis => app.redis.claim(&request).await?,
+        ClaimStrategy::Mysql => {
+            let sync = SyncClaim {
+                event_id: request.event_id,
+                user_id: request.user_id,
+                booking_id: request.booking_id,
+                selection: request.selection,
+                idempotency: request.idempotency,
+            };
+            sync_claim::claim(&app.db, &sync).await?
+        }
+    };
     let (outcome, replay) = match outcome {
         ClaimOutcome::Replay(first) => (*first, true),
         fresh => (fresh, false),
@@ -196,6 +210,25 @@ async fn create_booking(
                 return Ok(booking_response(StatusCode::ACCEPTED, &booking));
             };
             wait_for_settlement(&app, booking, wait).await
+        }
+        ClaimOutcome::Confirmed { booking_id, seats } => {
+            // The mysql strategy: booked synchronously; a replay shows it as it is now.
+            let mut booking = Booking {
+                booking_id,
+                event_id,
+                user_id,
+                seats,
+                status: BookingStatus::Confirmed,
+                reason: None,
+            };
+            if replay {
+                if let Some(row) =
+                    crate::db::bookings::find_booking(&app.db, &booking.booking_id).await?
+                {
+                    booking = row.into_booking();
+                }
+            }
+            Ok(booking_response(StatusCode::CREATED, &booking))
         }
         ClaimOutcome::SeatsUnavailable(seats) => Err(ApiError::SeatsUnavailable(seats)),
         ClaimOutcome::SoldOut => Err(ApiError::SoldOut),

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::ApiPath;
 use super::AppState;
+use crate::config::ClaimStrategy;
+use crate::db::sync_claim;
 use crate::domain::{is_valid_event_id, SeatStatus};
 
 pub fn router() -> Router<AppState> {
@@ -24,11 +26,11 @@ async fn get_event(
     if !is_valid_event_id(&id) {
         return Err(ApiError::EventNotFound);
     }
-    let event = app
-        .redis
-        .event_summary(&id)
-        .await?
-        .ok_or(ApiError::EventNotFound)?;
+    let event = match app.strategy {
+        ClaimStrategy::Redis => app.redis.event_summary(&id).await?,
+        ClaimStrategy::Mysql => sync_claim::event_summary(&app.db, &id).await?,
+    }
+    .ok_or(ApiError::EventNotFound)?;
     Ok(Json(json!({
         "id": id,
         "name": event.name,
@@ -47,12 +49,19 @@ async fn get_seats(
     if !is_valid_event_id(&id) || !app.redis.is_on_sale(&id).await? {
         return Err(ApiError::EventNotFound);
     }
-    let seats: Vec<Value> = app
-        .redis
-        .seat_states(&id)
-        .await?
-        .into_iter()
-        .map(|s| json!({ "id": s.seat, "status": SeatStatus::from_state(&s.state) }))
-        .collect();
+    let seats: Vec<Value> = match app.strategy {
+        ClaimStrategy::Redis => app
+            .redis
+            .seat_states(&id)
+            .await?
+            .into_iter()
+            .map(|s| json!({ "id": s.seat, "status": SeatStatus::from_state(&s.state) }))
+            .collect(),
+        ClaimStrategy::Mysql => sync_claim::seat_map(&app.db, &id)
+            .await?
+            .into_iter()
+            .map(|(seat, status)| json!({ "id": seat, "status": status }))
+            .collect(),
+    };
     Ok(Json(json!({ "event_id": id, "seats": seats })))
 }

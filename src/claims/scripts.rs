@@ -24,11 +24,17 @@ pub static WARM: LazyLock<Script> =
 pub static WARM_FINISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/warm_finish.lua")));
 
-/// What `claim.lua` decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a claim came to: what `claim.lua` decided or, with the `mysql` strategy, what
+/// the synchronous transaction did (`Confirmed`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ClaimOutcome {
     /// The seats are held for this booking; the claim is in the outbox.
     Pending {
+        booking_id: String,
+        seats: Vec<String>,
+    },
+    /// Booked and committed in MySQL at once (the `mysql` strategy only).
+    Confirmed {
         booking_id: String,
         seats: Vec<String>,
     },

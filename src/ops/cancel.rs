@@ -75,6 +75,9 @@ pub async fn cancel(
         Some(row) if row.status == BookingStatus::Rejected => return Err(OpError::BookingRejected),
         Some(row) if row.status == BookingStatus::Confirmed => {
             db::bookings::cancel_confirmed(&mut tx, event_id, booking_id).await?;
+            // The `mysql` strategy's per-user tally (the Redis one is freed below).
+            db::sync_claim::release_holdings(&mut tx, event_id, &row.user_id, row.seats.len())
+                .await?;
         }
         Some(_) => {} // already cancelled
         None => {

@@ -45,6 +45,11 @@ pub async fn warm(
             true,
         )
         .await?;
+    // The `mysql` claim strategy reads the on-sale flag from MySQL.
+    sqlx::query("UPDATE events SET on_sale = 1 WHERE id = ?")
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     tracing::info!(event.id = %event_id, seats = counts.seats_total, available = counts.available,
         pending = counts.pending, booked = counts.booked, "event warmed and on sale");

@@ -3,6 +3,7 @@
 //! namespace (see `helpers`).
 
 mod bad_input;
+mod baseline;
 mod bookings;
 mod faults;
 mod health;

@@ -1,0 +1,278 @@
+//! The `mysql` claim strategy: the seed's synchronous booking, kept as the baseline
+//! benchmarks compare the Redis design against.
+//!
+//! One transaction per claim, built to be fair rather than a strawman: pooled
+//! connections, no needless round trips, locks taken in a fixed order (the user's
+//! holdings row, then the seat rows sorted by id) so claims cannot deadlock, and
+//! `SKIP LOCKED` for best available so concurrent quantity claims do not queue on the
+//! same first free seat. Same contract as the Redis path otherwise: all or nothing,
+//! per-user limit, idempotency (outcomes recorded in `claim_idempotency`).
+
+use sqlx::mysql::{MySqlPool, MySqlRow};
+use sqlx::{MySqlConnection, Row};
+
+use super::bookings::{self, BookingRow};
+use super::{is_duplicate_key, text};
+use crate::claims::{ClaimOutcome, EventSummary, Selection};
+use crate::domain::BookingStatus;
+
+/// One synchronous claim.
+pub struct SyncClaim<'a> {
+    pub event_id: &'a str,
+    pub user_id: &'a str,
+    pub booking_id: &'a str,
+    pub selection: Selection<'a>,
+    /// `(Idempotency-Key, fingerprint)`.
+    pub idempotency: Option<(&'a str, &'a str)>,
+}
+
+/// Books the claim in MySQL, or says why not. Outcomes are the Redis path's, with
+/// `Confirmed` in place of `Pending`.
+pub async fn claim(pool: &MySqlPool, req: &SyncClaim<'_>) -> Result<ClaimOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if let Some((key, fp)) = req.idempotency {
+        if let Some(replay) = recorded(&mut tx, req, key, fp).await? {
+            return Ok(replay);
+        }
+    }
+    let outcome = decide(&mut tx, req).await?;
+    if matches!(outcome, ClaimOutcome::EventNotFound) {
+        return Ok(outcome); // not recorded, like the Redis path
+    }
+    if let Some((key, fp)) = req.idempotency {
+        let recorded = sqlx::query(
+            "INSERT INTO claim_idempotency (event_id, user_id, idem_key, fingerprint, outcome) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(req.event_id)
+        .bind(req.user_id)
+        .bind(key)
+        .bind(fp)
+        .bind(serde_json::to_string(&outcome).expect("outcomes serialise"))
+        .execute(&mut *tx)
+        .await;
+        match recorded {
+            // A concurrent request with the same key won: this one answers as it did.
+            Err(e) if is_duplicate_key(&e) => {
+                drop(tx);
+                let mut tx = pool.begin().await?;
+                return recorded_or_reused(&mut tx, req, key, fp).await;
+            }
+            other => other?,
+        };
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn recorded_or_reused(
+    conn: &mut MySqlConnection,
+    req: &SyncClaim<'_>,
+    key: &str,
+    fp: &str,
+) -> Result<ClaimOutcome, sqlx::Error> {
+    Ok(recorded(conn, req, key, fp)
+        .await?
+        .unwrap_or(ClaimOutcome::KeyReused))
+}
+
+/// The recorded answer for this key, if any: a replay, or `KeyReused` for another body.
+async fn recorded(
+    conn: &mut MySqlConnection,
+    req: &SyncClaim<'_>,
+    key: &str,
+    fp: &str,
+) -> Result<Option<ClaimOutcome>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT fingerprint, outcome FROM claim_idempotency \
+         WHERE event_id = ? AND user_id = ? AND idem_key = ?",
+    )
+    .bind(req.event_id)
+    .bind(req.user_id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if text(&row, "fingerprint")? != fp {
+        return Ok(Some(ClaimOutcome::KeyReused));
+    }
+    let outcome: ClaimOutcome =
+        serde_json::from_str(&text(&row, "outcome")?).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "outcome".into(),
+            source: Box::new(e),
+        })?;
+    Ok(Some(ClaimOutcome::Replay(Box::new(outcome))))
+}
+
+async fn decide(
+    conn: &mut MySqlConnection,
+    req: &SyncClaim<'_>,
+) -> Result<ClaimOutcome, sqlx::Error> {
+    let event = sqlx::query("SELECT per_user_limit, on_sale FROM events WHERE id = ?")
+        .bind(req.event_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(event) = event else {
+        return Ok(ClaimOutcome::EventNotFound);
+    };
+    if event.try_get::<i8, _>("on_sale")? != 1 {
+        return Ok(ClaimOutcome::EventNotFound);
+    }
+    let limit = event.try_get::<i32, _>("per_user_limit")?.max(0) as u32;
+
+    // The user's row, locked: one user's claims go one at a time.
+    sqlx::query(
+        "INSERT INTO user_holdings (event_id, user_id, seats) VALUES (?, ?, 0) \
+         ON DUPLICATE KEY UPDATE seats = seats",
+    )
+    .bind(req.event_id)
+    .bind(req.user_id)
+    .execute(&mut *conn)
+    .await?;
+    let held: i32 = sqlx::query(
+        "SELECT seats FROM user_holdings WHERE event_id = ? AND user_id = ? FOR UPDATE",
+    )
+    .bind(req.event_id)
+    .bind(req.user_id)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("seats")?;
+    let wanted = match req.selection {
+        Selection::Seats(seats) => seats.len() as u64,
+        Selection::Quantity(n) => u64::from(n),
+    };
+    if held.max(0) as u64 + wanted > u64::from(limit) {
+        return Ok(ClaimOutcome::UserLimit(limit));
+    }
+
+    let seats: Vec<String> = match req.selection {
+        Selection::Seats(requested) => {
+            let mut sorted = requested.to_vec();
+            sorted.sort_unstable();
+            let locked = bookings::lock_seats(conn, req.event_id, &sorted).await?;
+            let unknown: Vec<String> = requested
+                .iter()
+                .filter(|s| !locked.iter().any(|l| &l.seat == *s))
+                .cloned()
+                .collect();
+            if !unknown.is_empty() {
+                return Ok(ClaimOutcome::UnknownSeats(unknown));
+            }
+            let taken: Vec<String> = requested
+                .iter()
+                .filter(|s| {
+                    locked
+                        .iter()
+                        .any(|l| &l.seat == *s && l.status != "available")
+                })
+                .cloned()
+                .collect();
+            if !taken.is_empty() {
+                return Ok(ClaimOutcome::SeatsUnavailable(taken));
+            }
+            requested.to_vec()
+        }
+        Selection::Quantity(n) => {
+            let free: Vec<String> = sqlx::query(
+                "SELECT seat_id FROM seats WHERE event_id = ? AND status = 'available' \
+                 ORDER BY ordinal LIMIT ? FOR UPDATE SKIP LOCKED",
+            )
+            .bind(req.event_id)
+            .bind(n)
+            .try_map(|row: MySqlRow| text(&row, "seat_id"))
+            .fetch_all(&mut *conn)
+            .await?;
+            if free.len() < n as usize {
+                return Ok(ClaimOutcome::SoldOut);
+            }
+            free
+        }
+    };
+
+    let booking = BookingRow {
+        id: req.booking_id.to_owned(),
+        event_id: req.event_id.to_owned(),
+        user_id: req.user_id.to_owned(),
+        status: BookingStatus::Confirmed,
+        seats: seats.clone(),
+        reason: None,
+    };
+    bookings::insert_booking(conn, &booking).await?;
+    let mut sorted = seats.clone();
+    sorted.sort_unstable();
+    bookings::book_seats(conn, req.event_id, req.booking_id, &sorted).await?;
+    sqlx::query("UPDATE user_holdings SET seats = seats + ? WHERE event_id = ? AND user_id = ?")
+        .bind(seats.len() as i64)
+        .bind(req.event_id)
+        .bind(req.user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(ClaimOutcome::Confirmed {
+        booking_id: req.booking_id.to_owned(),
+        seats,
+    })
+}
+
+/// An event's counters from MySQL (the `mysql` strategy's public reads; nothing is
+/// ever pending there), or `None` when the event is unknown or not on sale.
+pub async fn event_summary(
+    pool: &MySqlPool,
+    event_id: &str,
+) -> Result<Option<EventSummary>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT e.name, e.per_user_limit, e.seats_total, e.on_sale, \
+         (SELECT COUNT(*) FROM seats s WHERE s.event_id = e.id AND s.status = 'booked') AS booked \
+         FROM events e WHERE e.id = ?",
+    )
+    .bind(event_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if row.try_get::<i8, _>("on_sale")? != 1 {
+        return Ok(None);
+    }
+    let seats_total = row.try_get::<i32, _>("seats_total")?.max(0) as u64;
+    let booked = row.try_get::<i64, _>("booked")?.max(0) as u64;
+    Ok(Some(EventSummary {
+        name: text(&row, "name")?,
+        per_user_limit: row.try_get::<i32, _>("per_user_limit")?.max(0) as u32,
+        seats_total,
+        available: seats_total.saturating_sub(booked),
+        pending: 0,
+        booked,
+    }))
+}
+
+/// Every seat with its status, in best-available order (the `mysql` strategy's seat map).
+pub async fn seat_map(
+    pool: &MySqlPool,
+    event_id: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query("SELECT seat_id, status FROM seats WHERE event_id = ? ORDER BY ordinal")
+        .bind(event_id)
+        .try_map(|row: MySqlRow| Ok((text(&row, "seat_id")?, text(&row, "status")?)))
+        .fetch_all(pool)
+        .await
+}
+
+/// Takes a cancelled booking's seats off its user's holdings.
+pub async fn release_holdings(
+    conn: &mut MySqlConnection,
+    event_id: &str,
+    user_id: &str,
+    seats: usize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE user_holdings SET seats = GREATEST(seats - ?, 0) WHERE event_id = ? AND user_id = ?",
+    )
+    .bind(seats as i64)
+    .bind(event_id)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
