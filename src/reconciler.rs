@@ -366,7 +366,7 @@ impl Reconciler {
         let locked = db::bookings::lock_seats(&mut tx, &claim.event_id, &sorted).await?;
 
         // 2. MySQL already knows this booking: Redis follows MySQL.
-        if let Some(row) = db::bookings::booking_in_tx(&mut tx, &claim.booking_id).await? {
+        if let Some(row) = db::bookings::find_booking(&mut *tx, &claim.booking_id).await? {
             let status = match row.status {
                 BookingStatus::Confirmed => {
                     tx.commit().await?;
@@ -385,17 +385,7 @@ impl Reconciler {
                 }
                 BookingStatus::Rejected | BookingStatus::Pending => {
                     let reason = row.reason.as_deref().unwrap_or(reasons::SEATS_TAKEN);
-                    let states = truth(&claim.seats, &locked);
-                    let status = self
-                        .redis
-                        .reject(
-                            &claim.event_id,
-                            &claim.booking_id,
-                            &claim.user_id,
-                            reason,
-                            &states,
-                        )
-                        .await?;
+                    let status = self.reject_in_redis(claim, reason, &locked).await?;
                     tx.commit().await?;
                     status
                 }
@@ -434,16 +424,7 @@ impl Reconciler {
                 )
                 .await?;
             }
-            let states = truth(&claim.seats, &locked);
-            self.redis
-                .reject(
-                    &claim.event_id,
-                    &claim.booking_id,
-                    &claim.user_id,
-                    reason,
-                    &states,
-                )
-                .await?;
+            self.reject_in_redis(claim, reason, &locked).await?;
             tx.commit().await?;
             tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason, "claim rejected");
             return Ok(Settled::Rejected(reason));
@@ -455,6 +436,27 @@ impl Reconciler {
         tx.commit().await?;
         self.confirm(claim).await?;
         Ok(Settled::Confirmed)
+    }
+
+    /// `reject.lua` with MySQL's state of the claim's seats, read under the locks the
+    /// caller still holds.
+    async fn reject_in_redis(
+        &self,
+        claim: &Claim,
+        reason: &str,
+        locked: &[db::bookings::LockedSeat],
+    ) -> Result<Option<BookingStatus>, SettleError> {
+        let states = truth(&claim.seats, locked);
+        Ok(self
+            .redis
+            .reject(
+                &claim.event_id,
+                &claim.booking_id,
+                &claim.user_id,
+                reason,
+                &states,
+            )
+            .await?)
     }
 
     /// `confirm.lua`, retried: after a COMMIT the booking is confirmed for good, and

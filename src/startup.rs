@@ -26,6 +26,8 @@ pub struct Application {
     /// The database URL when migrations could not run at build time; `run_until`
     /// retries them in the background and starts the reconciler only after.
     pending_db_prepare: Option<String>,
+    /// Set to true once the migrations are applied (read by /readyz and the reconciler).
+    db_ready: watch::Sender<bool>,
 }
 
 impl Application {
@@ -69,6 +71,7 @@ impl Application {
         } else {
             None
         };
+        let (ready_tx, ready_rx) = watch::channel(db_ready.is_none());
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
@@ -76,6 +79,7 @@ impl Application {
             redis,
             db: pool,
             auth: Arc::new(Auth::new(&settings.admin_token, &settings.jwt_secret)),
+            db_ready: ready_rx,
             claim_permits: Arc::new(Semaphore::new(settings.max_inflight_claims)),
             request_timeout: settings.request_timeout,
             settled: SettledFeed::start(&settings.redis_url, &settings.redis_namespace)
@@ -89,6 +93,7 @@ impl Application {
             state,
             reconciler,
             pending_db_prepare: db_ready,
+            db_ready: ready_tx,
         })
     }
 
@@ -111,25 +116,35 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let pool = self.state.db.clone();
-        let pending_prepare = self.pending_db_prepare;
-        let reconciler = self.reconciler.map(|r| {
+        if let Some(url) = self.pending_db_prepare {
+            // MySQL was not there at start: apply the migrations as soon as it is.
+            let pool = self.state.db.clone();
+            let ready = self.db_ready.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
-                if let Some(url) = pending_prepare {
-                    let prepared = async {
-                        let mut attempt = 0;
-                        while let Err(err) = db::prepare(&url, &pool).await {
-                            attempt += 1;
-                            tracing::warn!(error = %format!("{err:#}"), "MySQL still not ready");
-                            tokio::time::sleep(backoff(attempt, Duration::from_secs(5))).await;
-                        }
-                        tracing::info!("MySQL ready; migrations applied");
-                    };
-                    tokio::select! {
-                        _ = prepared => {}
-                        _ = stop.wait_for(|s| *s) => return,
+                let prepared = async {
+                    let mut attempt = 0;
+                    while let Err(err) = db::prepare(&url, &pool).await {
+                        attempt += 1;
+                        tracing::warn!(error = %format!("{err:#}"), "MySQL still not ready");
+                        tokio::time::sleep(backoff(attempt, Duration::from_secs(5))).await;
                     }
+                    tracing::info!("MySQL ready; migrations applied");
+                    ready.send_replace(true);
+                };
+                tokio::select! {
+                    _ = prepared => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            });
+        }
+        let reconciler = self.reconciler.map(|r| {
+            let mut stop = stop_rx.clone();
+            let mut ready = self.db_ready.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = ready.wait_for(|r| *r) => {}
+                    _ = stop.wait_for(|s| *s) => return,
                 }
                 r.run(async move {
                     let _ = stop.wait_for(|s| *s).await;

@@ -20,14 +20,16 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 when Redis and MySQL both answer within a second, else 503 naming which not.
+/// 200 when Redis and MySQL both answer within a second (and MySQL has its schema),
+/// else 503 naming which not.
 async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let limit = Duration::from_secs(1);
     let redis = app.redis.ping().await.is_ok();
-    let mysql = matches!(
-        tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&app.db)).await,
-        Ok(Ok(_))
-    );
+    let mysql = *app.db_ready.borrow()
+        && matches!(
+            tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&app.db)).await,
+            Ok(Ok(_))
+        );
     let status = if redis && mysql {
         StatusCode::OK
     } else {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub settled: SettledFeed,
     /// Longest any request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// True once MySQL has the schema (migrations applied); until then /readyz is 503.
+    pub db_ready: tokio::sync::watch::Receiver<bool>,
     /// Per-user claim rate limit; `None` when disabled.
     pub rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
     pub strategy: ClaimStrategy,

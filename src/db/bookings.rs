@@ -7,7 +7,7 @@
 //! by a transaction that holds all of its seats, which serialises everything that
 //! happens to one booking (reconciler redelivery, cancellation) through those locks.
 
-use sqlx::mysql::{MySqlPool, MySqlRow};
+use sqlx::mysql::MySqlRow;
 use sqlx::MySqlConnection;
 
 use super::{opt_text, placeholders, text};
@@ -108,34 +108,20 @@ fn booking_row(row: MySqlRow) -> Result<BookingRow, sqlx::Error> {
     })
 }
 
-const BOOKING_COLUMNS: &str = "id, event_id, user_id, status, seats, reason";
-
-/// The booking row, read inside a transaction that holds the booking's seat locks.
-pub async fn booking_in_tx(
-    conn: &mut MySqlConnection,
+/// The booking row: inside a transaction that holds the booking's seat locks (the
+/// reconciler, cancel), or on the pool (reads for clients).
+pub async fn find_booking<'e, E>(
+    executor: E,
     booking_id: &str,
-) -> Result<Option<BookingRow>, sqlx::Error> {
-    sqlx::query(&format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?"
-    ))
-    .bind(booking_id)
-    .try_map(booking_row)
-    .fetch_optional(conn)
-    .await
-}
-
-/// The booking row, outside any transaction (reads for clients).
-pub async fn find_booking(
-    pool: &MySqlPool,
-    booking_id: &str,
-) -> Result<Option<BookingRow>, sqlx::Error> {
-    sqlx::query(&format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?"
-    ))
-    .bind(booking_id)
-    .try_map(booking_row)
-    .fetch_optional(pool)
-    .await
+) -> Result<Option<BookingRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::MySql>,
+{
+    sqlx::query("SELECT id, event_id, user_id, status, seats, reason FROM bookings WHERE id = ?")
+        .bind(booking_id)
+        .try_map(booking_row)
+        .fetch_optional(executor)
+        .await
 }
 
 /// Inserts a booking row (`confirmed`, a `cancelled` tombstone, or a `rejected` record).

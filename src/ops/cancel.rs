@@ -71,7 +71,7 @@ pub async fn cancel(
 
     let mut tx = pool.begin().await?;
     db::bookings::lock_seats(&mut tx, event_id, &seats).await?;
-    match db::bookings::booking_in_tx(&mut tx, booking_id).await? {
+    match db::bookings::find_booking(&mut *tx, booking_id).await? {
         Some(row) if row.status == BookingStatus::Rejected => return Err(OpError::BookingRejected),
         Some(row) if row.status == BookingStatus::Confirmed => {
             db::bookings::cancel_confirmed(&mut tx, event_id, booking_id).await?;
