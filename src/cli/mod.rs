@@ -1,6 +1,7 @@
 //! The `seatgate` command line: one binary, one subcommand per job, one file each.
 
 pub mod demo;
+pub mod drop;
 pub mod reconcile;
 pub mod serve;
 pub mod token;
@@ -27,6 +28,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Run a local ticket drop end to end through the real HTTP API and report.
     Demo(demo::DemoArgs),
+    /// Load-test a gateway with a reproducible ticket drop (closed or open loop) and verify it.
+    Drop(drop::DropArgs),
 }
 
 impl Cli {
@@ -51,6 +54,7 @@ impl Cli {
                         Command::Serve(args) => serve::run(args).await,
                         Command::Reconcile(args) => reconcile::run(args).await,
                         Command::Demo(args) => demo::run(args).await,
+                        Command::Drop(args) => drop::run(args).await,
                         Command::Token(_) => unreachable!("handled above"),
                     }
                 })

@@ -1,0 +1,310 @@
+//! `seatgate drop`: a reproducible ticket-drop load generator.
+//!
+//! It runs against a gateway already running (`--url`, with `--admin-token` and
+//! `--jwt-secret` to create the event and sign the users' tokens) or one it starts in
+//! this process (`--strategy redis|mysql`, on the configured Redis and MySQL, or on
+//! private ones when those do not answer). It creates and warms a fresh event, fires
+//! `seats × claims-per-seat` claims at it, in a closed loop (`--concurrency` in flight)
+//! or an open loop (`--rate` claims per second on a fixed schedule, latency measured
+//! from each claim's intended send time), records HDR latency histograms and every
+//! answer, waits until every win is confirmed, and checks MySQL, Redis and the audit
+//! agree with what the clients were told. A short table goes to stdout, a JSON report
+//! to `--json PATH`, a progress bar to stderr when it is a terminal.
+//!
+//! `--compare` runs the same workload (each on a fresh event) against the redis
+//! strategy and then the mysql baseline, and prints the throughput and p99 ratios.
+//!
+//! JSON: one run is one report object (`"schema": "seatgate.drop.v1"`); a comparison
+//! is `{"schema": "seatgate.drop.compare.v1", "runs": [redis, mysql], "comparison":
+//! {"throughput_ratio", "p99_ratio", …}}` with both ratios redis over mysql.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::StoreArgs;
+use crate::config::ClaimStrategy;
+use crate::loadgen::runner::strategy_name;
+use crate::loadgen::{
+    self, Comparison, DropReport, InProcessGateway, Pacing, Plan, QuantityMix, Schedule, Stores,
+    Target, Workload,
+};
+
+/// Where MySQL is when neither `--database-url` nor `SEATGATE_DATABASE_URL` says.
+const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/seatgate";
+
+#[derive(Debug, Args)]
+pub struct DropArgs {
+    /// Drop on the gateway running at this URL (e.g. http://127.0.0.1:8080) instead of
+    /// starting one in this process.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Admin bearer token of the gateway at --url (creates and warms the event).
+    #[arg(long, env = "SEATGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// HS256 secret of the gateway at --url (signs the simulated users' tokens).
+    #[arg(long, env = "SEATGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Claim strategy of the gateway started in this process (default redis); with
+    /// --url, what the gateway there uses, if known (for the report and checks).
+    #[arg(long, value_enum)]
+    pub strategy: Option<ClaimStrategy>,
+    /// Run the same workload against the redis strategy, then the mysql baseline (each
+    /// in this process, on a fresh event), and print both and their ratios.
+    #[arg(long, conflicts_with_all = ["url", "strategy"])]
+    pub compare: bool,
+
+    /// Seats in the event.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub seats: u32,
+    /// Claims per seat (the workload is seats × claims-per-seat claims).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub claims_per_seat: u32,
+    /// Distinct simulated users; claim i is made by user i mod users (default: one
+    /// user per claim).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub users: Option<u64>,
+    /// Claims in flight at once (closed loop); the cap on outstanding claims (open
+    /// loop).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub concurrency: u32,
+    /// Open loop: send this many claims per second on a fixed schedule, whatever the
+    /// answers, measuring latency from each claim's intended send time (corrected for
+    /// coordinated omission).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Open loop: a claim that cannot start (--concurrency outstanding) within this
+    /// many milliseconds of its intended time is dropped and counted, not queued.
+    #[arg(long, default_value_t = 1000, requires = "rate")]
+    pub max_lateness_ms: u64,
+    /// Stop sending after this many seconds (default: send the whole workload).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Claims ask for a quantity (best available) in this mix of quantity:percent,
+    /// e.g. "1:80,2:15,4:5"; without it, claim i asks for seat i mod seats by name.
+    #[arg(long)]
+    pub quantity_mix: Option<QuantityMix>,
+    /// Seed of the quantity mix's order (the same seed, the same workload).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The event's per-user limit.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub per_user_limit: u32,
+
+    /// Write the machine-readable report here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Keep the events' Redis keys (about 100 bytes per claim) instead of deleting them
+    /// at the end (in-process runs; MySQL keeps its rows either way).
+    #[arg(long)]
+    pub keep: bool,
+    /// No progress bar (it is only ever shown when stderr is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Redis URL (in-process runs).
+    #[arg(
+        long,
+        env = "SEATGATE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// MySQL URL: of the in-process gateway (default
+    /// mysql://root@127.0.0.1:3306/seatgate), or, with --url, of that gateway, to check
+    /// the drop in MySQL directly (without it, checks go through the API).
+    #[arg(long, env = "SEATGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Prefix of every Redis key (in-process runs).
+    #[arg(long, env = "SEATGATE_REDIS_NAMESPACE", default_value = "")]
+    pub redis_namespace: String,
+    /// Timeout of each Redis call on the request path, in milliseconds (in-process).
+    #[arg(long, env = "SEATGATE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_timeout_ms: u64,
+}
+
+impl DropArgs {
+    /// The plan of one run, on an event named after `prefix`.
+    fn plan(&self, prefix: &str) -> anyhow::Result<Plan> {
+        let pacing = match self.rate {
+            None => Pacing::Closed {
+                concurrency: self.concurrency,
+            },
+            Some(rate) => Pacing::Open {
+                schedule: Schedule::new(rate)
+                    .filter(|_| rate <= 1_000_000.0)
+                    .with_context(|| {
+                        format!(
+                            "--rate {rate}: give claims per second, above 0 and at most 1000000"
+                        )
+                    })?,
+                max_outstanding: self.concurrency,
+                max_lateness: Duration::from_millis(self.max_lateness_ms),
+            },
+        };
+        let duration = match self.duration {
+            None => None,
+            Some(d) if d.is_finite() && d > 0.0 && d <= 86_400.0 => {
+                Some(Duration::from_secs_f64(d))
+            }
+            Some(d) => bail!("--duration {d}: give seconds, above 0 and at most a day"),
+        };
+        Ok(Plan {
+            workload: Workload {
+                seats: self.seats,
+                claims_per_seat: self.claims_per_seat,
+                users: self.users,
+                per_user_limit: self.per_user_limit,
+                mix: self.quantity_mix.clone(),
+                seed: self.seed,
+            },
+            pacing,
+            duration,
+            event_id: loadgen::event_id(prefix)?,
+            event_name: "seatgate load drop".into(),
+            progress: !self.no_progress,
+        })
+    }
+
+    fn store_args(&self) -> StoreArgs {
+        StoreArgs {
+            redis_url: self.redis_url.clone(),
+            database_url: self
+                .database_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            redis_namespace: self.redis_namespace.clone(),
+            redis_timeout_ms: self.redis_timeout_ms,
+            claim_deadline_secs: 300,
+        }
+    }
+}
+
+pub async fn run(args: DropArgs) -> anyhow::Result<()> {
+    // Refuse a bad plan before starting anything.
+    args.plan("drop")?;
+    if let Some(mix) = &args.quantity_mix {
+        if mix.max_quantity() > args.per_user_limit {
+            eprintln!(
+                "note: --quantity-mix asks for up to {} seats, above --per-user-limit {}: those claims will be refused (422)",
+                mix.max_quantity(),
+                args.per_user_limit
+            );
+        }
+    }
+    if let Some(url) = &args.url {
+        let report = external(&args, url).await?;
+        print!("{}", report.render());
+        write_json(&args, report.to_json())?;
+        return finish(&[&report]);
+    }
+    let store = args.store_args();
+    // Private servers, if any, live until the end of this function.
+    let stores = Stores::ensure(&store).await?;
+    if !args.compare {
+        let strategy = args.strategy.unwrap_or_default();
+        let report = in_process(&args, &stores, &store, strategy).await?;
+        print!("{}", report.render());
+        write_json(&args, report.to_json())?;
+        return finish(&[&report]);
+    }
+    let ours = in_process(&args, &stores, &store, ClaimStrategy::Redis).await?;
+    print!("{}", ours.render());
+    println!();
+    let baseline = in_process(&args, &stores, &store, ClaimStrategy::Mysql)
+        .await
+        .context("the mysql strategy's run failed (the redis run is above)")?;
+    print!("{}", baseline.render());
+    println!();
+    let comparison = Comparison {
+        ours: &ours,
+        baseline: &baseline,
+    };
+    print!("{}", comparison.render());
+    write_json(&args, comparison.to_json())?;
+    finish(&[&ours, &baseline])
+}
+
+/// One run on a gateway started here with `strategy`, stopped afterwards.
+async fn in_process(
+    args: &DropArgs,
+    stores: &Stores,
+    store: &StoreArgs,
+    strategy: ClaimStrategy,
+) -> anyhow::Result<DropReport> {
+    let plan = args.plan(&format!("drop-{}", strategy_name(strategy)))?;
+    let gateway = InProcessGateway::start(stores, store, strategy, args.concurrency).await?;
+    let outcome = loadgen::run(&gateway.target, &plan).await;
+    let (target, stopped) = gateway.stop().await;
+    let report = outcome?;
+    stopped?;
+    if !args.keep {
+        if let Some(redis) = &target.redis {
+            redis
+                .delete_event(&plan.event_id)
+                .await
+                .context("cannot delete the drop event's Redis keys")?;
+        }
+    }
+    Ok(report)
+}
+
+/// One run on the gateway at `url`.
+async fn external(args: &DropArgs, url: &str) -> anyhow::Result<DropReport> {
+    let url = url.trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--url {url}: give the gateway's base URL, e.g. http://127.0.0.1:8080");
+    }
+    let admin_token = args
+        .admin_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .context(
+            "--url needs --admin-token (or SEATGATE_ADMIN_TOKEN) to create and warm the event",
+        )?;
+    let jwt_secret = args
+        .jwt_secret
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .context("--url needs --jwt-secret (or SEATGATE_JWT_SECRET) to sign the users' tokens")?;
+    let mut target = Target::external(url, admin_token, jwt_secret, args.database_url.clone());
+    target.strategy = args.strategy;
+    let plan = args.plan("drop")?;
+    loadgen::run(&target, &plan).await
+}
+
+fn write_json(args: &DropArgs, value: Value) -> anyhow::Result<()> {
+    let Some(path) = &args.json else {
+        return Ok(());
+    };
+    let text = serde_json::to_string_pretty(&value).context("cannot encode the JSON report")?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+    eprintln!("JSON report written to {}", path.display());
+    Ok(())
+}
+
+/// Fails when any run's checks failed (the tables say which).
+fn finish(reports: &[&DropReport]) -> anyhow::Result<()> {
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r.config.event_id,
+                r.failures
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("the drop's checks failed: {}", failed.join(" | "));
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Where a drop sends its claims: a gateway this process starts (on a free port, with
+//! the reconciler), or one already running at a URL.
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::stores::Stores;
+use crate::claims::RedisStore;
+use crate::cli::StoreArgs;
+use crate::config::{ClaimStrategy, Secret, Settings};
+use crate::startup::Application;
+
+/// A gateway to drop on, with what the load generator needs to drive and check it.
+pub struct Target {
+    /// `http://host:port`.
+    pub base: String,
+    pub admin_token: String,
+    pub jwt_secret: Secret,
+    /// MySQL of the gateway, for the MySQL check (none: checks go through the API).
+    pub database_url: Option<String>,
+    /// Direct access to the gateway's Redis (in-process only).
+    pub redis: Option<RedisStore>,
+    /// The claim strategy, when known.
+    pub strategy: Option<ClaimStrategy>,
+    /// `in-process` or the URL, for the report.
+    pub description: String,
+}
+
+impl Target {
+    /// A gateway already running at `url`.
+    pub fn external(
+        url: &str,
+        admin_token: &str,
+        jwt_secret: &str,
+        database_url: Option<String>,
+    ) -> Self {
+        Self {
+            base: url.trim_end_matches('/').to_owned(),
+            admin_token: admin_token.to_owned(),
+            jwt_secret: Secret::new(jwt_secret),
+            database_url,
+            redis: None,
+            strategy: None,
+            description: url.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+/// A gateway running in this process until [`stop`](Self::stop).
+pub struct InProcessGateway {
+    pub target: Target,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcessGateway {
+    /// Starts a gateway with fresh secrets on `stores`, using `store`'s namespace and
+    /// Redis timeout, with room for `concurrency` claims in flight (load shedding is
+    /// not what a drop measures: the bound is well above the client's own).
+    pub async fn start(
+        stores: &Stores,
+        store: &StoreArgs,
+        strategy: ClaimStrategy,
+        concurrency: u32,
+    ) -> anyhow::Result<Self> {
+        let admin_token = Uuid::now_v7().to_string();
+        let jwt_secret = Secret::new(Uuid::now_v7().to_string());
+        let mut settings = Settings::local(&admin_token, jwt_secret.expose());
+        settings.http_addr = "127.0.0.1:0".into();
+        settings.redis_url = stores.redis_url.clone();
+        settings.database_url = stores.database_url.clone();
+        settings.redis_namespace = store.redis_namespace.clone();
+        settings.redis_timeout = store.redis_timeout();
+        settings.max_inflight_claims = concurrency as usize * 4;
+        settings.reconciler = true;
+        settings.claim_strategy = strategy;
+
+        let app = Application::build(settings)
+            .await
+            .context("cannot start the gateway")?;
+        let addr = app.local_addr();
+        let redis = RedisStore::connect(
+            &stores.redis_url,
+            &store.redis_namespace,
+            store.redis_timeout(),
+        )
+        .await?;
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = stop_rx.await;
+        }));
+        Ok(Self {
+            target: Target {
+                base: format!("http://{addr}"),
+                admin_token,
+                jwt_secret,
+                database_url: Some(stores.database_url.clone()),
+                redis: Some(redis),
+                strategy: Some(strategy),
+                description: "in-process".into(),
+            },
+            stop,
+            task,
+        })
+    }
+
+    /// Stops the gateway (requests in flight finish) and reports how it ended. The
+    /// target's Redis handle stays usable.
+    pub async fn stop(self) -> (Target, anyhow::Result<()>) {
+        let _ = self.stop.send(());
+        let ended = match self.task.await {
+            Ok(result) => result.context("the gateway failed"),
+            Err(e) => Err(anyhow::Error::new(e).context("the gateway task failed")),
+        };
+        (self.target, ended)
+    }
+}

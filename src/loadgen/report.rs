@@ -1,0 +1,659 @@
+//! What a drop measured and found: the report, its JSON form for machines and its
+//! short table for people.
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::mix::QuantityMix;
+use super::schedule::LATE_THRESHOLD;
+use super::verify::CONFIRM_DEADLINE;
+
+/// Version tag of the JSON report; bump it when a field changes meaning.
+pub const SCHEMA: &str = "seatgate.drop.v1";
+/// Version tag of the JSON of a `--compare` run.
+pub const COMPARE_SCHEMA: &str = "seatgate.drop.compare.v1";
+
+/// How the claims were paced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// `concurrency` claims in flight at all times.
+    Closed { concurrency: u32 },
+    /// `rate` claims per second on a fixed schedule, at most `max_outstanding` in
+    /// flight; a claim that cannot start within `max_lateness` of its time is dropped.
+    Open {
+        rate: f64,
+        max_outstanding: u32,
+        max_lateness: Duration,
+    },
+}
+
+/// The run's settings, as the report repeats them.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// `in-process` or the gateway's URL.
+    pub target: String,
+    /// The claim strategy, when known (in-process runs).
+    pub strategy: Option<String>,
+    pub mode: Mode,
+    pub seats: u32,
+    pub claims_per_seat: u32,
+    pub users: u64,
+    /// Claims in the workload (`seats × claims_per_seat`).
+    pub claims: u64,
+    pub duration: Option<Duration>,
+    pub quantity_mix: Option<QuantityMix>,
+    pub per_user_limit: u32,
+    pub seed: u64,
+    pub event_id: String,
+}
+
+/// What one drop measured and found.
+#[derive(Debug)]
+pub struct DropReport {
+    pub config: RunConfig,
+    /// Claims sent (each has a final answer, errors included).
+    pub sent: u64,
+    /// Claims of the workload never sent because `--duration` ran out.
+    pub not_sent: u64,
+    /// Open loop: claims not sent because the bound on outstanding requests held them
+    /// back past the allowed lateness.
+    pub dropped: u64,
+    /// Open loop: claims sent more than [`super::schedule::LATE_THRESHOLD`] late.
+    pub late: u64,
+    /// From the first send to the last answer.
+    pub drop_time: Duration,
+    /// Claim latency in µs, retries included: from the intended send time in an open
+    /// loop (corrected for coordinated omission), from the first attempt otherwise.
+    pub latency: Histogram<u64>,
+    /// Open loop: the service time in µs, from the actual send.
+    pub service: Option<Histogram<u64>>,
+    /// Won claims (bookings) and the seats they hold.
+    pub won: u64,
+    pub won_seats: u64,
+    /// Won claims answered 202 pending (the rest were 201 confirmed).
+    pub won_pending: u64,
+    /// 409 seats_unavailable / sold_out.
+    pub lost: u64,
+    /// 422 user_limit_exceeded.
+    pub user_limit: u64,
+    /// Every final answer by label (`202 pending`, `409 sold_out`, …).
+    pub answers: BTreeMap<String, u64>,
+    /// The answers that are errors (not won, lost or limited), by label.
+    pub errors: BTreeMap<String, u64>,
+    pub retries: u64,
+    /// Seats confirmed (booked) when the wait for confirmations ended.
+    pub confirmed: u64,
+    /// From the drop's end until every won claim was confirmed (`None`: not within
+    /// [`CONFIRM_DEADLINE`]).
+    pub confirmed_after: Option<Duration>,
+    /// What the MySQL check found, when it ran and passed.
+    pub mysql_summary: Option<String>,
+    /// The checks that ran and passed, in words.
+    pub checks: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+impl DropReport {
+    /// An empty report for `config`.
+    pub fn new(config: RunConfig) -> Self {
+        let open = matches!(config.mode, Mode::Open { .. });
+        Self {
+            config,
+            sent: 0,
+            not_sent: 0,
+            dropped: 0,
+            late: 0,
+            drop_time: Duration::ZERO,
+            latency: histogram(),
+            service: open.then(histogram),
+            won: 0,
+            won_seats: 0,
+            won_pending: 0,
+            lost: 0,
+            user_limit: 0,
+            answers: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            retries: 0,
+            confirmed: 0,
+            confirmed_after: None,
+            mysql_summary: None,
+            checks: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Claims answered per second of the drop.
+    pub fn throughput(&self) -> f64 {
+        self.sent as f64 / self.drop_time.as_secs_f64().max(1e-9)
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The machine-readable report.
+    pub fn to_json(&self) -> Value {
+        let c = &self.config;
+        let (mode, concurrency, rate, max_lateness) = match c.mode {
+            Mode::Closed { concurrency } => ("closed", concurrency, None, None),
+            Mode::Open {
+                rate,
+                max_outstanding,
+                max_lateness,
+            } => (
+                "open",
+                max_outstanding,
+                Some(rate),
+                Some(max_lateness.as_millis() as u64),
+            ),
+        };
+        let mix = c.quantity_mix.as_ref().map(|m| {
+            m.entries()
+                .iter()
+                .map(|e| json!({ "quantity": e.quantity, "percent": e.percent }))
+                .collect::<Vec<_>>()
+        });
+        json!({
+            "schema": SCHEMA,
+            "config": {
+                "target": c.target,
+                "strategy": c.strategy,
+                "mode": mode,
+                "seats": c.seats,
+                "claims_per_seat": c.claims_per_seat,
+                "users": c.users,
+                "claims": c.claims,
+                "concurrency": concurrency,
+                "rate_per_s": rate,
+                "max_lateness_ms": max_lateness,
+                "duration_s": c.duration.map(|d| d.as_secs_f64()),
+                "quantity_mix": mix,
+                "per_user_limit": c.per_user_limit,
+                "seed": c.seed,
+            },
+            "event_id": c.event_id,
+            "claims": {
+                "planned": c.claims,
+                "sent": self.sent,
+                "not_sent": self.not_sent,
+                "dropped": self.dropped,
+                "late": self.late,
+            },
+            "drop_time_s": self.drop_time.as_secs_f64(),
+            "throughput_per_s": self.throughput(),
+            "latency_us": latency_json(
+                &self.latency,
+                if self.service.is_some() { "intended_send" } else { "first_attempt" },
+            ),
+            "service_time_us": self.service.as_ref().map(|h| latency_json(h, "actual_send")),
+            "outcomes": {
+                "won": self.won,
+                "won_seats": self.won_seats,
+                "won_pending": self.won_pending,
+                "won_confirmed": self.won - self.won_pending,
+                "lost": self.lost,
+                "user_limit_exceeded": self.user_limit,
+                "errors": self.error_count(),
+                "by_answer": self.answers,
+            },
+            "retries": self.retries,
+            "confirmation": {
+                "confirmed_seats": self.confirmed,
+                "all_confirmed": self.confirmed_after.is_some(),
+                "time_to_all_confirmed_s": self.confirmed_after.map(|d| d.as_secs_f64()),
+            },
+            "verification": {
+                "ok": self.ok(),
+                "checks": self.checks,
+                "failures": self.failures,
+            },
+        })
+    }
+
+    /// The short table for people.
+    pub fn render(&self) -> String {
+        let c = &self.config;
+        let mut out = String::new();
+        let strategy = c
+            .strategy
+            .as_deref()
+            .map(|s| format!("{s} strategy, "))
+            .unwrap_or_default();
+        let target = if c.target == "in-process" {
+            "in-process gateway".to_owned()
+        } else {
+            c.target.clone()
+        };
+        let pacing = match c.mode {
+            Mode::Closed { concurrency } => {
+                format!("closed loop, {} in flight", thousands(concurrency.into()))
+            }
+            Mode::Open {
+                rate,
+                max_outstanding,
+                ..
+            } => format!(
+                "open loop at {} claims/s, at most {} outstanding",
+                thousands(rate.round() as u64),
+                thousands(max_outstanding.into())
+            ),
+        };
+        let _ = writeln!(out, "seatgate drop: {strategy}{target}, {pacing}");
+        let wants = match &c.quantity_mix {
+            Some(mix) => format!("quantity mix {mix}"),
+            None => "one named seat each".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  workload        {} seats × {} claims per seat = {} claims by {} users, {wants}",
+            thousands(c.seats.into()),
+            thousands(c.claims_per_seat.into()),
+            thousands(c.claims),
+            thousands(c.users),
+        );
+        let _ = writeln!(out, "  event           {}", c.event_id);
+        let mut sent = format!(
+            "  sent            {} in {:.2} s = {} claims/s",
+            thousands(self.sent),
+            self.drop_time.as_secs_f64(),
+            thousands(self.throughput().round() as u64),
+        );
+        if self.not_sent > 0 {
+            let _ = write!(
+                sent,
+                "   ({} not sent: --duration)",
+                thousands(self.not_sent)
+            );
+        }
+        if let Mode::Open { max_lateness, .. } = c.mode {
+            let _ = write!(
+                sent,
+                "   late {} (>{} ms), dropped {} (no slot within {} ms)",
+                thousands(self.late),
+                LATE_THRESHOLD.as_millis(),
+                thousands(self.dropped),
+                max_lateness.as_millis()
+            );
+        }
+        let _ = writeln!(out, "{sent}");
+        let label = if self.service.is_some() {
+            "latency (CO)   "
+        } else {
+            "latency        "
+        };
+        let _ = writeln!(out, "  {label} {}", percentiles(&self.latency));
+        if let Some(service) = &self.service {
+            let _ = writeln!(out, "  service time    {}", percentiles(service));
+        }
+        let _ = writeln!(
+            out,
+            "  won             {} bookings, {} seats",
+            thousands(self.won),
+            thousands(self.won_seats)
+        );
+        let _ = writeln!(
+            out,
+            "  lost/limited    {} / {}",
+            thousands(self.lost),
+            thousands(self.user_limit)
+        );
+        let _ = writeln!(
+            out,
+            "  errors/retries  {} / {}",
+            thousands(self.error_count()),
+            thousands(self.retries)
+        );
+        for (label, count) in &self.answers {
+            let _ = writeln!(out, "    {label:<28} {}", thousands(*count));
+        }
+        let _ = writeln!(out, "  confirmed       {}", self.confirmation_line());
+        if self.failures.is_empty() {
+            let _ = writeln!(out, "  verification    ok: {}", self.checks.join("; "));
+        } else {
+            let _ = writeln!(out, "  verification    FAILED");
+            self.render_failures(&mut out);
+        }
+        out
+    }
+
+    /// "N seats, all within S s of the drop's end", or how far it got.
+    fn confirmation_line(&self) -> String {
+        match self.confirmed_after {
+            Some(after) => format!(
+                "{} seats, all within {:.2} s of the drop's end",
+                thousands(self.confirmed),
+                after.as_secs_f64()
+            ),
+            None => format!(
+                "{} of {} seats (not all within {} s)",
+                thousands(self.confirmed),
+                thousands(self.won_seats),
+                CONFIRM_DEADLINE.as_secs()
+            ),
+        }
+    }
+
+    /// The failures, at most 20 of them, one per line.
+    pub fn render_failures(&self, out: &mut String) {
+        for failure in self.failures.iter().take(20) {
+            let _ = writeln!(out, "    - {failure}");
+        }
+        if self.failures.len() > 20 {
+            let _ = writeln!(out, "    … and {} more", self.failures.len() - 20);
+        }
+    }
+}
+
+/// The same workload against two gateways: `ours` (redis) and the `baseline`.
+pub struct Comparison<'a> {
+    pub ours: &'a DropReport,
+    pub baseline: &'a DropReport,
+}
+
+impl Comparison<'_> {
+    /// Throughput of ours over the baseline's (above 1: ours answers more per second).
+    pub fn throughput_ratio(&self) -> f64 {
+        self.ours.throughput() / self.baseline.throughput().max(1e-9)
+    }
+
+    /// p99 latency of ours over the baseline's (below 1: ours is faster).
+    pub fn p99_ratio(&self) -> f64 {
+        p99(&self.ours.latency) as f64 / p99(&self.baseline.latency).max(1) as f64
+    }
+
+    fn name(report: &DropReport) -> &str {
+        report.config.strategy.as_deref().unwrap_or("?")
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "schema": COMPARE_SCHEMA,
+            "runs": [self.ours.to_json(), self.baseline.to_json()],
+            "comparison": {
+                "ours": Self::name(self.ours),
+                "baseline": Self::name(self.baseline),
+                "throughput_ratio": self.throughput_ratio(),
+                "p99_ratio": self.p99_ratio(),
+            },
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let (a, b) = (Self::name(self.ours), Self::name(self.baseline));
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{a} vs {b}: throughput {:.2}× ({} vs {} claims/s), p99 {:.2}× ({} vs {})",
+            self.throughput_ratio(),
+            thousands(self.ours.throughput().round() as u64),
+            thousands(self.baseline.throughput().round() as u64),
+            self.p99_ratio(),
+            millis(p99(&self.ours.latency)),
+            millis(p99(&self.baseline.latency)),
+        );
+        out
+    }
+}
+
+/// A latency histogram in µs, from 1 µs to an hour, 3 significant figures.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn p99(h: &Histogram<u64>) -> u64 {
+    h.value_at_quantile(0.99)
+}
+
+fn latency_json(h: &Histogram<u64>, measured_from: &str) -> Value {
+    let empty = h.is_empty();
+    let q = |q: f64| (!empty).then(|| h.value_at_quantile(q));
+    json!({
+        "measured_from": measured_from,
+        "count": h.len(),
+        "min": (!empty).then(|| h.min()),
+        "mean": (!empty).then(|| h.mean().round() as u64),
+        "p50": q(0.5),
+        "p90": q(0.9),
+        "p99": q(0.99),
+        "p99_9": q(0.999),
+        "max": (!empty).then(|| h.max()),
+    })
+}
+
+/// `p50 … p90 … p99 … p99.9 … max …`.
+fn percentiles(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "(no answers)".to_owned();
+    }
+    format!(
+        "p50 {}   p90 {}   p99 {}   p99.9 {}   max {}",
+        millis(h.value_at_quantile(0.5)),
+        millis(h.value_at_quantile(0.9)),
+        millis(h.value_at_quantile(0.99)),
+        millis(h.value_at_quantile(0.999)),
+        millis(h.max()),
+    )
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Microseconds as milliseconds (seconds from 1 s) with sensible precision.
+pub fn millis(micros: u64) -> String {
+    let ms = micros as f64 / 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(249_500), "249,500");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn latencies_read_in_milliseconds() {
+        assert_eq!(millis(850), "0.85 ms");
+        assert_eq!(millis(1_900), "1.9 ms");
+        assert_eq!(millis(15_400), "15 ms");
+        assert_eq!(millis(4_063_000), "4.1 s");
+    }
+
+    fn config(mode: Mode) -> RunConfig {
+        RunConfig {
+            target: "in-process".into(),
+            strategy: Some("redis".into()),
+            mode,
+            seats: 2,
+            claims_per_seat: 3,
+            users: 6,
+            claims: 6,
+            duration: None,
+            quantity_mix: Some("1:80,2:20".parse().unwrap()),
+            per_user_limit: 4,
+            seed: 7,
+            event_id: "drop-1".into(),
+        }
+    }
+
+    fn sample(mode: Mode) -> DropReport {
+        let mut r = DropReport::new(config(mode));
+        r.sent = 6;
+        r.drop_time = Duration::from_secs(2);
+        for us in [100, 200, 300, 400, 500, 10_000] {
+            r.latency.record(us).unwrap();
+        }
+        if let Some(s) = &mut r.service {
+            s.record(90).unwrap();
+        }
+        r.won = 2;
+        r.won_seats = 2;
+        r.won_pending = 2;
+        r.lost = 3;
+        r.errors.insert("500 internal".into(), 1);
+        r.answers.insert("202 pending".into(), 2);
+        r.answers.insert("409 seats_unavailable".into(), 3);
+        r.answers.insert("500 internal".into(), 1);
+        r.confirmed = 2;
+        r.confirmed_after = Some(Duration::from_millis(250));
+        r.checks.push("MySQL ok".into());
+        r
+    }
+
+    /// The keys of a JSON object, sorted.
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn the_json_report_has_its_documented_shape() {
+        let j = sample(Mode::Closed { concurrency: 8 }).to_json();
+        assert_eq!(
+            keys(&j),
+            [
+                "claims",
+                "config",
+                "confirmation",
+                "drop_time_s",
+                "event_id",
+                "latency_us",
+                "outcomes",
+                "retries",
+                "schema",
+                "service_time_us",
+                "throughput_per_s",
+                "verification"
+            ]
+        );
+        assert_eq!(j["schema"], SCHEMA);
+        assert_eq!(j["config"]["mode"], "closed");
+        assert_eq!(j["config"]["concurrency"], 8);
+        assert_eq!(j["config"]["rate_per_s"], Value::Null);
+        assert_eq!(
+            j["config"]["quantity_mix"],
+            json!([{"quantity": 1, "percent": 80}, {"quantity": 2, "percent": 20}])
+        );
+        assert_eq!(j["claims"]["sent"], 6);
+        assert_eq!(j["throughput_per_s"], 3.0);
+        let lat = &j["latency_us"];
+        assert_eq!(
+            keys(lat),
+            [
+                "count",
+                "max",
+                "mean",
+                "measured_from",
+                "min",
+                "p50",
+                "p90",
+                "p99",
+                "p99_9"
+            ]
+        );
+        assert_eq!(lat["measured_from"], "first_attempt");
+        assert_eq!(lat["count"], 6);
+        assert_eq!(lat["p50"], 300);
+        // 3 significant figures: 10,000 µs is recorded within 0.1 %.
+        assert!((9_990..=10_010).contains(&lat["max"].as_u64().unwrap()));
+        assert_eq!(j["service_time_us"], Value::Null);
+        assert_eq!(j["outcomes"]["won"], 2);
+        assert_eq!(j["outcomes"]["won_confirmed"], 0);
+        assert_eq!(j["outcomes"]["errors"], 1);
+        assert_eq!(j["outcomes"]["by_answer"]["409 seats_unavailable"], 3);
+        assert_eq!(j["confirmation"]["all_confirmed"], true);
+        assert_eq!(j["confirmation"]["time_to_all_confirmed_s"], 0.25);
+        assert_eq!(j["verification"]["ok"], true);
+        assert_eq!(j["verification"]["failures"], json!([]));
+    }
+
+    #[test]
+    fn an_open_loop_report_carries_both_latencies() {
+        let mut r = sample(Mode::Open {
+            rate: 500.0,
+            max_outstanding: 64,
+            max_lateness: Duration::from_secs(1),
+        });
+        r.failures.push("seat S1 was won twice".into());
+        r.confirmed_after = None;
+        let j = r.to_json();
+        assert_eq!(j["config"]["mode"], "open");
+        assert_eq!(j["config"]["rate_per_s"], 500.0);
+        assert_eq!(j["config"]["concurrency"], 64);
+        assert_eq!(j["config"]["max_lateness_ms"], 1000);
+        assert_eq!(j["latency_us"]["measured_from"], "intended_send");
+        assert_eq!(j["service_time_us"]["measured_from"], "actual_send");
+        assert_eq!(j["service_time_us"]["count"], 1);
+        assert_eq!(j["confirmation"]["time_to_all_confirmed_s"], Value::Null);
+        assert_eq!(j["verification"]["ok"], false);
+        let table = r.render();
+        assert!(table.contains("open loop at 500 claims/s"), "{table}");
+        assert!(table.contains("latency (CO)"), "{table}");
+        assert!(table.contains("service time"), "{table}");
+        assert!(table.contains("FAILED"), "{table}");
+    }
+
+    #[test]
+    fn an_empty_histogram_reports_nulls() {
+        let r = DropReport::new(config(Mode::Closed { concurrency: 1 }));
+        let j = r.to_json();
+        assert_eq!(j["latency_us"]["count"], 0);
+        assert_eq!(j["latency_us"]["p99"], Value::Null);
+        assert!(r.render().contains("(no answers)"));
+    }
+
+    #[test]
+    fn a_comparison_gives_both_runs_and_the_ratios() {
+        let ours = sample(Mode::Closed { concurrency: 8 });
+        let mut baseline = sample(Mode::Closed { concurrency: 8 });
+        baseline.config.strategy = Some("mysql".into());
+        baseline.drop_time = Duration::from_secs(8);
+        baseline.latency = histogram();
+        baseline.latency.record(40_000).unwrap();
+        let c = Comparison {
+            ours: &ours,
+            baseline: &baseline,
+        };
+        assert!((c.throughput_ratio() - 4.0).abs() < 1e-9);
+        assert!(c.p99_ratio() < 0.3);
+        let j = c.to_json();
+        assert_eq!(j["schema"], COMPARE_SCHEMA);
+        assert_eq!(j["runs"].as_array().unwrap().len(), 2);
+        assert_eq!(j["runs"][1]["config"]["strategy"], "mysql");
+        assert_eq!(j["comparison"]["ours"], "redis");
+        assert_eq!(j["comparison"]["baseline"], "mysql");
+        assert!(c.render().starts_with("redis vs mysql: throughput 4.00×"));
+    }
+}
