@@ -64,6 +64,8 @@ pub struct ReconcilerConfig {
     pub claim_deadline: Duration,
     /// Longest one settle attempt may take before it is abandoned and retried.
     pub settle_timeout: Duration,
+    /// Settle the claims of one read in one MySQL transaction (see `settle_batch`).
+    pub batched: bool,
 }
 
 impl Default for ReconcilerConfig {
@@ -77,6 +79,7 @@ impl Default for ReconcilerConfig {
             max_backoff: Duration::from_secs(5),
             claim_deadline: Duration::from_secs(300),
             settle_timeout: Duration::from_secs(30),
+            batched: true,
         }
     }
 }
@@ -260,16 +263,7 @@ impl Reconciler {
 
         let mut report = StepReport::default();
         let mut acks: HashMap<String, Vec<String>> = HashMap::new();
-        let mut settled = futures::stream::iter(entries)
-            .map(|entry| async move {
-                let outcome = match &entry.claim {
-                    Ok(claim) => self.settle(claim).await,
-                    Err(_) => Ok(Settled::AlreadySettled(None)),
-                };
-                (entry, outcome)
-            })
-            .buffer_unordered(self.config.concurrency.max(1));
-        while let Some((entry, outcome)) = settled.next().await {
+        for (entry, outcome) in self.settle_entries(entries).await {
             match (&entry.claim, outcome) {
                 (Err(problem), _) => {
                     if !self.dead_letter(&entry, problem).await? {
@@ -316,9 +310,233 @@ impl Reconciler {
             }
             acks.entry(entry.outbox).or_default().push(entry.id);
         }
-        drop(settled);
         self.acknowledge(acks).await?;
         Ok(report)
+    }
+
+    /// Settles a batch of entries: all decodable claims in one MySQL transaction
+    /// ([`Reconciler::settle_batch`]) when batching is on and there is more than one;
+    /// if that fails, each claim on its own ([`Reconciler::settle`]), so that one bad
+    /// claim cannot hold up the others and each failure is judged by itself.
+    async fn settle_entries(
+        &self,
+        entries: Vec<Entry>,
+    ) -> Vec<(Entry, Result<Settled, SettleError>)> {
+        let claims: Vec<Claim> = entries
+            .iter()
+            .filter_map(|e| e.claim.as_ref().ok().cloned())
+            .collect();
+        if self.config.batched && claims.len() > 1 {
+            match self.settle_batch(&claims).await {
+                Ok(outcomes) => {
+                    let mut outcomes = outcomes.into_iter();
+                    return entries
+                        .into_iter()
+                        .map(|entry| {
+                            let outcome = match &entry.claim {
+                                Ok(_) => Ok(outcomes.next().expect("one outcome per claim")),
+                                Err(_) => Ok(Settled::AlreadySettled(None)),
+                            };
+                            (entry, outcome)
+                        })
+                        .collect();
+                }
+                Err(err) => {
+                    tracing::warn!(claims = claims.len(), error = %err, "batch not settled; settling its claims one by one");
+                }
+            }
+        }
+        futures::stream::iter(entries)
+            .map(|entry| async move {
+                let outcome = match &entry.claim {
+                    Ok(claim) => self.settle(claim).await,
+                    Err(_) => Ok(Settled::AlreadySettled(None)),
+                };
+                (entry, outcome)
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Settles many claims in one MySQL transaction: the same decisions as
+    /// [`Reconciler::settle`], claim by claim in stream order, with one round trip per
+    /// kind of statement instead of per claim. Every seat row of the batch is locked
+    /// `FOR UPDATE` in (event, seat) order first, so batches and single settles cannot
+    /// deadlock each other. A conflict rejects only the claim concerned. Returns one
+    /// outcome per claim, in order; any error fails the whole batch (nothing of it is
+    /// committed) and the caller falls back to single settles.
+    pub async fn settle_batch(&self, claims: &[Claim]) -> Result<Vec<Settled>, SettleError> {
+        let limit = self.config.settle_timeout;
+        tokio::time::timeout(limit, self.settle_batch_unbounded(claims))
+            .await
+            .unwrap_or(Err(SettleError::Timeout(limit)))
+    }
+
+    async fn settle_batch_unbounded(&self, claims: &[Claim]) -> Result<Vec<Settled>, SettleError> {
+        // Seats by event, both sorted: the global lock order.
+        let mut by_event: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for claim in claims {
+            by_event
+                .entry(claim.event_id.as_str())
+                .or_default()
+                .extend(claim.seats.iter().cloned());
+        }
+        let mut tx = self.db.begin().await?;
+        // (event, seat) → (status, booking id) as MySQL has it, updated as the batch
+        // decides.
+        let mut seats: HashMap<(String, String), db::bookings::LockedSeat> = HashMap::new();
+        for (event_id, list) in &mut by_event {
+            list.sort_unstable();
+            list.dedup();
+            for chunk in list.chunks(1000) {
+                for locked in db::bookings::lock_seats(&mut tx, event_id, chunk).await? {
+                    seats.insert((event_id.to_string(), locked.seat.clone()), locked);
+                }
+            }
+        }
+        let ids: Vec<&str> = claims.iter().map(|c| c.booking_id.as_str()).collect();
+        let known = db::bookings::find_bookings(&mut tx, &ids).await?;
+        let in_redis = self
+            .redis
+            .booking_statuses(
+                claims
+                    .iter()
+                    .map(|c| (c.event_id.as_str(), c.booking_id.as_str())),
+            )
+            .await?;
+
+        let mut outcomes = Vec::with_capacity(claims.len());
+        let mut after = Vec::with_capacity(claims.len());
+        let mut rows = Vec::new();
+        let mut to_book: Vec<&Claim> = Vec::new();
+        let mut rejects: Vec<(&Claim, &'static str)> = Vec::new();
+        for (claim, redis_status) in claims.iter().zip(in_redis) {
+            let key = |seat: &String| (claim.event_id.clone(), seat.clone());
+            if let Some(row) = known.get(claim.booking_id.as_str()) {
+                match row.status {
+                    BookingStatus::Confirmed => after.push(After::Confirm),
+                    BookingStatus::Cancelled => after.push(After::Cancel),
+                    BookingStatus::Rejected | BookingStatus::Pending => {
+                        let reason = reason_of(row.reason.as_deref());
+                        rejects.push((claim, reason));
+                        after.push(After::Nothing);
+                    }
+                }
+                outcomes.push(None);
+                continue;
+            }
+            if redis_status != Some(BookingStatus::Pending) {
+                outcomes.push(Some(Settled::AlreadySettled(redis_status)));
+                after.push(After::Nothing);
+                continue;
+            }
+            let all_exist = claim
+                .seats
+                .iter()
+                .all(|seat| seats.contains_key(&key(seat)));
+            let taken = claim.seats.iter().any(|seat| {
+                seats
+                    .get(&key(seat))
+                    .is_some_and(|l| l.taken_by_other(&claim.booking_id))
+            });
+            let reason = if !all_exist {
+                Some(reasons::EVENT_NOT_FOUND)
+            } else if taken {
+                Some(reasons::SEATS_TAKEN)
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => {
+                    if all_exist {
+                        rows.push(row(claim, BookingStatus::Rejected, Some(reason)));
+                    }
+                    rejects.push((claim, reason));
+                    outcomes.push(Some(Settled::Rejected(reason)));
+                    after.push(After::Nothing);
+                }
+                None => {
+                    for seat in &claim.seats {
+                        if let Some(l) = seats.get_mut(&key(seat)) {
+                            l.status = "booked".into();
+                            l.booking_id = Some(claim.booking_id.clone());
+                        }
+                    }
+                    rows.push(row(claim, BookingStatus::Confirmed, None));
+                    to_book.push(claim);
+                    outcomes.push(Some(Settled::Confirmed));
+                    after.push(After::Confirm);
+                }
+            }
+        }
+
+        db::bookings::insert_bookings(&mut tx, &rows).await?;
+        db::bookings::book_seats_of(
+            &mut tx,
+            &to_book
+                .iter()
+                .map(|c| {
+                    (
+                        c.event_id.as_str(),
+                        c.booking_id.as_str(),
+                        c.seats.as_slice(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+        // Rejections go to Redis while the locks are held (see `settle`).
+        for (claim, reason) in &rejects {
+            let locked: Vec<db::bookings::LockedSeat> = claim
+                .seats
+                .iter()
+                .filter_map(|seat| seats.get(&(claim.event_id.clone(), seat.clone())).cloned())
+                .collect();
+            self.reject_in_redis(claim, reason, &locked).await?;
+        }
+        tx.commit().await?;
+
+        // After the COMMIT: Redis learns of the confirmations and cancellations.
+        let mut results = Vec::with_capacity(claims.len());
+        let followups: Vec<_> = claims
+            .iter()
+            .zip(after)
+            .zip(outcomes)
+            .map(|((claim, after), outcome)| self.follow_up(claim, after, outcome))
+            .collect();
+        for settled in futures::stream::iter(followups)
+            .buffered(self.config.concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+        {
+            results.push(settled?);
+        }
+        Ok(results)
+    }
+
+    /// What a batch does in Redis for one claim after its COMMIT.
+    async fn follow_up(
+        &self,
+        claim: &Claim,
+        after: After,
+        decided: Option<Settled>,
+    ) -> Result<Settled, SettleError> {
+        let status = match after {
+            After::Confirm => self.confirm(claim).await?,
+            After::Cancel => {
+                self.redis
+                    .cancel(
+                        &claim.event_id,
+                        &claim.booking_id,
+                        &claim.user_id,
+                        &claim.seats,
+                    )
+                    .await?
+            }
+            After::Nothing => None,
+        };
+        Ok(decided.unwrap_or(Settled::AlreadySettled(status)))
     }
 
     /// Persists one claim and settles it in Redis. Idempotent.
@@ -581,6 +799,13 @@ impl Reconciler {
     }
 }
 
+/// What a batch still has to tell Redis about a claim once MySQL has committed.
+enum After {
+    Confirm,
+    Cancel,
+    Nothing,
+}
+
 /// An outbox entry and the claim decoded from it.
 struct Entry {
     outbox: String,
@@ -662,6 +887,21 @@ fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, 
             (seat.clone(), state)
         })
         .collect()
+}
+
+/// The `'static` reason constant matching a recorded reason (reasons recorded in
+/// MySQL are always one of them).
+fn reason_of(recorded: Option<&str>) -> &'static str {
+    [
+        reasons::SEATS_TAKEN,
+        reasons::EVENT_NOT_FOUND,
+        reasons::DEADLINE_EXCEEDED,
+        reasons::PERSIST_FAILED,
+        reasons::MALFORMED_CLAIM,
+    ]
+    .into_iter()
+    .find(|r| Some(*r) == recorded)
+    .unwrap_or(reasons::SEATS_TAKEN)
 }
 
 fn row(claim: &Claim, status: BookingStatus, reason: Option<&str>) -> BookingRow {

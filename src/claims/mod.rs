@@ -275,6 +275,23 @@ impl RedisStore {
         }
     }
 
+    /// The statuses of many bookings, in order, in one round trip (`None`: no record).
+    pub async fn booking_statuses<'a>(
+        &self,
+        bookings: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Vec<Option<BookingStatus>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for (event_id, booking_id) in bookings {
+            pipe.hget(self.keys(event_id).booking(booking_id), "status");
+        }
+        let mut conn = self.conn.clone();
+        let statuses: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(statuses
+            .into_iter()
+            .map(|s| s.as_deref().and_then(BookingStatus::parse))
+            .collect())
+    }
+
     /// Copies one chunk of `(seat, ordinal, MySQL state)` into Redis, leaving seats of
     /// pending claims alone. Returns how many seats changed.
     pub async fn warm_chunk(

@@ -124,6 +124,99 @@ where
         .await
 }
 
+/// The booking rows of these ids that exist, by id (inside the batch transaction).
+pub async fn find_bookings(
+    conn: &mut MySqlConnection,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, BookingRow>, sqlx::Error> {
+    let mut found = std::collections::HashMap::new();
+    for chunk in ids.chunks(1000) {
+        let sql = format!(
+            "SELECT id, event_id, user_id, status, seats, reason FROM bookings WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.try_map(booking_row).fetch_all(&mut *conn).await? {
+            found.insert(row.id.clone(), row);
+        }
+    }
+    Ok(found)
+}
+
+/// Inserts many booking rows with multi-row INSERTs.
+pub async fn insert_bookings(
+    conn: &mut MySqlConnection,
+    rows: &[BookingRow],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO bookings (id, event_id, user_id, status, seats, reason) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?, ?, ?)"
+            });
+        }
+        let mut q = sqlx::query(&sql);
+        for row in chunk {
+            q = q
+                .bind(&row.id)
+                .bind(&row.event_id)
+                .bind(&row.user_id)
+                .bind(row.status.as_str())
+                .bind(serde_json::to_string(&row.seats).expect("a list of strings serialises"))
+                .bind(&row.reason);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Marks the (locked) seats of many bookings booked: `(event, booking id, seats)`.
+/// One UPDATE per event and chunk, with a CASE mapping each seat to its booking.
+pub async fn book_seats_of(
+    conn: &mut MySqlConnection,
+    bookings: &[(&str, &str, &[String])],
+) -> Result<(), sqlx::Error> {
+    let mut by_event: std::collections::BTreeMap<&str, Vec<(&str, &str)>> = Default::default();
+    for (event, booking, seats) in bookings {
+        for seat in seats.iter() {
+            by_event
+                .entry(event)
+                .or_default()
+                .push((seat.as_str(), booking));
+        }
+    }
+    for (event, pairs) in by_event {
+        for chunk in pairs.chunks(500) {
+            let mut sql =
+                String::from("UPDATE seats SET status = 'booked', booking_id = CASE seat_id");
+            for _ in chunk {
+                sql.push_str(" WHEN ? THEN ?");
+            }
+            sql.push_str(&format!(
+                " END WHERE event_id = ? AND seat_id IN ({})",
+                placeholders(chunk.len())
+            ));
+            let mut q = sqlx::query(&sql);
+            for (seat, booking) in chunk {
+                q = q.bind(*seat).bind(*booking);
+            }
+            q = q.bind(event);
+            for (seat, _) in chunk {
+                q = q.bind(*seat);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Inserts a booking row (`confirmed`, a `cancelled` tombstone, or a `rejected` record).
 pub async fn insert_booking(
     conn: &mut MySqlConnection,

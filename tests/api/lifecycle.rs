@@ -475,3 +475,101 @@ async fn an_undecodable_outbox_entry_is_dead_lettered_and_its_booking_rejected()
     );
     assert_eq!(app.seat_status(&event, "S0001").await, "available");
 }
+
+#[tokio::test]
+async fn one_batch_settles_each_claim_on_its_own_merits() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(6), 4).await;
+    let claim = |user: &str, id: &str, seats: &[&str]| Claim {
+        event_id: event.clone(),
+        booking_id: id.to_owned(),
+        user_id: user.to_owned(),
+        seats: seats.iter().map(|s| s.to_string()).collect(),
+    };
+    let a = app
+        .claim_ok(&event, "a", &json!({"seats": ["S0001"]}))
+        .await;
+    let b = app
+        .claim_ok(&event, "b", &json!({"seats": ["S0002"]}))
+        .await;
+    let c = app
+        .claim_ok(&event, "c", &json!({"seats": ["S0003"]}))
+        .await;
+    let d = app
+        .claim_ok(&event, "d", &json!({"seats": ["S0004"]}))
+        .await;
+    let e = app
+        .claim_ok(&event, "e", &json!({"seats": ["S0005", "S0006"]}))
+        .await;
+    // b: MySQL has its seat booked by someone else. c: already committed (a redelivery).
+    // d: cancelled while pending (a tombstone in MySQL).
+    let other = uuid::Uuid::now_v7().to_string();
+    for (id, user, seat) in [(&other, "zed", "S0002"), (&c, "c", "S0003")] {
+        sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, ?, 'confirmed', JSON_ARRAY(?))")
+            .bind(id).bind(&event).bind(user).bind(seat).execute(&app.db).await.unwrap();
+        sqlx::query(
+            "UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = ?",
+        )
+        .bind(id)
+        .bind(&event)
+        .bind(seat)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        app.cancel(&event, &d, &app.user_token("d")).await.status(),
+        StatusCode::OK
+    );
+
+    let batch = vec![
+        claim("a", &a, &["S0001"]),
+        claim("b", &b, &["S0002"]),
+        claim("c", &c, &["S0003"]),
+        claim("d", &d, &["S0004"]),
+        claim("e", &e, &["S0005", "S0006"]),
+    ];
+    let outcomes = reconciler(&app).settle_batch(&batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Settled::Confirmed,
+            Settled::Rejected("seats_taken"),
+            Settled::AlreadySettled(Some(seatgate::domain::BookingStatus::Confirmed)),
+            Settled::AlreadySettled(Some(seatgate::domain::BookingStatus::Cancelled)),
+            Settled::Confirmed,
+        ]
+    );
+    for (id, seat) in [(&a, "S0001"), (&c, "S0003"), (&e, "S0005"), (&e, "S0006")] {
+        assert_eq!(
+            app.mysql_seat(&event, seat).await,
+            ("booked".to_owned(), Some(id.clone()))
+        );
+        assert_eq!(app.seat_status(&event, seat).await, "booked");
+    }
+    assert_eq!(
+        app.mysql_seat(&event, "S0004").await,
+        ("available".to_owned(), None)
+    );
+    assert_eq!(app.seat_status(&event, "S0004").await, "available");
+    let rejected: Value = app
+        .get_booking(&event, &b, &app.admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(app.seat_status(&event, "S0002").await, "booked");
+    // Settling the same batch again changes nothing (the outbox delivers at least once).
+    let again = reconciler(&app).settle_batch(&batch).await.unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|s| matches!(s, Settled::AlreadySettled(_))),
+        "{again:?}"
+    );
+    assert_eq!(app.mysql_confirmed(&event).await, 4);
+    // The outbox entries themselves go through the batched step and are acknowledged.
+    assert_eq!(drain(&reconciler(&app)).await, 5);
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
