@@ -41,6 +41,7 @@ use crate::claims::keys::RECONCILER_GROUP;
 use crate::claims::{ensure_group, RedisStore, StoreError};
 use crate::db::{self, bookings::BookingRow};
 use crate::domain::{reasons, BookingStatus};
+use crate::telemetry;
 
 /// Tuning of one reconciler.
 #[derive(Debug, Clone)]
@@ -156,7 +157,11 @@ pub struct Reconciler {
     /// Outboxes whose consumer group this process has made sure of.
     grouped: Mutex<HashSet<String>>,
     last_autoclaim: Mutex<Option<Instant>>,
+    last_outbox_sample: Mutex<Option<Instant>>,
 }
+
+/// How often `seatgate_outbox_length` is sampled, at most.
+const OUTBOX_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Reconciler {
     pub fn new(
@@ -185,6 +190,7 @@ impl Reconciler {
             config,
             grouped: Mutex::default(),
             last_autoclaim: Mutex::default(),
+            last_outbox_sample: Mutex::default(),
         })
     }
 
@@ -232,6 +238,7 @@ impl Reconciler {
     pub async fn step(&self, block: Duration) -> anyhow::Result<StepReport> {
         let events = self.redis.registered_events().await?;
         if events.is_empty() {
+            telemetry::reconciler_lag(Duration::ZERO);
             tokio::time::sleep(block).await;
             return Ok(StepReport::default());
         }
@@ -242,6 +249,7 @@ impl Reconciler {
         let keys: Vec<&String> = outboxes.keys().collect();
         self.ensure_groups(&keys).await?;
         self.autoclaim(&keys).await?;
+        self.sample_outboxes(&keys).await;
 
         let mut reader = self.readers.get().await.context("reconciler redis pool")?;
         let opts = StreamReadOptions::default()
@@ -260,6 +268,13 @@ impl Reconciler {
             &outboxes,
         ));
         drop(reader);
+        telemetry::reconciler_lag(
+            entries
+                .iter()
+                .map(|e| entry_age(&e.id))
+                .max()
+                .unwrap_or_default(),
+        );
 
         let mut report = StepReport::default();
         let mut acks: HashMap<String, Vec<String>> = HashMap::new();
@@ -311,6 +326,9 @@ impl Reconciler {
             acks.entry(entry.outbox).or_default().push(entry.id);
         }
         self.acknowledge(acks).await?;
+        telemetry::bookings_settled("confirmed", report.confirmed);
+        telemetry::bookings_settled("rejected", report.rejected);
+        telemetry::reconciler_trouble(report.retry, report.dead);
         Ok(report)
     }
 
@@ -744,6 +762,27 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// Sets `seatgate_outbox_length` to the outboxes' summed `XLEN` (one pipelined
+    /// round trip), at most once a second; a failure only skips the sample.
+    async fn sample_outboxes(&self, outboxes: &[&String]) {
+        {
+            let mut last = self.last_outbox_sample.lock().expect("not poisoned");
+            if last.is_some_and(|t| t.elapsed() < OUTBOX_SAMPLE_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut pipe = redis::pipe();
+        for outbox in outboxes {
+            pipe.xlen(outbox.as_str());
+        }
+        let mut conn = self.redis.connection();
+        match pipe.query_async::<Vec<u64>>(&mut conn).await {
+            Ok(lengths) => telemetry::outbox_length(lengths.iter().sum()),
+            Err(err) => tracing::debug!(error = %err, "cannot sample the outbox lengths"),
+        }
     }
 
     async fn acknowledge(&self, acks: HashMap<String, Vec<String>>) -> anyhow::Result<()> {

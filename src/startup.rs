@@ -36,6 +36,8 @@ impl Application {
     /// not stop the build: requests that need it get 503 until it answers, and the
     /// migrations (then the reconciler) wait for MySQL in the background.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The metrics recorder, before anything records (once per process).
+        crate::telemetry::init_metrics();
         if settings.claim_strategy == ClaimStrategy::Mysql {
             tracing::info!("claim strategy: mysql (the synchronous baseline)");
         }
@@ -81,6 +83,7 @@ impl Application {
             auth: Arc::new(Auth::new(&settings.admin_token, &settings.jwt_secret)),
             db_ready: ready_rx,
             claim_permits: Arc::new(Semaphore::new(settings.max_inflight_claims)),
+            max_inflight_claims: settings.max_inflight_claims,
             request_timeout: settings.request_timeout,
             settled: SettledFeed::start(&settings.redis_url, &settings.redis_namespace)
                 .context("invalid SEATGATE_REDIS_URL")?,

@@ -26,6 +26,7 @@ use crate::db::sync_claim::{self, SyncClaim};
 use crate::domain::*;
 use crate::ops;
 use crate::ops::cancel::Requester;
+use crate::telemetry::{self, ClaimProbe, ClaimResult};
 
 /// Largest claim body the contract accepts.
 pub const CLAIM_BODY_LIMIT: usize = 1024 * 1024;
@@ -134,6 +135,28 @@ async fn create_booking(
             "bookings are made with a user token",
         ));
     };
+    let mut probe = ClaimProbe::start();
+    let answer = claim(&app, event_id, user_id, &headers, body, &mut probe).await;
+    if let Err(err) = &answer {
+        if probe.outcome() != ClaimResult::Replay {
+            probe.set(claim_result_of(err));
+        }
+    }
+    // Again now that this claim's permit is back, so an idle gateway shows 0.
+    telemetry::claims_in_flight(in_flight(&app));
+    answer
+}
+
+/// The claim of an authenticated user; tells `probe` how it went when it went well
+/// (the caller names the errors).
+async fn claim(
+    app: &AppState,
+    event_id: String,
+    user_id: String,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    probe: &mut ClaimProbe,
+) -> Result<Response, ApiError> {
     if let Some(limiter) = &app.rate_limiter {
         limiter
             .check(&user_id, std::time::Instant::now())
@@ -141,8 +164,8 @@ async fn create_booking(
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             })?;
     }
-    let key = idempotency_key(&headers)?;
-    let wait = prefer_wait(&headers);
+    let key = idempotency_key(headers)?;
+    let wait = prefer_wait(headers);
     let wanted = Wanted::parse(&body_bytes(body)?)?;
     if !is_valid_event_id(&event_id) {
         return Err(ApiError::EventNotFound);
@@ -153,6 +176,7 @@ async fn create_booking(
         .claim_permits
         .try_acquire()
         .map_err(|_| ApiError::Overloaded)?;
+    telemetry::claims_in_flight(in_flight(app));
 
     let booking_id = uuid::Uuid::now_v7().to_string();
     let fingerprint = key.map(|_| wanted.fingerprint());
@@ -185,8 +209,14 @@ async fn create_booking(
         ClaimOutcome::Replay(first) => (*first, true),
         fresh => (fresh, false),
     };
+    if replay {
+        probe.set(ClaimResult::Replay);
+    }
     match outcome {
         ClaimOutcome::Pending { booking_id, seats } => {
+            if !replay {
+                probe.set(ClaimResult::Pending);
+            }
             let mut booking = Booking {
                 booking_id,
                 event_id,
@@ -209,10 +239,14 @@ async fn create_booking(
                 }
                 return Ok(booking_response(StatusCode::ACCEPTED, &booking));
             };
-            wait_for_settlement(&app, booking, wait).await
+            wait_for_settlement(app, booking, wait).await
         }
         ClaimOutcome::Confirmed { booking_id, seats } => {
             // The mysql strategy: booked synchronously; a replay shows it as it is now.
+            if !replay {
+                probe.set(ClaimResult::Confirmed);
+                telemetry::bookings_settled("confirmed", 1);
+            }
             let mut booking = Booking {
                 booking_id,
                 event_id,
@@ -237,6 +271,28 @@ async fn create_booking(
         ClaimOutcome::EventNotFound => Err(ApiError::EventNotFound),
         ClaimOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
         ClaimOutcome::Replay(_) => unreachable!("claim replies never nest replays"),
+    }
+}
+
+/// Claims holding a load-shedding permit.
+fn in_flight(app: &AppState) -> usize {
+    app.max_inflight_claims
+        .saturating_sub(app.claim_permits.available_permits())
+}
+
+/// The `outcome` label of a claim answered with this error.
+fn claim_result_of(err: &ApiError) -> ClaimResult {
+    match err {
+        ApiError::SeatsUnavailable(_) => ClaimResult::SeatsUnavailable,
+        ApiError::SoldOut => ClaimResult::SoldOut,
+        ApiError::UserLimitExceeded(_) => ClaimResult::UserLimit,
+        ApiError::UnknownSeats(_) => ClaimResult::UnknownSeats,
+        ApiError::EventNotFound => ClaimResult::EventNotFound,
+        ApiError::IdempotencyKeyReused => ClaimResult::KeyReused,
+        ApiError::InvalidRequest(_) | ApiError::PayloadTooLarge => ClaimResult::InvalidRequest,
+        ApiError::RateLimited { .. } => ClaimResult::RateLimited,
+        ApiError::Overloaded => ClaimResult::Overloaded,
+        _ => ClaimResult::Unavailable,
     }
 }
 

@@ -126,6 +126,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "redis call failed");
+        crate::telemetry::store_error("redis");
         ApiError::Unavailable
     }
 }
@@ -133,6 +134,7 @@ impl From<StoreError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         tracing::error!(error = %err, "mysql call failed");
+        crate::telemetry::store_error("mysql");
         ApiError::Unavailable
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod rate_limit;
 
 use axum::extract::Request;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Permits for claims in flight (load shedding).
     pub claim_permits: Arc<Semaphore>,
+    /// The number of permits `claim_permits` started with.
+    pub max_inflight_claims: usize,
     /// Wakes `Prefer: wait` claims when their booking settles.
     pub settled: SettledFeed,
     /// Longest any request may take before it is answered 503.
@@ -52,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(bookings::router())
         .merge(health::router())
+        .merge(metrics::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(move |req, next| {

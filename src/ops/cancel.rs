@@ -71,15 +71,17 @@ pub async fn cancel(
 
     let mut tx = pool.begin().await?;
     db::bookings::lock_seats(&mut tx, event_id, &seats).await?;
-    match db::bookings::find_booking(&mut *tx, booking_id).await? {
+    // False when MySQL had it cancelled already (a repeated DELETE).
+    let newly_cancelled = match db::bookings::find_booking(&mut *tx, booking_id).await? {
         Some(row) if row.status == BookingStatus::Rejected => return Err(OpError::BookingRejected),
         Some(row) if row.status == BookingStatus::Confirmed => {
             db::bookings::cancel_confirmed(&mut tx, event_id, booking_id).await?;
             // The `mysql` strategy's per-user tally (the Redis one is freed below).
             db::sync_claim::release_holdings(&mut tx, event_id, &row.user_id, row.seats.len())
                 .await?;
+            true
         }
-        Some(_) => {} // already cancelled
+        Some(_) => false, // already cancelled
         None => {
             let tombstone = BookingRow {
                 id: booking_id.to_owned(),
@@ -90,8 +92,9 @@ pub async fn cancel(
                 reason: None,
             };
             db::bookings::insert_booking(&mut tx, &tombstone).await?;
+            true
         }
-    }
+    };
     tx.commit().await?;
 
     match redis
@@ -102,6 +105,9 @@ pub async fn cancel(
         _ => booking.status = BookingStatus::Cancelled,
     }
     booking.reason = None;
+    if newly_cancelled {
+        crate::telemetry::bookings_settled("cancelled", 1);
+    }
     tracing::info!(event.id = %event_id, booking.id = %booking_id, "booking cancelled");
     Ok(booking)
 }

@@ -11,6 +11,7 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod lua;
+mod metrics;
 mod proxy;
 mod race;
 mod wait;

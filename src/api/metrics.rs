@@ -1,0 +1,30 @@
+//! `GET /metrics`: the process's metrics in the Prometheus text format (see
+//! [`crate::telemetry`] for the names).
+//!
+//! Like `/healthz` it needs no token, so it must not be exposed publicly: serve the
+//! API through a proxy that does not route `/metrics`, or scrape it on a private
+//! network. The figures are process-wide (every gateway of one process shares them).
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+use crate::telemetry;
+
+/// The content type of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics() -> Response {
+    let body = telemetry::prometheus().render();
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
