@@ -307,6 +307,31 @@ impl TestApp {
         )
     }
 
+    /// Writes a confirmed booking of `seat` straight into MySQL, behind the gateway's
+    /// back (a booking made elsewhere, or a COMMIT whose confirm never reached Redis).
+    pub async fn mysql_book(&self, event: &str, seat: &str, booking: &str, user: &str) {
+        sqlx::query(
+            "INSERT INTO bookings (id, event_id, user_id, status, seats) \
+             VALUES (?, ?, ?, 'confirmed', JSON_ARRAY(?))",
+        )
+        .bind(booking)
+        .bind(event)
+        .bind(user)
+        .bind(seat)
+        .execute(&self.db)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = ?",
+        )
+        .bind(booking)
+        .bind(event)
+        .bind(seat)
+        .execute(&self.db)
+        .await
+        .unwrap();
+    }
+
     /// MySQL's status of a booking, if it has the booking.
     pub async fn mysql_booking_status(&self, booking: &str) -> Option<String> {
         let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT status FROM bookings WHERE id = ?")

@@ -124,10 +124,7 @@ async fn a_seat_booked_elsewhere_in_mysql_rejects_the_claim_and_redis_follows_my
     // MySQL, the system of record, has S0002 booked by another booking (say, written
     // by an earlier deployment): the claim cannot be persisted.
     let other = uuid::Uuid::now_v7().to_string();
-    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'zed', 'confirmed', '[\"S0002\"]')")
-        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
-    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0002'")
-        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+    app.mysql_book(&event, "S0002", &other, "zed").await;
 
     let r = reconciler(&app);
     let report = r.step(Duration::from_millis(50)).await.unwrap();
@@ -199,10 +196,7 @@ async fn a_redelivered_claim_that_mysql_already_has_is_confirmed_without_a_secon
     let id2 = app
         .claim_ok(&event, "bob", &json!({"seats": ["S0002"]}))
         .await;
-    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'bob', 'confirmed', '[\"S0002\"]')")
-        .bind(&id2).bind(&event).execute(&app.db).await.unwrap();
-    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0002'")
-        .bind(&id2).bind(&event).execute(&app.db).await.unwrap();
+    app.mysql_book(&event, "S0002", &id2, "bob").await;
     assert_eq!(app.seat_status(&event, "S0002").await, "pending");
     assert_eq!(drain(&r).await, 1);
     assert_eq!(app.seat_status(&event, "S0002").await, "booked");
@@ -227,10 +221,7 @@ async fn warming_during_a_drop_keeps_pending_claims_and_never_offers_mysql_booke
 
     // MySQL has S0004 booked (e.g. sold at the box office).
     let other = uuid::Uuid::now_v7().to_string();
-    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'zed', 'confirmed', '[\"S0004\"]')")
-        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
-    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0004'")
-        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+    app.mysql_book(&event, "S0004", &other, "zed").await;
 
     let r = app.warm(&event).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -505,17 +496,7 @@ async fn one_batch_settles_each_claim_on_its_own_merits() {
     // d: cancelled while pending (a tombstone in MySQL).
     let other = uuid::Uuid::now_v7().to_string();
     for (id, user, seat) in [(&other, "zed", "S0002"), (&c, "c", "S0003")] {
-        sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, ?, 'confirmed', JSON_ARRAY(?))")
-            .bind(id).bind(&event).bind(user).bind(seat).execute(&app.db).await.unwrap();
-        sqlx::query(
-            "UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = ?",
-        )
-        .bind(id)
-        .bind(&event)
-        .bind(seat)
-        .execute(&app.db)
-        .await
-        .unwrap();
+        app.mysql_book(&event, seat, id, user).await;
     }
     assert_eq!(
         app.cancel(&event, &d, &app.user_token("d")).await.status(),

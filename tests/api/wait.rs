@@ -65,10 +65,7 @@ async fn a_waiting_claim_learns_of_its_rejection_when_it_happens() {
     let app = spawn_app_with(|s| s.reconciler = false).await;
     let event = app.event_with(&seat_names(2), 4).await;
     let other = uuid::Uuid::now_v7().to_string();
-    sqlx::query("INSERT INTO bookings (id, event_id, user_id, status, seats) VALUES (?, ?, 'zed', 'confirmed', '[\"S0001\"]')")
-        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
-    sqlx::query("UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = 'S0001'")
-        .bind(&other).bind(&event).execute(&app.db).await.unwrap();
+    app.mysql_book(&event, "S0001", &other, "zed").await;
 
     let started = Instant::now();
     let waiting = {
