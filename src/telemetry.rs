@@ -1,6 +1,8 @@
 //! Logging and metrics.
 //!
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`). Rules kept
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as text or
+//! JSON (`SEATGATE_LOG_FORMAT=json`); every request runs in a span named by its
+//! `x-request-id` (see `api::router`). Rules kept
 //! throughout the code: identifiers as fields (`event.id = %id`), an error logged once
 //! where it is handled, and never a token, secret or request body.
 //!
@@ -28,14 +30,21 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber (once; later calls are no-ops).
+/// Installs the global subscriber (once; later calls are no-ops). Lines are text, or
+/// one JSON object per line with `SEATGATE_LOG_FORMAT=json` (for log shippers); either
+/// way each line inside a request carries that request's `request.id`.
 pub fn init() {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let json = std::env::var("SEATGATE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let _ = if json {
+        builder.json().with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 const CLAIMS: &str = "seatgate_claims_total";

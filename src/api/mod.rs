@@ -19,6 +19,8 @@ use sqlx::MySqlPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
@@ -61,6 +63,16 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             within(deadline, req, next)
         }))
+        // Outermost first: give each request an id (or keep the caller's), run it in
+        // a span carrying that id, and send the id back.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // Failures are logged once, where they are handled (`ApiError`).
+                .on_failure(()),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
@@ -79,4 +91,15 @@ async fn within(deadline: Duration, req: Request, next: Next) -> Response {
             ApiError::Unavailable.into_response()
         }
     }
+}
+
+/// The span every request runs in: method, path and request id, never headers or body
+/// (they carry tokens).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", request.id = %id, method = %req.method(), path = %req.uri().path())
 }

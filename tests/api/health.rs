@@ -113,3 +113,23 @@ async fn a_request_that_takes_too_long_is_answered_503() {
     blocker.rollback().await.unwrap();
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_ne!(r.headers()["x-request-id"].to_str().unwrap(), id);
+    // A caller's own id is kept, also on errors.
+    let r = app
+        .client
+        .get(app.url("/v1/events/nope"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["x-request-id"], "trace-me-42");
+}
