@@ -385,13 +385,67 @@ impl Reconciler {
     /// outcome per claim, in order; any error fails the whole batch (nothing of it is
     /// committed) and the caller falls back to single settles.
     pub async fn settle_batch(&self, claims: &[Claim]) -> Result<Vec<Settled>, SettleError> {
+        self.settle_all(claims, None).await
+    }
+
+    /// Persists one claim and settles it in Redis: a batch of one. Idempotent.
+    pub async fn settle(&self, claim: &Claim) -> Result<Settled, SettleError> {
+        self.settle_one(claim, None).await
+    }
+
+    /// Gives up on a claim that cannot be persisted (a permanent database error, the
+    /// claim deadline, an undecodable entry): rejects it for `reason` and gives Redis
+    /// MySQL's state for its seats. The rejection is recorded in MySQL under the seats'
+    /// locks, so no later delivery can persist it; and if MySQL turns out to have the
+    /// booking after all (a COMMIT whose answer was lost), it is confirmed instead: a
+    /// committed booking is never rolled back. Needs MySQL, like `settle`.
+    pub async fn reject_claim(
+        &self,
+        claim: &Claim,
+        reason: &'static str,
+    ) -> Result<Settled, SettleError> {
+        self.settle_one(claim, Some(reason)).await
+    }
+
+    async fn settle_one(
+        &self,
+        claim: &Claim,
+        give_up: Option<&'static str>,
+    ) -> Result<Settled, SettleError> {
+        let mut settled = self
+            .settle_all(std::slice::from_ref(claim), give_up)
+            .await?;
+        Ok(settled.pop().expect("one outcome per claim"))
+    }
+
+    /// One settle attempt, bounded in time: a stalled connection (the network, or a
+    /// server that stopped answering) must not hang the reconciler. On timeout the
+    /// transaction is dropped, so MySQL rolls it back, and the entries are retried.
+    /// With `give_up`, claims that could be persisted are rejected for that reason.
+    async fn settle_all(
+        &self,
+        claims: &[Claim],
+        give_up: Option<&'static str>,
+    ) -> Result<Vec<Settled>, SettleError> {
         let limit = self.config.settle_timeout;
-        tokio::time::timeout(limit, self.settle_batch_unbounded(claims))
+        tokio::time::timeout(limit, self.settle_all_unbounded(claims, give_up))
             .await
             .unwrap_or(Err(SettleError::Timeout(limit)))
     }
 
-    async fn settle_batch_unbounded(&self, claims: &[Claim]) -> Result<Vec<Settled>, SettleError> {
+    /// The steps, for every claim in stream order:
+    /// 1. lock the seat rows (done for the whole batch first);
+    /// 2. if MySQL already knows the booking, Redis follows MySQL;
+    /// 3. if Redis no longer holds the claim as pending, there is nothing to persist
+    ///    (the seat locks serialise this read with every other settle of the booking);
+    /// 4. if a seat is missing or booked by another booking, reject (recorded in
+    ///    MySQL, and in Redis while the locks are held);
+    /// 5. otherwise book; after the COMMIT, confirm in Redis.
+    async fn settle_all_unbounded(
+        &self,
+        claims: &[Claim],
+        give_up: Option<&'static str>,
+    ) -> Result<Vec<Settled>, SettleError> {
         // Seats by event, both sorted: the global lock order.
         let mut by_event: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
         for claim in claims {
@@ -428,8 +482,9 @@ impl Reconciler {
         let mut after = Vec::with_capacity(claims.len());
         let mut rows = Vec::new();
         let mut to_book: Vec<&Claim> = Vec::new();
-        let mut rejects: Vec<(&Claim, &'static str)> = Vec::new();
-        for (claim, redis_status) in claims.iter().zip(in_redis) {
+        // (index of the claim, claim, reason) of every rejection to tell Redis.
+        let mut rejects: Vec<(usize, &Claim, &'static str)> = Vec::new();
+        for (i, (claim, redis_status)) in claims.iter().zip(in_redis).enumerate() {
             let key = |seat: &String| (claim.event_id.clone(), seat.clone());
             if let Some(row) = known.get(claim.booking_id.as_str()) {
                 match row.status {
@@ -437,7 +492,7 @@ impl Reconciler {
                     BookingStatus::Cancelled => after.push(After::Cancel),
                     BookingStatus::Rejected | BookingStatus::Pending => {
                         let reason = reason_of(row.reason.as_deref());
-                        rejects.push((claim, reason));
+                        rejects.push((i, claim, reason));
                         after.push(After::Nothing);
                     }
                 }
@@ -463,14 +518,14 @@ impl Reconciler {
             } else if taken {
                 Some(reasons::SEATS_TAKEN)
             } else {
-                None
+                give_up
             };
             match reason {
                 Some(reason) => {
                     if all_exist {
                         rows.push(row(claim, BookingStatus::Rejected, Some(reason)));
                     }
-                    rejects.push((claim, reason));
+                    rejects.push((i, claim, reason));
                     outcomes.push(Some(Settled::Rejected(reason)));
                     after.push(After::Nothing);
                 }
@@ -505,15 +560,22 @@ impl Reconciler {
         )
         .await?;
         // Rejections go to Redis while the locks are held (see `settle`).
-        for (claim, reason) in &rejects {
+        for (i, claim, reason) in &rejects {
             let locked: Vec<db::bookings::LockedSeat> = claim
                 .seats
                 .iter()
                 .filter_map(|seat| seats.get(&(claim.event_id.clone(), seat.clone())).cloned())
                 .collect();
-            self.reject_in_redis(claim, reason, &locked).await?;
+            let status = self.reject_in_redis(claim, reason, &locked).await?;
+            // A rejection MySQL already had: report what Redis now says.
+            outcomes[*i].get_or_insert(Settled::AlreadySettled(status));
         }
         tx.commit().await?;
+        for (i, claim, reason) in &rejects {
+            if outcomes[*i] == Some(Settled::Rejected(reason)) {
+                tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason, "claim rejected");
+            }
+        }
 
         // After the COMMIT: Redis learns of the confirmations and cancellations.
         let mut results = Vec::with_capacity(claims.len());
@@ -555,123 +617,6 @@ impl Reconciler {
             After::Nothing => None,
         };
         Ok(decided.unwrap_or(Settled::AlreadySettled(status)))
-    }
-
-    /// Persists one claim and settles it in Redis. Idempotent.
-    pub async fn settle(&self, claim: &Claim) -> Result<Settled, SettleError> {
-        self.settle_or_reject(claim, None).await
-    }
-
-    /// Gives up on a claim that cannot be persisted (a permanent database error, the
-    /// claim deadline, an undecodable entry): rejects it for `reason` and gives Redis
-    /// MySQL's state for its seats. The rejection is recorded in MySQL under the seats'
-    /// locks, so no later delivery can persist it; and if MySQL turns out to have the
-    /// booking after all (a COMMIT whose answer was lost), it is confirmed instead: a
-    /// committed booking is never rolled back. Needs MySQL, like `settle`.
-    pub async fn reject_claim(
-        &self,
-        claim: &Claim,
-        reason: &'static str,
-    ) -> Result<Settled, SettleError> {
-        self.settle_or_reject(claim, Some(reason)).await
-    }
-
-    /// One settle attempt, bounded in time: a stalled connection (the network, or a
-    /// server that stopped answering) must not hang the reconciler. On timeout the
-    /// transaction is dropped, so MySQL rolls it back, and the entry is retried.
-    async fn settle_or_reject(
-        &self,
-        claim: &Claim,
-        give_up: Option<&'static str>,
-    ) -> Result<Settled, SettleError> {
-        let limit = self.config.settle_timeout;
-        tokio::time::timeout(limit, self.settle_or_reject_unbounded(claim, give_up))
-            .await
-            .unwrap_or(Err(SettleError::Timeout(limit)))
-    }
-
-    async fn settle_or_reject_unbounded(
-        &self,
-        claim: &Claim,
-        give_up: Option<&'static str>,
-    ) -> Result<Settled, SettleError> {
-        let mut sorted = claim.seats.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let mut tx = self.db.begin().await?;
-        let locked = db::bookings::lock_seats(&mut tx, &claim.event_id, &sorted).await?;
-
-        // 2. MySQL already knows this booking: Redis follows MySQL.
-        if let Some(row) = db::bookings::find_booking(&mut *tx, &claim.booking_id).await? {
-            let status = match row.status {
-                BookingStatus::Confirmed => {
-                    tx.commit().await?;
-                    self.confirm(claim).await?
-                }
-                BookingStatus::Cancelled => {
-                    tx.commit().await?;
-                    self.redis
-                        .cancel(
-                            &claim.event_id,
-                            &claim.booking_id,
-                            &claim.user_id,
-                            &claim.seats,
-                        )
-                        .await?
-                }
-                BookingStatus::Rejected | BookingStatus::Pending => {
-                    let reason = row.reason.as_deref().unwrap_or(reasons::SEATS_TAKEN);
-                    let status = self.reject_in_redis(claim, reason, &locked).await?;
-                    tx.commit().await?;
-                    status
-                }
-            };
-            return Ok(Settled::AlreadySettled(status));
-        }
-
-        // 3. Redis must still hold the claim as pending. The seat locks serialise this
-        //    read with every other settle of the same booking.
-        let booking = self
-            .redis
-            .booking(&claim.event_id, &claim.booking_id)
-            .await?;
-        match booking.map(|b| b.status) {
-            Some(BookingStatus::Pending) => {}
-            other => {
-                tx.commit().await?;
-                return Ok(Settled::AlreadySettled(other));
-            }
-        }
-
-        // 4. Every seat must exist and be free, or held by this very booking.
-        let reason = if locked.len() != sorted.len() {
-            Some(reasons::EVENT_NOT_FOUND)
-        } else if locked.iter().any(|s| s.taken_by_other(&claim.booking_id)) {
-            Some(reasons::SEATS_TAKEN)
-        } else {
-            give_up
-        };
-        if let Some(reason) = reason {
-            if locked.len() == sorted.len() {
-                // Record the rejection, so a redelivery sees it in step 2.
-                db::bookings::insert_booking(
-                    &mut tx,
-                    &row(claim, BookingStatus::Rejected, Some(reason)),
-                )
-                .await?;
-            }
-            self.reject_in_redis(claim, reason, &locked).await?;
-            tx.commit().await?;
-            tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason, "claim rejected");
-            return Ok(Settled::Rejected(reason));
-        }
-
-        // 5. Persist, commit, confirm.
-        db::bookings::insert_booking(&mut tx, &row(claim, BookingStatus::Confirmed, None)).await?;
-        db::bookings::book_seats(&mut tx, &claim.event_id, &claim.booking_id, &sorted).await?;
-        tx.commit().await?;
-        self.confirm(claim).await?;
-        Ok(Settled::Confirmed)
     }
 
     /// `reject.lua` with MySQL's state of the claim's seats, read under the locks the

@@ -22,7 +22,7 @@ use super::extract::{body_bytes, json_body, ApiPath};
 use super::AppState;
 use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
 use crate::config::ClaimStrategy;
-use crate::db::sync_claim::{self, SyncClaim};
+use crate::db::sync_claim;
 use crate::domain::*;
 use crate::ops;
 use crate::ops::cancel::Requester;
@@ -194,16 +194,7 @@ async fn claim(
     };
     let outcome = match app.strategy {
         ClaimStrategy::Redis => app.redis.claim(&request).await?,
-        ClaimStrategy::Mysql => {
-            let sync = SyncClaim {
-                event_id: request.event_id,
-                user_id: request.user_id,
-                booking_id: request.booking_id,
-                selection: request.selection,
-                idempotency: request.idempotency,
-            };
-            sync_claim::claim(&app.db, &sync).await?
-        }
+        ClaimStrategy::Mysql => sync_claim::claim(&app.db, &request).await?,
     };
     let (outcome, replay) = match outcome {
         ClaimOutcome::Replay(first) => (*first, true),

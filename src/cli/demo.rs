@@ -19,7 +19,7 @@
 //! `Idempotency-Key`, and a 429, a 503 or a failed connection is retried with the same
 //! key after a full-jitter exponential backoff that honours `Retry-After`.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use std::fmt::Write as _;
 
@@ -81,23 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         event_name: "seatgate demo drop".into(),
         progress: false,
     };
-    let outcome = loadgen::run(&gateway.target, &plan).await;
-
-    // Stop the gateway whatever happened, before the private servers go.
-    let (target, stopped) = gateway.stop().await;
-    let report = outcome?;
-    stopped?;
-    if !args.keep {
-        // A default run leaves ~250,000 idempotency records (24 h TTL) behind; on a
-        // shared Redis that is worth giving back now.
-        if let Some(redis) = &target.redis {
-            redis
-                .delete_event(&plan.event_id)
-                .await
-                .context("cannot delete the demo event's Redis keys")?;
-        }
-    }
-    drop(target);
+    let report = gateway.run_and_stop(&plan, args.keep).await?;
     drop(stores);
 
     print!("{}", render(&report));

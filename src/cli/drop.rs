@@ -235,19 +235,7 @@ async fn in_process(
 ) -> anyhow::Result<DropReport> {
     let plan = args.plan(&format!("drop-{}", strategy_name(strategy)))?;
     let gateway = InProcessGateway::start(stores, store, strategy, args.concurrency).await?;
-    let outcome = loadgen::run(&gateway.target, &plan).await;
-    let (target, stopped) = gateway.stop().await;
-    let report = outcome?;
-    stopped?;
-    if !args.keep {
-        if let Some(redis) = &target.redis {
-            redis
-                .delete_event(&plan.event_id)
-                .await
-                .context("cannot delete the drop event's Redis keys")?;
-        }
-    }
-    Ok(report)
+    gateway.run_and_stop(&plan, args.keep).await
 }
 
 /// One run on the gateway at `url`.

@@ -13,22 +13,13 @@ use sqlx::{MySqlConnection, Row};
 
 use super::bookings::{self, BookingRow};
 use super::{is_duplicate_key, text};
-use crate::claims::{ClaimOutcome, EventSummary, Selection};
+use crate::claims::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
 use crate::domain::BookingStatus;
 
-/// One synchronous claim.
-pub struct SyncClaim<'a> {
-    pub event_id: &'a str,
-    pub user_id: &'a str,
-    pub booking_id: &'a str,
-    pub selection: Selection<'a>,
-    /// `(Idempotency-Key, fingerprint)`.
-    pub idempotency: Option<(&'a str, &'a str)>,
-}
-
-/// Books the claim in MySQL, or says why not. Outcomes are the Redis path's, with
+/// Books the claim in MySQL, or says why not. Takes the Redis path's request
+/// (`now_ms` is unused: MySQL stamps the rows) and gives its outcomes, with
 /// `Confirmed` in place of `Pending`.
-pub async fn claim(pool: &MySqlPool, req: &SyncClaim<'_>) -> Result<ClaimOutcome, sqlx::Error> {
+pub async fn claim(pool: &MySqlPool, req: &ClaimRequest<'_>) -> Result<ClaimOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if let Some((key, fp)) = req.idempotency {
         if let Some(replay) = recorded(&mut tx, req, key, fp).await? {
@@ -67,7 +58,7 @@ pub async fn claim(pool: &MySqlPool, req: &SyncClaim<'_>) -> Result<ClaimOutcome
 
 async fn recorded_or_reused(
     conn: &mut MySqlConnection,
-    req: &SyncClaim<'_>,
+    req: &ClaimRequest<'_>,
     key: &str,
     fp: &str,
 ) -> Result<ClaimOutcome, sqlx::Error> {
@@ -79,7 +70,7 @@ async fn recorded_or_reused(
 /// The recorded answer for this key, if any: a replay, or `KeyReused` for another body.
 async fn recorded(
     conn: &mut MySqlConnection,
-    req: &SyncClaim<'_>,
+    req: &ClaimRequest<'_>,
     key: &str,
     fp: &str,
 ) -> Result<Option<ClaimOutcome>, sqlx::Error> {
@@ -108,7 +99,7 @@ async fn recorded(
 
 async fn decide(
     conn: &mut MySqlConnection,
-    req: &SyncClaim<'_>,
+    req: &ClaimRequest<'_>,
 ) -> Result<ClaimOutcome, sqlx::Error> {
     let event = sqlx::query("SELECT per_user_limit, on_sale FROM events WHERE id = ?")
         .bind(req.event_id)

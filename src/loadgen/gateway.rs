@@ -108,6 +108,30 @@ impl InProcessGateway {
 
     /// Stops the gateway (requests in flight finish) and reports how it ended. The
     /// target's Redis handle stays usable.
+    /// Runs `plan` on this gateway, then stops it (whatever happened) and, unless
+    /// `keep`, deletes the event's Redis keys: a default drop leaves hundreds of
+    /// thousands of idempotency records (24 h TTL) that a shared Redis is better off
+    /// without. MySQL keeps its rows.
+    pub async fn run_and_stop(
+        self,
+        plan: &super::Plan,
+        keep: bool,
+    ) -> anyhow::Result<super::DropReport> {
+        let outcome = super::run(&self.target, plan).await;
+        let (target, stopped) = self.stop().await;
+        let report = outcome?;
+        stopped?;
+        if !keep {
+            if let Some(redis) = &target.redis {
+                redis
+                    .delete_event(&plan.event_id)
+                    .await
+                    .context("cannot delete the event's Redis keys")?;
+            }
+        }
+        Ok(report)
+    }
+
     pub async fn stop(self) -> (Target, anyhow::Result<()>) {
         let _ = self.stop.send(());
         let ended = match self.task.await {
