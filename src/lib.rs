@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod live;
 pub mod loadgen;
 pub mod ops;
 pub mod reconciler;

@@ -16,6 +16,7 @@ use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
+use crate::live::{source::Source, LiveHub};
 use crate::reconciler::{backoff, Reconciler, ReconcilerConfig};
 
 /// A gateway bound to its port, ready to run.
@@ -77,7 +78,13 @@ impl Application {
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        let live = LiveHub::new(Source::new(
+            settings.claim_strategy,
+            redis.clone(),
+            pool.clone(),
+        ));
         let state = AppState {
+            live,
             redis,
             db: pool,
             auth: Arc::new(Auth::new(&settings.admin_token, &settings.jwt_secret)),
@@ -156,6 +163,7 @@ impl Application {
             })
         });
         tracing::info!(%addr, reconciler = reconciler.is_some(), "seatgate listening");
+        let live = self.state.live.clone();
         let app = api::router(self.state);
         let mut stop = stop_rx.clone();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
@@ -165,6 +173,8 @@ impl Application {
         shutdown.await;
         tracing::info!("shutting down: draining requests, finishing the reconciler step");
         let _ = stop_tx.send(true);
+        // Open live streams never end by themselves: end them, or draining would wait.
+        live.close();
         server.await.context("server task")?.context("server")?;
         if let Some(r) = reconciler {
             r.await.context("reconciler task")?;

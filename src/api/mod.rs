@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod live;
 pub mod metrics;
 pub mod rate_limit;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Per-user claim rate limit; `None` when disabled.
     pub rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
     pub strategy: ClaimStrategy,
+    /// Watchers of the live seat maps (`GET /v1/events/{id}/stream`).
+    pub live: crate::live::LiveHub,
 }
 
 /// The whole API.
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(bookings::router())
         .merge(health::router())
+        .merge(live::router())
         .merge(metrics::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -19,16 +19,19 @@
 //! `Idempotency-Key`, and a 429, a 503 or a failed connection is retried with the same
 //! key after a full-jitter exponential backoff that honours `Retry-After`.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::StoreArgs;
 use crate::config::ClaimStrategy;
 use crate::loadgen::report::{millis, thousands, Mode};
 use crate::loadgen::runner::MAX_CLAIMS;
 use crate::loadgen::verify::CONFIRM_DEADLINE;
-use crate::loadgen::{self, DropReport, InProcessGateway, Pacing, Plan, Stores, Workload};
+use crate::loadgen::{
+    self, DropReport, InProcessGateway, Pacing, Plan, Schedule, Stores, Workload,
+};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -49,6 +52,17 @@ pub struct DemoArgs {
     /// either way.
     #[arg(long)]
     pub keep: bool,
+    /// Where the demo's gateway listens (port 0: a free port); its live seat map is
+    /// at /live/<event id>, printed when the demo starts.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http_addr: String,
+    /// Send claims at this steady rate (claims per second, open loop) instead of as
+    /// fast as `--concurrency` allows: slow enough to watch the seats fill.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Keep the gateway up this many seconds after the drop, to look around.
+    #[arg(long, default_value_t = 0)]
+    pub linger: u64,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -61,9 +75,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Private servers, if any, live until the end of this function (after the
     // gateway has stopped using them).
     let stores = Stores::ensure(&args.store).await?;
-    let gateway =
-        InProcessGateway::start(&stores, &args.store, ClaimStrategy::Redis, args.concurrency)
-            .await?;
+    let gateway = InProcessGateway::start_at(
+        &stores,
+        &args.store,
+        ClaimStrategy::Redis,
+        args.concurrency,
+        &args.http_addr,
+    )
+    .await?;
+    let pacing = match args.rate {
+        None => Pacing::Closed {
+            concurrency: args.concurrency,
+        },
+        Some(rate) => Pacing::Open {
+            schedule: Schedule::new(rate)
+                .with_context(|| format!("--rate {rate}: give claims per second, above 0"))?,
+            max_outstanding: args.concurrency,
+            max_lateness: Duration::from_secs(1),
+        },
+    };
+    let event_id = loadgen::event_id("demo")?;
+    let base = &gateway.target.base;
+    eprintln!("seatgate demo: gateway at {base}");
+    eprintln!("  live seat map  {base}/live/{event_id}   (shows the event once it is warmed)");
+    eprintln!("  metrics        {base}/metrics");
     let plan = Plan {
         workload: Workload {
             seats: args.seats,
@@ -73,15 +108,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             mix: None,
             seed: 0,
         },
-        pacing: Pacing::Closed {
-            concurrency: args.concurrency,
-        },
+        pacing,
         duration: None,
-        event_id: loadgen::event_id("demo")?,
+        event_id,
         event_name: "seatgate demo drop".into(),
         progress: false,
     };
-    let report = gateway.run_and_stop(&plan, args.keep).await?;
+    let report = gateway
+        .run_and_stop(&plan, args.keep, Duration::from_secs(args.linger))
+        .await?;
     drop(stores);
 
     print!("{}", render(&report));

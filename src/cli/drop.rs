@@ -235,7 +235,9 @@ async fn in_process(
 ) -> anyhow::Result<DropReport> {
     let plan = args.plan(&format!("drop-{}", strategy_name(strategy)))?;
     let gateway = InProcessGateway::start(stores, store, strategy, args.concurrency).await?;
-    gateway.run_and_stop(&plan, args.keep).await
+    gateway
+        .run_and_stop(&plan, args.keep, std::time::Duration::ZERO)
+        .await
 }
 
 /// One run on the gateway at `url`.

@@ -2,6 +2,7 @@
 //! the reconciler), or one already running at a URL.
 
 use anyhow::Context;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -65,10 +66,21 @@ impl InProcessGateway {
         strategy: ClaimStrategy,
         concurrency: u32,
     ) -> anyhow::Result<Self> {
+        Self::start_at(stores, store, strategy, concurrency, "127.0.0.1:0").await
+    }
+
+    /// As `start`, listening on `http_addr` (port 0: a free one).
+    pub async fn start_at(
+        stores: &Stores,
+        store: &StoreArgs,
+        strategy: ClaimStrategy,
+        concurrency: u32,
+        http_addr: &str,
+    ) -> anyhow::Result<Self> {
         let admin_token = Uuid::now_v7().to_string();
         let jwt_secret = Secret::new(Uuid::now_v7().to_string());
         let mut settings = Settings::local(&admin_token, jwt_secret.expose());
-        settings.http_addr = "127.0.0.1:0".into();
+        settings.http_addr = http_addr.into();
         settings.redis_url = stores.redis_url.clone();
         settings.database_url = stores.database_url.clone();
         settings.redis_namespace = store.redis_namespace.clone();
@@ -116,8 +128,18 @@ impl InProcessGateway {
         self,
         plan: &super::Plan,
         keep: bool,
+        linger: Duration,
     ) -> anyhow::Result<super::DropReport> {
         let outcome = super::run(&self.target, plan).await;
+        if !linger.is_zero() && outcome.is_ok() {
+            eprintln!(
+                "the drop is over; the gateway stays up for {} s more (live map: {}/live/{})",
+                linger.as_secs(),
+                self.target.base,
+                plan.event_id
+            );
+            tokio::time::sleep(linger).await;
+        }
         let (target, stopped) = self.stop().await;
         let report = outcome?;
         stopped?;

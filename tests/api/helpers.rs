@@ -25,6 +25,8 @@ pub struct TestApp {
     pub db: MySqlPool,
     pub redis: RedisStore,
     pub settings: Settings,
+    /// The gateway's live seat map watchers.
+    pub live: seatgate::live::LiveHub,
     db_name: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -60,6 +62,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let base = format!("http://{}", app.local_addr());
     let db = app.state().db.clone();
     let redis = app.state().redis.clone();
+    let live = app.state().live.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -76,6 +79,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         db,
         redis,
         settings,
+        live,
         db_name,
         shutdown: Some(tx),
         server: Some(server),

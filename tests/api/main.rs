@@ -5,11 +5,13 @@
 mod bad_input;
 mod baseline;
 mod bookings;
+mod browser;
 mod faults;
 mod health;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod live;
 mod lua;
 mod metrics;
 mod proxy;

@@ -1,0 +1,296 @@
+//! The live seat map: `GET /v1/events/{id}/stream` starts with a snapshot, then sends
+//! what changes in batched deltas, to every subscriber alike; its watcher stops when
+//! nobody watches; open streams do not hold up a graceful shutdown; the page is served.
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{eventually, seat_names, spawn_app, spawn_app_with, TestApp};
+
+/// A minimal Server-Sent Events reader over a streaming response.
+struct SseStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseStream {
+    async fn open(app: &TestApp, event: &str) -> Self {
+        // No overall timeout: the body never ends by itself.
+        let client = reqwest::Client::new();
+        let response = client
+            .get(app.url(&format!("/v1/events/{event}/stream")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event as `(name, data)`; `None` when the stream ended. Panics when
+    /// nothing comes for 10 s.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((name, serde_json::from_str(&data).unwrap()));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
+                .await
+                .expect("the stream sends something within 10 s")
+                .ok()??;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+/// A subscriber's picture of the map, built from the messages as the page builds it.
+struct Map {
+    seats: Vec<String>,
+    status: Vec<u8>,
+    counters: Value,
+    deltas: usize,
+}
+
+impl Map {
+    async fn from_snapshot(stream: &mut SseStream) -> Self {
+        let (name, snapshot) = stream.next().await.expect("a snapshot");
+        assert_eq!(name, "snapshot", "{snapshot}");
+        Self {
+            seats: serde_json::from_value(snapshot["seats"].clone()).unwrap(),
+            status: snapshot["status"].as_str().unwrap().as_bytes().to_vec(),
+            counters: snapshot["counters"].clone(),
+            deltas: 0,
+        }
+    }
+
+    fn apply(&mut self, name: &str, data: &Value) {
+        assert_eq!(name, "delta", "{data}");
+        for change in data["changes"].as_array().unwrap() {
+            let i = change[0].as_u64().unwrap() as usize;
+            self.status[i] = change[1].as_str().unwrap().as_bytes()[0];
+        }
+        self.counters = data["counters"].clone();
+        self.deltas += 1;
+    }
+
+    /// Applies messages until `done` holds (panics after 20 s).
+    async fn until(&mut self, stream: &mut SseStream, what: &str, done: impl Fn(&Map) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "never saw: {what}");
+            let (name, data) = stream.next().await.expect("the stream goes on");
+            self.apply(&name, &data);
+        }
+    }
+
+    fn status_of(&self, seat: &str) -> u8 {
+        let i = self.seats.iter().position(|s| s == seat).unwrap();
+        self.status[i]
+    }
+
+    fn count(&self, c: u8) -> usize {
+        self.status.iter().filter(|&&s| s == c).count()
+    }
+}
+
+#[tokio::test]
+async fn the_stream_starts_with_a_snapshot_and_sends_claims_and_cancels_as_deltas() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let seats = seat_names(12);
+    let event = app.event_with(&seats, 4).await;
+    let mut stream = SseStream::open(&app, &event).await;
+    let mut map = Map::from_snapshot(&mut stream).await;
+    assert_eq!(map.seats, seats, "seats in best-available order");
+    assert_eq!(map.status, b"aaaaaaaaaaaa");
+    assert_eq!(map.counters["available"], 12);
+    assert_eq!(map.counters["claims_total"], 0);
+
+    let booking = app
+        .claim_ok(&event, "alice", &json!({"seats": [seats[3], seats[4]]}))
+        .await;
+    map.until(&mut stream, "two pending seats and their counters", |m| {
+        m.count(b'p') == 2 && m.counters["pending"] == 2 && m.counters["claims_total"] == 1
+    })
+    .await;
+    assert_eq!(map.status_of(&seats[3]), b'p');
+    assert_eq!(map.status_of(&seats[4]), b'p');
+    assert_eq!(map.counters["available"], 10);
+    // The reconciler is off: the claim (one claim, two seats) waits in the outbox.
+    assert_eq!(map.counters["outbox_length"], 1);
+
+    let r = app.cancel(&event, &booking, &app.admin()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    map.until(&mut stream, "the cancelled seats free again", |m| {
+        m.count(b'a') == 12 && m.counters["pending"] == 0 && m.counters["available"] == 12
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn claims_turn_booked_and_the_outbox_drains_once_the_reconciler_persists_them() {
+    let app = spawn_app().await;
+    let seats = seat_names(6);
+    let event = app.event_with(&seats, 4).await;
+    let mut stream = SseStream::open(&app, &event).await;
+    let mut map = Map::from_snapshot(&mut stream).await;
+    app.claim_ok(&event, "bob", &json!({"quantity": 3})).await;
+    map.until(&mut stream, "three booked seats, nothing pending", |m| {
+        m.count(b'b') == 3
+            && m.counters["booked"] == 3
+            && m.counters["pending"] == 0
+            && m.counters["outbox_length"] == 0
+            && m.counters["reconciler_lag_ms"] == 0
+    })
+    .await;
+    // Best available: the three lowest ordinals.
+    assert_eq!(&map.status, b"bbbaaa");
+}
+
+#[tokio::test]
+async fn a_drop_reaches_every_subscriber_in_batches_not_one_message_per_claim() {
+    let app = spawn_app().await;
+    let seats = seat_names(300);
+    let event = app.event_with(&seats, 4).await;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        streams.push(SseStream::open(&app, &event).await);
+    }
+    let mut maps = Vec::new();
+    for s in &mut streams {
+        maps.push(Map::from_snapshot(s).await);
+    }
+
+    let started = Instant::now();
+    // 600 racing claims for 300 seats: two users per seat.
+    let claims = (0..600).map(|i| {
+        let app = &app;
+        let event = &event;
+        let seat = &seats[i % 300];
+        async move {
+            app.claim(event, &format!("u{i}"), &json!({ "seats": [seat] }), None)
+                .await
+                .status()
+        }
+    });
+    let statuses = join_all(claims).await;
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    assert_eq!(won, 300, "exactly one claim per seat wins");
+
+    for (map, stream) in maps.iter_mut().zip(&mut streams) {
+        map.until(stream, "every seat booked", |m| {
+            m.count(b'b') == 300 && m.counters["booked"] == 300 && m.counters["pending"] == 0
+        })
+        .await;
+    }
+    let elapsed = started.elapsed();
+    // One message per tick at most (200 ms), whatever the claim rate.
+    let ticks = (elapsed.as_millis() / seatgate::live::TICK.as_millis()) as usize + 2;
+    for map in &maps {
+        assert!(
+            map.deltas <= ticks,
+            "{} deltas in {elapsed:?}: more than one per tick",
+            map.deltas
+        );
+        assert!(map.deltas < 300, "batched, not one message per claim");
+        assert_eq!(map.counters["claims_total"], 300);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_or_unwarmed_event_has_no_stream() {
+    let app = spawn_app().await;
+    for path in ["/v1/events/nope/stream", "/v1/events/bad%20id!/stream"] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "event_not_found");
+    }
+    let id = app.event_id();
+    let r = app
+        .create_event(&json!({"id": id, "name": "Cold", "seats": ["A1"]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/events/{id}/stream")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "not warmed, not on sale");
+}
+
+#[tokio::test]
+async fn one_watcher_serves_all_subscribers_and_stops_with_the_last() {
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(4), 4).await;
+    let mut a = SseStream::open(&app, &event).await;
+    let mut b = SseStream::open(&app, &event).await;
+    Map::from_snapshot(&mut a).await;
+    Map::from_snapshot(&mut b).await;
+    assert_eq!(app.live.watched(), vec![(event.clone(), 2)]);
+    drop(a);
+    drop(b);
+    eventually("the watcher stops", Duration::from_secs(10), || async {
+        app.live.watched().is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn open_streams_do_not_hold_up_a_graceful_shutdown() {
+    let mut app = spawn_app().await;
+    let event = app.event_with(&seat_names(4), 4).await;
+    let mut stream = SseStream::open(&app, &event).await;
+    Map::from_snapshot(&mut stream).await;
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .expect("the gateway stops although a stream is open");
+    assert!(stream.next().await.is_none(), "the stream ended");
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served() {
+    let app = spawn_app().await;
+    for (path, content_type, needle) in [
+        ("/live/wc-2026", "text/html", "/live/assets/live.js"),
+        ("/live/assets/live.js", "text/javascript", "EventSource"),
+        ("/live/assets/live.css", "text/css", ".seat.pending"),
+    ] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        assert!(r.text().await.unwrap().contains(needle), "{path}");
+    }
+    let r = app
+        .client
+        .get(app.url("/live/not%20an%20id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
