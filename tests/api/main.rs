@@ -12,6 +12,7 @@ mod idempotency;
 mod lifecycle;
 mod lua;
 mod metrics;
+mod openapi;
 mod proxy;
 mod race;
 mod wait;
