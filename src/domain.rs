@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use std::fmt;
+use utoipa::ToSchema;
 
 /// Longest event id: `[A-Za-z0-9_-]{1,64}`.
 pub const EVENT_ID_MAX: usize = 64;
@@ -49,7 +50,7 @@ pub fn is_valid_idempotency_key(key: &[u8]) -> bool {
 }
 
 /// The life of a booking. `Pending` lives only in Redis; the others are settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BookingStatus {
     Pending,
@@ -86,7 +87,7 @@ impl fmt::Display for BookingStatus {
 }
 
 /// A seat's public status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SeatStatus {
     Available,
@@ -95,6 +96,14 @@ pub enum SeatStatus {
 }
 
 impl SeatStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Pending => "pending",
+            Self::Booked => "booked",
+        }
+    }
+
     /// Reads a Redis seat state (`available`, `pending:<bid>`, `booked:<bid>`).
     pub fn from_state(state: &str) -> Self {
         if state.starts_with("pending:") {
@@ -108,14 +117,20 @@ impl SeatStatus {
 }
 
 /// A booking as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Booking {
+    /// A UUID (v7).
+    #[schema(format = "uuid")]
     pub booking_id: String,
     pub event_id: String,
+    /// The JWT `sub` of the user who claimed it.
     pub user_id: String,
     pub seats: Vec<String>,
     pub status: BookingStatus,
+    /// Only when `rejected`: why (`seats_taken`, `event_not_found`,
+    /// `deadline_exceeded`, `persist_failed`, `malformed_claim`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
 }
 

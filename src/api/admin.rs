@@ -4,38 +4,46 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{body_bytes, json_body, ApiPath, ApiQuery};
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
 use crate::domain::*;
 use crate::ops;
+use crate::ops::audit::Divergence;
 
 /// An event of 100,000 seats of 32 characters is a few MiB of JSON.
 const CREATE_EVENT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/admin/events",
-            post(create_event).layer(DefaultBodyLimit::max(CREATE_EVENT_BODY_LIMIT)),
-        )
-        .route("/v1/admin/events/{id}/warm", post(warm_event))
-        .route("/v1/admin/events/{id}/audit", get(audit_event))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_event).layer(DefaultBodyLimit::max(CREATE_EVENT_BODY_LIMIT)))
+        .routes(routes!(warm_event))
+        .routes(routes!(audit_event))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new event.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateEvent {
+    /// The event id, `[A-Za-z0-9_-]{1,64}`.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     id: String,
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    /// The seat ids (each 1 to 32 characters, unique), in best-available order.
+    #[schema(min_items = 1, max_items = 100000)]
     seats: Vec<String>,
+    /// Most seats one user may hold in this event (pending plus confirmed); 4 when absent.
+    #[schema(minimum = 1, maximum = 100, default = 4, nullable = false)]
     per_user_limit: Option<u32>,
 }
 
@@ -68,11 +76,37 @@ impl CreateEvent {
     }
 }
 
+/// The answer to a created event.
+#[derive(Debug, Serialize, ToSchema)]
+struct CreatedEvent {
+    id: String,
+    name: String,
+    seats_total: usize,
+    per_user_limit: u32,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events",
+    tag = "admin",
+    summary = "Create an event (in MySQL; not on sale until warmed)",
+    request_body = CreateEvent,
+    responses(
+        (status = 201, description = "The event was created", body = CreatedEvent),
+        (status = 400, description = "`invalid_request`: bad JSON or a field out of range", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "`event_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over 16 MiB", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("admin_token" = []))
+)]
 async fn create_event(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedEvent>), ApiError> {
     app.auth.admin(&headers)?;
     let req: CreateEvent = json_body(&body_bytes(body)?)?;
     let per_user_limit = req.validate()?;
@@ -88,57 +122,114 @@ async fn create_event(
         Err(CreateEventError::Db(e)) => return Err(e.into()),
     }
     tracing::info!(event.id = %req.id, seats = req.seats.len(), "event created");
+    let seats_total = req.seats.len();
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": req.id,
-            "name": req.name,
-            "seats_total": req.seats.len(),
-            "per_user_limit": per_user_limit,
-        })),
+        Json(CreatedEvent {
+            id: req.id,
+            name: req.name,
+            seats_total,
+            per_user_limit,
+        }),
     ))
 }
 
+/// An event's seat counts after a warm.
+#[derive(Debug, Serialize, ToSchema)]
+struct WarmReport {
+    event_id: String,
+    seats_total: u64,
+    available: u64,
+    pending: u64,
+    booked: u64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events/{id}/warm",
+    tag = "admin",
+    summary = "Copy an event's inventory from MySQL into Redis and put it on sale",
+    description = "Safe at any time: never frees a seat a pending claim holds, never hands out a seat MySQL has booked. No body.",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The event is on sale", body = WarmReport),
+        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "`event_not_found`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("admin_token" = []))
+)]
 async fn warm_event(
     State(app): State<AppState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WarmReport>, ApiError> {
     app.auth.admin(&headers)?;
     if !is_valid_event_id(&id) {
         return Err(ApiError::EventNotFound);
     }
     let counts = ops::warm::warm(&app.redis, &app.db, &id).await?;
-    Ok(Json(json!({
-        "event_id": id,
-        "seats_total": counts.seats_total,
-        "available": counts.available,
-        "pending": counts.pending,
-        "booked": counts.booked,
-    })))
+    Ok(Json(WarmReport {
+        event_id: id,
+        seats_total: counts.seats_total,
+        available: counts.available,
+        pending: counts.pending,
+        booked: counts.booked,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Also bring Redis in line with MySQL (pending claims are left alone).
     #[serde(default)]
     repair: bool,
 }
 
+/// What an audit found.
+#[derive(Debug, Serialize, ToSchema)]
+struct AuditResponse {
+    event_id: String,
+    /// True when Redis and MySQL agree on every seat.
+    consistent: bool,
+    /// Every seat whose states differ (a claim still pending is not a divergence).
+    divergences: Vec<Divergence>,
+    /// True when the divergences were repaired (`repair=true`).
+    repaired: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/events/{id}/audit",
+    tag = "admin",
+    summary = "Compare an event's seats in Redis and MySQL, and optionally repair Redis",
+    params(("id" = String, Path, description = "Event id"), AuditQuery),
+    responses(
+        (status = 200, description = "The audit report", body = AuditResponse),
+        (status = 400, description = "`invalid_request`: a bad query string", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "`event_not_found`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("admin_token" = []))
+)]
 async fn audit_event(
     State(app): State<AppState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditResponse>, ApiError> {
     app.auth.admin(&headers)?;
     if !is_valid_event_id(&id) {
         return Err(ApiError::EventNotFound);
     }
     let report = ops::audit::audit(&app.redis, &app.db, &id, query.repair).await?;
-    Ok(Json(json!({
-        "event_id": id,
-        "consistent": report.divergences.is_empty(),
-        "divergences": report.divergences,
-        "repaired": report.repaired,
-    })))
+    Ok(Json(AuditResponse {
+        event_id: id,
+        consistent: report.divergences.is_empty(),
+        divergences: report.divergences,
+        repaired: report.repaired,
+    }))
 }

@@ -9,15 +9,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{body_bytes, json_body, ApiPath};
 use super::AppState;
 use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
@@ -31,23 +33,21 @@ use crate::telemetry::{self, ClaimProbe, ClaimResult};
 /// Largest claim body the contract accepts.
 pub const CLAIM_BODY_LIMIT: usize = 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/events/{id}/bookings",
-            post(create_booking).layer(DefaultBodyLimit::max(CLAIM_BODY_LIMIT)),
-        )
-        .route(
-            "/v1/events/{id}/bookings/{booking_id}",
-            get(get_booking).delete(cancel_booking),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_booking).layer(DefaultBodyLimit::max(CLAIM_BODY_LIMIT)))
+        .routes(routes!(get_booking, cancel_booking))
 }
 
 /// The claim body: exactly one of `seats` and `quantity`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimBody {
+    /// Specific seats, unique, all or nothing.
+    #[schema(min_items = 1)]
     seats: Option<Vec<String>>,
+    /// Best available: this many of the lowest-ordinal free seats.
+    #[schema(minimum = 1)]
     quantity: Option<u64>,
 }
 
@@ -124,6 +124,60 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(value.to_str().ok())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/events/{id}/bookings",
+    tag = "bookings",
+    summary = "Claim seats: specific ones, or a quantity of the best available",
+    description = "Held in Redis at once (202 `pending`) and persisted to MySQL in the background. \
+        With an `Idempotency-Key`, the same user, key and body again gets the first answer's \
+        status code and `booking_id` for 24 h (202, 409 and 422 are recorded; 400, 401, 413, \
+        429 and 503 are not). With the mysql claim strategy a successful claim is booked at \
+        once and answered 201 `confirmed`.",
+    params(
+        ("id" = String, Path, description = "Event id"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+            pattern = r"^[\x21-\x7E]{1,255}$",
+            description = "1 to 255 visible ASCII characters, scoped to the user and the event; \
+                any other value is 400 `invalid_request`"),
+        ("Prefer" = Option<String>, Header, nullable = false, example = "wait=5",
+            description = "`wait=N` (RFC 7240, N capped at 10 seconds): wait for the booking to \
+                leave `pending` before answering; other preferences are ignored"),
+    ),
+    request_body(content = ClaimBody, description = "Exactly one of `seats` and `quantity`"),
+    responses(
+        (status = 201, description = "`confirmed`: settled within a `Prefer: wait`, or the mysql claim strategy", body = Booking,
+            headers(
+                ("Location" = String, description = "/v1/events/{id}/bookings/{booking_id}"),
+                ("Preference-Applied" = String, description = "`wait=N` when a wait was honoured"),
+            )),
+        (status = 202, description = "`pending`: held in Redis, being persisted", body = Booking,
+            headers(
+                ("Location" = String, description = "/v1/events/{id}/bookings/{booking_id}"),
+                ("Preference-Applied" = String, description = "`wait=N` when a wait was honoured"),
+            )),
+        (status = 400, description = "`invalid_request`: bad JSON, both or neither of seats/quantity, empty or duplicate seats, quantity < 1, bad Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing, invalid or expired user JWT (the admin token cannot claim)", body = ErrorBody),
+        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
+        (status = 409, description = "`seats_unavailable` (with `seats`, the requested seats that are taken); `sold_out` when a quantity cannot be met; `booking_rejected` (with `booking_id` and `reason`) when a `Prefer: wait` claim was rejected", body = ErrorBody,
+            examples(
+                ("seats_unavailable" = (value = json!({"error": "seats_unavailable", "message": "some of the requested seats are taken", "seats": ["A1"]}))),
+                ("sold_out" = (value = json!({"error": "sold_out", "message": "not enough seats are left for this quantity"}))),
+            )),
+        (status = 413, description = "`payload_too_large`: body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "`user_limit_exceeded` (with `limit`); `unknown_seats` (with `seats`); `idempotency_key_reused` (same user and key, different body)", body = ErrorBody,
+            examples(
+                ("user_limit_exceeded" = (value = json!({"error": "user_limit_exceeded", "message": "this booking would take the user over the per-user limit of 4 seats", "limit": 4}))),
+                ("unknown_seats" = (value = json!({"error": "unknown_seats", "message": "some of the requested seats do not exist in this event", "seats": ["Z9"]}))),
+                ("idempotency_key_reused" = (value = json!({"error": "idempotency_key_reused", "message": "this Idempotency-Key was used before with a different request"}))),
+            )),
+        (status = 429, description = "`rate_limited`: too many claims from this user", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "`overloaded` (too many claims in flight) or `unavailable` (a backend failed or the request timed out)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("user_jwt" = []))
+)]
 async fn create_booking(
     State(app): State<AppState>,
     ApiPath(event_id): ApiPath<String>,
@@ -388,6 +442,24 @@ async fn check_booking_path(
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/bookings/{booking_id}",
+    tag = "bookings",
+    summary = "A booking, for its owner or the admin",
+    params(
+        ("id" = String, Path, description = "Event id"),
+        ("booking_id" = String, Path, format = "uuid", description = "Booking id (a UUID)"),
+    ),
+    responses(
+        (status = 200, description = "The booking: `pending`, `confirmed`, `rejected` (with `reason`) or `cancelled`", body = Booking),
+        (status = 401, description = "`unauthorized`: missing, invalid or expired token", body = ErrorBody),
+        (status = 404, description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("user_jwt" = []), ("admin_token" = []))
+)]
 async fn get_booking(
     State(app): State<AppState>,
     ApiPath((event_id, booking_id)): ApiPath<(String, String)>,
@@ -406,6 +478,26 @@ async fn get_booking(
     Ok(Json(booking))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/events/{id}/bookings/{booking_id}",
+    tag = "bookings",
+    summary = "Cancel a booking (owner or admin); its seats are available again",
+    description = "Works on a pending booking too (it is then never persisted as booked). Idempotent.",
+    params(
+        ("id" = String, Path, description = "Event id"),
+        ("booking_id" = String, Path, format = "uuid", description = "Booking id (a UUID)"),
+    ),
+    responses(
+        (status = 200, description = "The booking, `cancelled`", body = Booking),
+        (status = 401, description = "`unauthorized`: missing, invalid or expired token", body = ErrorBody),
+        (status = 404, description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`", body = ErrorBody),
+        (status = 409, description = "`booking_rejected`: a rejected booking cannot be cancelled", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("user_jwt" = []), ("admin_token" = []))
+)]
 async fn cancel_booking(
     State(app): State<AppState>,
     ApiPath((event_id, booking_id)): ApiPath<(String, String)>,

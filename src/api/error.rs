@@ -8,7 +8,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::claims::StoreError;
 use crate::ops::OpError;
@@ -56,47 +57,116 @@ pub enum ApiError {
     Unavailable,
 }
 
+/// The `error` code of an error body: every code the API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    EventNotFound,
+    BookingNotFound,
+    /// The router's own answer to a path it does not serve.
+    NotFound,
+    /// The router's own answer to a method a served path does not take.
+    MethodNotAllowed,
+    EventExists,
+    SeatsUnavailable,
+    SoldOut,
+    BookingRejected,
+    PayloadTooLarge,
+    UserLimitExceeded,
+    UnknownSeats,
+    IdempotencyKeyReused,
+    RateLimited,
+    Overloaded,
+    Unavailable,
+}
+
+/// The JSON body of every error: `error` and `message`, plus the fields some codes
+/// carry (`seats`, `limit`, `booking_id`, `reason`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+    /// With `seats_unavailable`: the requested seats that are taken; with
+    /// `unknown_seats`: the requested seats that do not exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub seats: Option<Vec<String>>,
+    /// With `user_limit_exceeded`: the event's per-user limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub limit: Option<u32>,
+    /// With `booking_rejected` from a `Prefer: wait` claim: the rejected booking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub booking_id: Option<String>,
+    /// With `booking_rejected` from a `Prefer: wait` claim: why it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
+}
+
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         use ApiError::*;
         match self {
-            InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            EventNotFound => (StatusCode::NOT_FOUND, "event_not_found"),
-            BookingNotFound => (StatusCode::NOT_FOUND, "booking_not_found"),
-            RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
-            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            EventExists => (StatusCode::CONFLICT, "event_exists"),
-            SeatsUnavailable(_) => (StatusCode::CONFLICT, "seats_unavailable"),
-            SoldOut => (StatusCode::CONFLICT, "sold_out"),
-            BookingRejected => (StatusCode::CONFLICT, "booking_rejected"),
-            ClaimRejected { .. } => (StatusCode::CONFLICT, "booking_rejected"),
-            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            UserLimitExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, "user_limit_exceeded"),
-            UnknownSeats(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_seats"),
-            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            EventNotFound => (StatusCode::NOT_FOUND, ErrorCode::EventNotFound),
+            BookingNotFound => (StatusCode::NOT_FOUND, ErrorCode::BookingNotFound),
+            RouteNotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
+            EventExists => (StatusCode::CONFLICT, ErrorCode::EventExists),
+            SeatsUnavailable(_) => (StatusCode::CONFLICT, ErrorCode::SeatsUnavailable),
+            SoldOut => (StatusCode::CONFLICT, ErrorCode::SoldOut),
+            BookingRejected => (StatusCode::CONFLICT, ErrorCode::BookingRejected),
+            ClaimRejected { .. } => (StatusCode::CONFLICT, ErrorCode::BookingRejected),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            UserLimitExceeded(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UserLimitExceeded,
+            ),
+            UnknownSeats(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::UnknownSeats),
+            IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+            ),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
+            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
         }
     }
 
     /// The JSON body of this error.
-    pub fn body(&self) -> Value {
-        let (_, code) = self.status_and_code();
-        let mut body = json!({ "error": code, "message": self.to_string() });
+    pub fn body(&self) -> ErrorBody {
+        let (_, error) = self.status_and_code();
+        let mut body = ErrorBody {
+            error,
+            message: self.to_string(),
+            seats: None,
+            limit: None,
+            booking_id: None,
+            reason: None,
+        };
         match self {
             ApiError::SeatsUnavailable(seats) | ApiError::UnknownSeats(seats) => {
-                body["seats"] = json!(seats);
+                body.seats = Some(seats.clone());
             }
-            ApiError::UserLimitExceeded(limit) => body["limit"] = json!(limit),
+            ApiError::UserLimitExceeded(limit) => body.limit = Some(*limit),
             ApiError::ClaimRejected { booking_id, reason } => {
-                body["booking_id"] = json!(booking_id);
-                body["reason"] = json!(reason);
+                body.booking_id = Some(booking_id.clone());
+                body.reason = Some(reason.clone());
             }
             _ => {}
         }
         body
+    }
+
+    /// The `error` code of this error.
+    pub fn code(&self) -> ErrorCode {
+        self.status_and_code().1
     }
 
     /// The status code of this error.

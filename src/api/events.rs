@@ -2,27 +2,55 @@
 //! is not on sale (not warmed) is answered as unknown.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::AppState;
 use crate::config::ClaimStrategy;
 use crate::db::sync_claim;
 use crate::domain::{is_valid_event_id, SeatStatus};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events/{id}", get(get_event))
-        .route("/v1/events/{id}/seats", get(get_seats))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_event))
+        .routes(routes!(get_seats))
 }
 
+/// An event's counters.
+#[derive(Debug, Serialize, ToSchema)]
+struct EventView {
+    id: String,
+    name: String,
+    seats_total: u64,
+    available: u64,
+    pending: u64,
+    booked: u64,
+    per_user_limit: u32,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "events",
+    summary = "An event on sale, with its seat counters",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The event", body = EventView),
+        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(())
+)]
 async fn get_event(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventView>, ApiError> {
     if !is_valid_event_id(&id) {
         return Err(ApiError::EventNotFound);
     }
@@ -31,37 +59,73 @@ async fn get_event(
         ClaimStrategy::Mysql => sync_claim::event_summary(&app.db, &id).await?,
     }
     .ok_or(ApiError::EventNotFound)?;
-    Ok(Json(json!({
-        "id": id,
-        "name": event.name,
-        "seats_total": event.seats_total,
-        "available": event.available,
-        "pending": event.pending,
-        "booked": event.booked,
-        "per_user_limit": event.per_user_limit,
-    })))
+    Ok(Json(EventView {
+        id,
+        name: event.name,
+        seats_total: event.seats_total,
+        available: event.available,
+        pending: event.pending,
+        booked: event.booked,
+        per_user_limit: event.per_user_limit,
+    }))
 }
 
+/// An event's seat map, in best-available order.
+#[derive(Debug, Serialize, ToSchema)]
+struct SeatMap {
+    event_id: String,
+    seats: Vec<SeatView>,
+}
+
+/// One seat and its status.
+#[derive(Debug, Serialize, ToSchema)]
+struct SeatView {
+    id: String,
+    /// `available`, `pending` or `booked` (the mysql claim strategy has no `pending`).
+    #[schema(value_type = SeatStatus)]
+    status: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/seats",
+    tag = "events",
+    summary = "The seat map of an event on sale",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "Every seat with its status", body = SeatMap),
+        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(())
+)]
 async fn get_seats(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SeatMap>, ApiError> {
     if !is_valid_event_id(&id) || !app.redis.is_on_sale(&id).await? {
         return Err(ApiError::EventNotFound);
     }
-    let seats: Vec<Value> = match app.strategy {
+    let seats: Vec<SeatView> = match app.strategy {
         ClaimStrategy::Redis => app
             .redis
             .seat_states(&id)
             .await?
             .into_iter()
-            .map(|s| json!({ "id": s.seat, "status": SeatStatus::from_state(&s.state) }))
+            .map(|s| SeatView {
+                status: SeatStatus::from_state(&s.state).as_str().to_owned(),
+                id: s.seat,
+            })
             .collect(),
         ClaimStrategy::Mysql => sync_claim::seat_map(&app.db, &id)
             .await?
             .into_iter()
-            .map(|(seat, status)| json!({ "id": seat, "status": status }))
+            .map(|(id, status)| SeatView { id, status })
             .collect(),
     };
-    Ok(Json(json!({ "event_id": id, "seats": seats })))
+    Ok(Json(SeatMap {
+        event_id: id,
+        seats,
+    }))
 }

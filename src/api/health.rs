@@ -2,27 +2,70 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
 use std::time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The process is up.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
 }
 
 /// 200 while the process runs.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness: 200 while the process runs",
+    responses((status = 200, description = "The process runs", body = Health)),
+    security(())
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Whether the backends answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(value_type = String, example = "ready")]
+    status: &'static str,
+    /// `up` or `down`.
+    #[schema(value_type = String, example = "up")]
+    redis: &'static str,
+    /// `up` or `down` (down until the migrations are applied).
+    #[schema(value_type = String, example = "up")]
+    mysql: &'static str,
 }
 
 /// 200 when Redis and MySQL both answer within a second (and MySQL has its schema),
 /// else 503 naming which not.
-async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: 200 when Redis and MySQL answer, else 503",
+    responses(
+        (status = 200, description = "Redis and MySQL answer", body = Readiness),
+        (status = 503, description = "Redis or MySQL does not answer (or MySQL has no schema yet)", body = Readiness),
+    ),
+    security(())
+)]
+async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let limit = Duration::from_secs(1);
     let redis = app.redis.ping().await.is_ok();
     let mysql = *app.db_ready.borrow()
@@ -38,9 +81,14 @@ async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let word = |ok: bool| if ok { "up" } else { "down" };
     (
         status,
-        Json(
-            json!({ "status": if redis && mysql { "ready" } else { "unavailable" },
-                     "redis": word(redis), "mysql": word(mysql) }),
-        ),
+        Json(Readiness {
+            status: if redis && mysql {
+                "ready"
+            } else {
+                "unavailable"
+            },
+            redis: word(redis),
+            mysql: word(mysql),
+        }),
     )
 }

@@ -6,13 +6,14 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::Router;
 use futures::Stream;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use super::error::ApiError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::AppState;
 use crate::domain::is_valid_event_id;
@@ -22,15 +23,31 @@ const PAGE: &str = include_str!("../../static/live.html");
 const SCRIPT: &str = include_str!("../../static/live.js");
 const STYLE: &str = include_str!("../../static/live.css");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events/{id}/stream", get(stream))
-        .route("/live/{id}", get(page))
-        .route("/live/assets/live.js", get(script))
-        .route("/live/assets/live.css", get(style))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stream))
+        .routes(routes!(page))
+        .routes(routes!(script))
+        .routes(routes!(style))
 }
 
 /// The event's seat map as a stream of batched changes (see `crate::live`).
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/stream",
+    tag = "events",
+    summary = "The seat map of an event on sale, live, as Server-Sent Events",
+    description = "First a `snapshot` event: `{\"event_id\", \"name\", \"seats\": [id, ...] (best-available order), \"status\": \"aapb...\" (one character per seat: a available, p pending, b booked), \"counters\"}`. Then at most one `delta` event per 200 ms while anything changes: `{\"changes\": [[seat index, \"a\"|\"p\"|\"b\"], ...], \"counters\"}`. `gone` when the event is no longer on sale. `counters` is `{\"seats_total\", \"available\", \"pending\", \"booked\", \"claims_total\", \"claims_per_sec\", \"outbox_length\", \"reconciler_lag_ms\"}` (`claims_*` null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`", body = String,
+            content_type = "text/event-stream"),
+        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: Redis failed or the request timed out", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(())
+)]
 async fn stream(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -52,6 +69,18 @@ async fn next_event(mut sub: Subscription) -> Option<(Result<Event, Infallible>,
 }
 
 /// The page; it reads the event id from its own path.
+#[utoipa::path(
+    get,
+    path = "/live/{id}",
+    tag = "live",
+    summary = "The live seat map page of an event (HTML; it waits for the event to go on sale)",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 404, description = "`event_not_found`: not a valid event id", body = ErrorBody),
+    ),
+    security(())
+)]
 async fn page(ApiPath(id): ApiPath<String>) -> Result<Html<&'static str>, ApiError> {
     if !is_valid_event_id(&id) {
         return Err(ApiError::EventNotFound);
@@ -59,6 +88,14 @@ async fn page(ApiPath(id): ApiPath<String>) -> Result<Html<&'static str>, ApiErr
     Ok(Html(PAGE))
 }
 
+#[utoipa::path(
+    get,
+    path = "/live/assets/live.js",
+    tag = "live",
+    summary = "The live seat map's script",
+    responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")),
+    security(())
+)]
 async fn script() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
@@ -66,6 +103,14 @@ async fn script() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/live/assets/live.css",
+    tag = "live",
+    summary = "The live seat map's style sheet",
+    responses((status = 200, description = "CSS", body = String, content_type = "text/css")),
+    security(())
+)]
 async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
 }

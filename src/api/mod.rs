@@ -10,18 +10,21 @@ pub mod extract;
 pub mod health;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
 pub mod rate_limit;
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::{Extension, Router};
 use sqlx::MySqlPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
@@ -52,16 +55,30 @@ pub struct AppState {
     pub live: crate::live::LiveHub,
 }
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    let deadline = state.request_timeout;
-    Router::new()
+/// Every route of the API with its OpenAPI description: one declaration, so what is
+/// served and what is documented cannot part.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(admin::router())
         .merge(events::router())
         .merge(bookings::router())
         .merge(health::router())
         .merge(live::router())
         .merge(metrics::router())
+        .merge(openapi::router())
+}
+
+/// The API's OpenAPI document, as `GET /openapi.json` serves it.
+pub fn openapi_doc() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let deadline = state.request_timeout;
+    let (routes, doc) = api().split_for_parts();
+    routes
+        .layer(Extension(openapi::Spec::new(&doc)))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(move |req, next| {

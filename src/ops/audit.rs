@@ -9,7 +9,7 @@ use crate::claims::RedisStore;
 use crate::db;
 
 /// One seat whose states differ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Divergence {
     pub seat: String,
     /// Redis's state (`available`, `booked:<bid>`, or `missing`).

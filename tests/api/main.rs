@@ -14,6 +14,7 @@ mod lifecycle;
 mod live;
 mod lua;
 mod metrics;
+mod openapi;
 mod proxy;
 mod race;
 mod wait;

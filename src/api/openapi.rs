@@ -1,0 +1,167 @@
+//! `GET /openapi.json`: the API's OpenAPI 3.1 document, generated from the handlers
+//! (`#[utoipa::path]`) and their types (`ToSchema`).
+//!
+//! Every resource module declares its routes with `utoipa_axum`'s `routes!`, which
+//! registers a handler with the router and its `#[utoipa::path]` with the document in
+//! one step, so a route cannot be served without being described. The document served
+//! is the one split off the very router that serves the API (see [`super::router`]).
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ErrorBody, ErrorCode};
+use super::AppState;
+
+/// The name of the admin bearer token's security scheme.
+pub const ADMIN_TOKEN: &str = "admin_token";
+/// The name of the user JWT's security scheme.
+pub const USER_JWT: &str = "user_jwt";
+
+/// The document's frame: info, tags, security schemes and the shared error schemas.
+/// The paths come from the resource routers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "seatgate",
+        description = "Redis-fronted seat reservation gateway for ticket drops. \
+            Every error body is `{\"error\": \"<code>\", \"message\": \"<text>\"}` plus the \
+            fields some codes carry (`seats`, `limit`, `booking_id`, `reason`); 503 and 429 \
+            answers carry `Retry-After`. A path the API does not serve is answered 404 \
+            `not_found`, a method it does not take 405 `method_not_allowed`."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(ErrorBody, ErrorCode)),
+    tags(
+        (name = "admin", description = "Create, warm and audit events (admin token)"),
+        (name = "events", description = "Public reads of events on sale (no token)"),
+        (name = "bookings", description = "Claim, read and cancel bookings (user JWT; admin token for reads and cancels)"),
+        (name = "operations", description = "Health, readiness, metrics and this document (no token)"),
+        (name = "live", description = "The live seat map page and its assets (no token)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            ADMIN_TOKEN,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Bearer <SEATGATE_ADMIN_TOKEN>`; missing or wrong: \
+                         401 `unauthorized`",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            USER_JWT,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "`Authorization: Bearer <JWT>`, HS256 signed with \
+                         `SEATGATE_JWT_SECRET`; `sub` (1 to 128 characters) is the user id, \
+                         `exp` is required; missing, bad signature or expired: 401 \
+                         `unauthorized`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The served document, serialized once.
+#[derive(Clone)]
+pub struct Spec(Bytes);
+
+impl Spec {
+    pub fn new(openapi: &utoipa::openapi::OpenApi) -> Self {
+        let json = serde_json::to_vec(openapi).expect("an OpenAPI document serializes to JSON");
+        Self(Bytes::from(json))
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json))
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This OpenAPI document",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object,
+            content_type = "application/json"),
+    ),
+    security(())
+)]
+async fn openapi_json(Extension(spec): Extension<Spec>) -> Response {
+    let mut response = spec.0.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use utoipa::openapi::path::ParameterIn;
+
+    /// Built without a server: every operation states its security, documents each
+    /// parameter of its path template, and has a unique operation id.
+    #[test]
+    fn every_operation_states_security_path_parameters_and_a_unique_id() {
+        let doc = crate::api::openapi_doc();
+        let mut ids = HashSet::new();
+        let mut count = 0;
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("patch", &item.patch),
+                ("delete", &item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                count += 1;
+                let what = format!("{method} {path}");
+                assert!(op.security.is_some(), "{what} states no security");
+                assert!(
+                    !op.responses.responses.is_empty(),
+                    "{what} has no responses"
+                );
+                let id = op.operation_id.clone().expect("an operation id");
+                assert!(ids.insert(id.clone()), "{what}: operation id {id} twice");
+                let params = op.parameters.as_deref().unwrap_or_default();
+                for name in path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                {
+                    assert!(
+                        params
+                            .iter()
+                            .any(|p| p.name == name && p.parameter_in == ParameterIn::Path),
+                        "{what} does not document {{{name}}}"
+                    );
+                }
+            }
+        }
+        assert!(count > 0);
+    }
+}
