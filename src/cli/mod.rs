@@ -1,5 +1,6 @@
 //! The `seatgate` command line: one binary, one subcommand per job, one file each.
 
+pub mod admin;
 pub mod demo;
 pub mod drop;
 pub mod reconcile;
@@ -30,6 +31,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Load-test a gateway with a reproducible ticket drop (closed or open loop) and verify it.
     Drop(drop::DropArgs),
+    /// Prepare a drop: create events from a CSV or a row pattern, warm, audit, list.
+    Admin(admin::AdminArgs),
 }
 
 impl Cli {
@@ -55,6 +58,7 @@ impl Cli {
                         Command::Reconcile(args) => reconcile::run(args).await,
                         Command::Demo(args) => demo::run(args).await,
                         Command::Drop(args) => drop::run(args).await,
+                        Command::Admin(args) => admin::run(args).await,
                         Command::Token(_) => unreachable!("handled above"),
                     }
                 })

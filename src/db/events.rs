@@ -85,6 +85,45 @@ pub async fn find_event(pool: &MySqlPool, id: &str) -> Result<Option<EventRow>, 
         .await
 }
 
+/// An event with MySQL's counts, for the admin listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventStats {
+    pub id: String,
+    pub name: String,
+    pub per_user_limit: u32,
+    pub seats_total: u64,
+    /// Set by warm (read by the `mysql` claim strategy; Redis has its own flag).
+    pub on_sale: bool,
+    /// Seats MySQL has booked.
+    pub seats_booked: u64,
+    /// Confirmed bookings.
+    pub bookings_confirmed: u64,
+}
+
+/// Every event, oldest first, with MySQL's counts of booked seats and confirmed
+/// bookings (each an index range count).
+pub async fn list_events_with_counts(pool: &MySqlPool) -> Result<Vec<EventStats>, sqlx::Error> {
+    sqlx::query(
+        "SELECT e.id, e.name, e.per_user_limit, e.seats_total, e.on_sale, \
+           (SELECT COUNT(*) FROM seats s WHERE s.event_id = e.id AND s.status = 'booked') AS seats_booked, \
+           (SELECT COUNT(*) FROM bookings b WHERE b.event_id = e.id AND b.status = 'confirmed') AS bookings_confirmed \
+         FROM events e ORDER BY e.created_at, e.id",
+    )
+    .try_map(|row: MySqlRow| {
+        Ok(EventStats {
+            id: text(&row, "id")?,
+            name: text(&row, "name")?,
+            per_user_limit: row.try_get::<i32, _>("per_user_limit")?.max(0) as u32,
+            seats_total: row.try_get::<i32, _>("seats_total")?.max(0) as u64,
+            on_sale: row.try_get::<i8, _>("on_sale")? != 0,
+            seats_booked: row.try_get::<i64, _>("seats_booked")?.max(0) as u64,
+            bookings_confirmed: row.try_get::<i64, _>("bookings_confirmed")?.max(0) as u64,
+        })
+    })
+    .fetch_all(pool)
+    .await
+}
+
 /// One seat of the inventory with its MySQL state in Redis's spelling
 /// (`available` or `booked:<bid>`).
 #[derive(Debug, Clone, PartialEq, Eq)]

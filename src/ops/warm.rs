@@ -6,6 +6,10 @@ use super::{OpError, WARM_CHUNK};
 use crate::claims::{RedisStore, SeatCounts};
 use crate::db;
 
+/// Told how far a warm has got: `(seats copied into Redis, seats in all)`. Called
+/// once when the inventory is read (with 0 copied) and after every chunk.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
+
 /// Warms the event and opens its sale. Safe at any time, also during a drop: the seat
 /// rows stay share-locked while Redis is written, so no booking or cancellation can
 /// commit in between and make the copied states stale; seats of pending claims are
@@ -15,12 +19,29 @@ pub async fn warm(
     pool: &MySqlPool,
     event_id: &str,
 ) -> Result<SeatCounts, OpError> {
+    warm_with_progress(redis, pool, event_id, None).await
+}
+
+/// [`warm`], reporting its progress to `progress` (for the admin CLI's progress bar).
+pub async fn warm_with_progress(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event_id: &str,
+    progress: Option<Progress<'_>>,
+) -> Result<SeatCounts, OpError> {
+    let report = |done: usize, total: usize| {
+        if let Some(progress) = progress {
+            progress(done as u64, total as u64);
+        }
+    };
     let event = db::events::find_event(pool, event_id)
         .await?
         .ok_or(OpError::EventNotFound)?;
     let mut tx = pool.begin().await?;
     let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
+    report(0, inventory.len());
     let mut chunk = Vec::with_capacity(WARM_CHUNK);
+    let mut done = 0;
     for seats in inventory.chunks(WARM_CHUNK) {
         chunk.clear();
         chunk.extend(
@@ -29,6 +50,8 @@ pub async fn warm(
                 .map(|s| (s.seat.clone(), s.ordinal, s.state.clone())),
         );
         redis.warm_chunk(event_id, &chunk).await?;
+        done += seats.len();
+        report(done, inventory.len());
     }
     // Per-user tallies of confirmed bookings (rebuilt after a Redis loss; rewriting
     // the same numbers otherwise).

@@ -2,6 +2,7 @@
 //! concern. Each test spawns its own gateway on port 0 with its own database and Redis
 //! namespace (see `helpers`).
 
+mod admin_cli;
 mod bad_input;
 mod baseline;
 mod bookings;
