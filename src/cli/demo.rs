@@ -113,6 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         event_id,
         event_name: "seatgate demo drop".into(),
         progress: false,
+        watchers: 0,
     };
     let report = gateway
         .run_and_stop(&plan, args.keep, Duration::from_secs(args.linger))

@@ -103,6 +103,10 @@ pub struct DropArgs {
     /// No progress bar (it is only ever shown when stderr is a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Hold this many live seat map streams (`GET /v1/events/{id}/stream`) open on the
+    /// event during the run, to measure what the fan-out costs the claims.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub watchers: u32,
 
     /// Redis URL (in-process runs).
     #[arg(
@@ -164,6 +168,7 @@ impl DropArgs {
             event_id: loadgen::event_id(prefix)?,
             event_name: "seatgate load drop".into(),
             progress: !self.no_progress,
+            watchers: self.watchers,
         })
     }
 

@@ -24,6 +24,7 @@ pub mod runner;
 pub mod schedule;
 pub mod stores;
 pub mod verify;
+pub mod watchers;
 
 pub use gateway::{InProcessGateway, Target};
 pub use mix::QuantityMix;

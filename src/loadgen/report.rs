@@ -93,6 +93,8 @@ pub struct DropReport {
     pub mysql_summary: Option<String>,
     /// The checks that ran and passed, in words.
     pub checks: Vec<String>,
+    /// `--watchers`: what the live seat map's subscribers received during the run.
+    pub watch: Option<super::watchers::WatchSummary>,
     pub failures: Vec<String>,
 }
 
@@ -122,6 +124,7 @@ impl DropReport {
             mysql_summary: None,
             checks: Vec::new(),
             failures: Vec::new(),
+            watch: None,
         }
     }
 
@@ -214,6 +217,7 @@ impl DropReport {
                 "checks": self.checks,
                 "failures": self.failures,
             },
+            "live_watchers": self.watch,
         })
     }
 
@@ -314,6 +318,16 @@ impl DropReport {
             let _ = writeln!(out, "    {label:<28} {}", thousands(*count));
         }
         let _ = writeln!(out, "  confirmed       {}", self.confirmation_line());
+        if let Some(w) = &self.watch {
+            let _ = writeln!(
+                out,
+                "  live watchers   {} streams: {} snapshots, {} deltas, {} KiB",
+                w.watchers,
+                thousands(w.snapshots),
+                thousands(w.deltas),
+                thousands(w.bytes / 1024)
+            );
+        }
         if self.failures.is_empty() {
             let _ = writeln!(out, "  verification    ok: {}", self.checks.join("; "));
         } else {
@@ -550,6 +564,7 @@ mod tests {
                 "drop_time_s",
                 "event_id",
                 "latency_us",
+                "live_watchers",
                 "outcomes",
                 "retries",
                 "schema",

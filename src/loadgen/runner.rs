@@ -115,6 +115,8 @@ pub struct Plan {
     pub event_name: String,
     /// Show a progress bar on stderr (only ever when stderr is a terminal).
     pub progress: bool,
+    /// Live seat map streams held open on the event during the run.
+    pub watchers: u32,
 }
 
 /// `<prefix>-<unix millis>`: an event id unique per run.
@@ -203,6 +205,10 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
         w.per_user_limit,
     )
     .await?;
+    let watchers = match plan.watchers {
+        0 => None,
+        n => Some(super::watchers::Watchers::start(&api.base, &plan.event_id, n).await?),
+    };
 
     // Tokens and keys are made before the clock starts, off the runtime's threads.
     let (tokens, bodies, claims) = {
@@ -328,6 +334,9 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
         wins: &wins,
     };
     verifier.verify(&mut report, drop_ended).await?;
+    if let Some(watchers) = watchers {
+        report.watch = Some(watchers.finish().await?);
+    }
 
     // Every seat had claims asking for it by name: unless some were never sent or
     // refused for the user's limit, each must have exactly one winner.
