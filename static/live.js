@@ -28,8 +28,10 @@
     for (const [k, v] of Object.entries(counts)) document.body.dataset[k] = String(v);
   }
 
-  // Seat ids like "A1", "AB12" are laid out in rows by their letters; anything else
-  // is one wrapped grid in best-available order.
+  // Seat ids like "A1", "AB12" are laid out in rows by their letters, when that makes
+  // a theatre (several rows, none too long); anything else is one wrapped grid in
+  // best-available order.
+  const MAX_ROW = 160;
   function rowsOf(seats) {
     const rows = new Map();
     for (let i = 0; i < seats.length; i++) {
@@ -38,7 +40,8 @@
       if (!rows.has(m[1])) rows.set(m[1], []);
       rows.get(m[1]).push(i);
     }
-    return rows.size <= 500 ? rows : null;
+    const longest = Math.max(0, ...[...rows.values()].map((r) => r.length));
+    return rows.size >= 2 && rows.size <= 500 && longest <= MAX_ROW ? rows : null;
   }
 
   function cellSize(perRow) {
