@@ -9,7 +9,7 @@ script), sends claims alternating old/new through `redis-cli --pipe` (specific s
 call from the slow log (slowlog-log-slower-than 0). Interleaving makes both versions
 share whatever else the machine is doing, so the ratio is the figure to read.
 """
-import json, os, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 old_path, new_path = sys.argv[1], sys.argv[2]
 n = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
@@ -87,3 +87,4 @@ try:
               f" | new/old {statistics.mean(w) / statistics.mean(o):.2f}")
 finally:
     subprocess.run(cli + ["shutdown", "nosave"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
