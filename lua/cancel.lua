@@ -4,12 +4,13 @@
 -- offers a seat that MySQL still has booked. Seats still held by the booking (pending
 -- or booked) become available; anything else is left alone. Works without a booking
 -- record too (Redis lost it and warm rebuilt the seats from MySQL), which is why the
--- seats come as arguments. Safe to run again.
+-- seats come as arguments. Safe to run again. A freed seat goes back into avail at its
+-- ordinal, read from the booking record (see ordinal_of).
 --
 -- KEYS[1]  {e:ID}:meta    hash (pending / booked counters)
 -- KEYS[2]  {e:ID}:seats   hash seat -> state
 -- KEYS[3]  {e:ID}:avail   zset of available seats by ordinal
--- KEYS[4]  {e:ID}:ord     hash seat -> ordinal
+-- KEYS[4]  {e:ID}:order   list of seat ids in ordinal order (fallback, see ordinal_of)
 -- KEYS[5]  {e:ID}:user:U  hash booking id -> seats held
 -- KEYS[6]  {e:ID}:b:<bid> booking record
 -- ARGV[1]  booking id (string)
@@ -18,11 +19,11 @@
 -- Reply: "cancelled", or "rejected" (a rejected booking is never cancelled; nothing
 -- changes), or "missing" (no record; seats freed all the same).
 --
--- Example: EVALSHA <sha> 6 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:ord
+-- Example: EVALSHA <sha> 6 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:order
 --            {e:wc}:user:alice {e:wc}:b:0192... 0192... A1 A2
 --   -> "cancelled"
 
-local meta_key, seats_key, avail_key, ord_key, user_key, booking_key =
+local meta_key, seats_key, avail_key, order_key, user_key, booking_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local bid = ARGV[1]
 assert(bid and #ARGV >= 2, 'cancel.lua: booking id and seats required')
@@ -32,6 +33,28 @@ if status == 'rejected' then
   return 'rejected'
 end
 
+-- The ordinal of each seat of the booking, from its record ("ords" is written by
+-- claim.lua in the order of "seats"). A seat not found there (a record written before
+-- ordinals were kept in it, or no record at all after Redis lost it) is looked up in the
+-- order list: LPOS walks the list (O(seats of the event)), which only these rare cases pay.
+local function ordinal_of(booking_key, order_key)
+  local rec = redis.call('HMGET', booking_key, 'seats', 'ords')
+  local known = {}
+  if rec[1] and rec[2] then
+    local seats, i = cjson.decode(rec[1]), 0
+    for ord in string.gmatch(rec[2] .. ',', '([^,]*),') do
+      i = i + 1
+      if seats[i] and ord ~= '' then
+        known[seats[i]] = ord
+      end
+    end
+  end
+  return function(seat)
+    return known[seat] or redis.call('LPOS', order_key, seat)
+  end
+end
+
+local ordinal = ordinal_of(booking_key, order_key)
 local pending, booked = 'pending:' .. bid, 'booked:' .. bid
 local was_pending, was_booked = 0, 0
 for i = 2, #ARGV do
@@ -39,7 +62,10 @@ for i = 2, #ARGV do
   local state = redis.call('HGET', seats_key, seat)
   if state == pending or state == booked then
     redis.call('HSET', seats_key, seat, 'available')
-    redis.call('ZADD', avail_key, redis.call('HGET', ord_key, seat), seat)
+    local ord = ordinal(seat)
+    if ord then
+      redis.call('ZADD', avail_key, ord, seat)
+    end
     if state == pending then was_pending = was_pending + 1 else was_booked = was_booked + 1 end
   end
 end

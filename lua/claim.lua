@@ -12,7 +12,9 @@
 -- KEYS[3]  {e:ID}:avail    zset: available seats scored by ordinal
 -- KEYS[4]  {e:ID}:user:U   hash: booking id -> seats it holds (pending or confirmed)
 -- KEYS[5]  {e:ID}:outbox   stream read by the reconciler
--- KEYS[6]  {e:ID}:b:<bid>  hash: the new booking record
+-- KEYS[6]  {e:ID}:b:<bid>  hash: the new booking record (user, seats as JSON, ords: the
+--                          seats' ordinals comma-separated in the same order, status,
+--                          created_ms)
 -- KEYS[7]  {e:ID}:idem:..  (optional) idempotency record for (user, key)
 --
 -- ARGV[1]  booking id (string, UUID v7, made by the caller)
@@ -93,7 +95,7 @@ if held + wanted > limit then
 end
 
 -- 4. Availability, all or nothing.
-local seats = {}
+local seats, ords = {}, {}
 if mode == 'seats' then
   for i = 8, #ARGV do
     seats[#seats + 1] = ARGV[i]
@@ -113,12 +115,19 @@ if mode == 'seats' then
   if #taken > 1 then
     return answer(taken)
   end
+  -- The seats' ordinals go into the booking record: a rejection or cancellation puts
+  -- the seats back in their place from there (Redis keeps no seat -> ordinal index).
+  ords = redis.call('ZMSCORE', avail_key, unpack(seats))
   redis.call('ZREM', avail_key, unpack(seats))
 else
   -- Best available: the lowest ordinals still free.
-  seats = redis.call('ZRANGE', avail_key, 0, wanted - 1)
-  if #seats < wanted then
+  local range = redis.call('ZRANGE', avail_key, 0, wanted - 1, 'WITHSCORES')
+  if #range < 2 * wanted then
     return answer({'sold_out'})
+  end
+  for i = 1, #range, 2 do
+    seats[#seats + 1] = range[i]
+    ords[#ords + 1] = range[i + 1]
   end
   redis.call('ZREMRANGEBYRANK', avail_key, 0, wanted - 1)
 end
@@ -134,8 +143,14 @@ end
 redis.call('HSET', seats_key, unpack(hset))
 redis.call('HINCRBY', meta_key, 'pending', #seats)
 local seats_json = cjson.encode(seats)
-redis.call('HSET', booking_key, 'user', user, 'seats', seats_json, 'status', 'pending',
-  'created_ms', now)
+-- ords[i] is seats[i]'s ordinal ("" if the seat was missing from avail, which the
+-- scripts never allow to happen; the freeing scripts then look it up in the order list).
+local ords_text = {}
+for i = 1, #seats do
+  ords_text[i] = ords[i] or ''
+end
+redis.call('HSET', booking_key, 'user', user, 'seats', seats_json,
+  'ords', table.concat(ords_text, ','), 'status', 'pending', 'created_ms', now)
 redis.call('HSET', user_key, bid, #seats)
 redis.call('XADD', outbox_key, '*', 'b', bid, 'u', user, 's', seats_json, 't', now)
 

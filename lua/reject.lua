@@ -6,12 +6,13 @@
 -- held by this claim ("pending:<bid>") change: a seat MySQL has booked for another
 -- booking becomes "booked:<other>", a free one goes back to the available set. A
 -- booking that is no longer pending (confirmed after a COMMIT, or cancelled) is never
--- rejected. Safe to run again.
+-- rejected. Safe to run again. A freed seat goes back into avail at its ordinal, read
+-- from the booking record (see ordinal_of).
 --
 -- KEYS[1]  {e:ID}:meta    hash (pending / booked counters)
 -- KEYS[2]  {e:ID}:seats   hash seat -> state
 -- KEYS[3]  {e:ID}:avail   zset of available seats by ordinal
--- KEYS[4]  {e:ID}:ord     hash seat -> ordinal
+-- KEYS[4]  {e:ID}:order   list of seat ids in ordinal order (fallback, see ordinal_of)
 -- KEYS[5]  {e:ID}:user:U  hash booking id -> seats held
 -- KEYS[6]  {e:ID}:b:<bid> booking record
 -- ARGV[1]  booking id (string)
@@ -21,11 +22,11 @@
 -- Reply: the booking's status afterwards ("rejected", or "confirmed" / "cancelled"
 -- when it was no longer pending), or "missing".
 --
--- Example: EVALSHA <sha> 6 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:ord
+-- Example: EVALSHA <sha> 6 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:order
 --            {e:wc}:user:alice {e:wc}:b:0192... 0192... seats_taken A1 booked:0191... A2 available
 --   -> "rejected"   (A1 is "booked:0191...", A2 is available again)
 
-local meta_key, seats_key, avail_key, ord_key, user_key, booking_key =
+local meta_key, seats_key, avail_key, order_key, user_key, booking_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local bid, reason = ARGV[1], ARGV[2]
 assert(bid and reason and #ARGV % 2 == 0, 'reject.lua: booking id, reason and seat/state pairs')
@@ -38,6 +39,28 @@ if status ~= 'pending' then
   return status
 end
 
+-- The ordinal of each seat of the booking, from its record ("ords" is written by
+-- claim.lua in the order of "seats"). A seat not found there (a record written before
+-- ordinals were kept in it, or no record at all after Redis lost it) is looked up in the
+-- order list: LPOS walks the list (O(seats of the event)), which only these rare cases pay.
+local function ordinal_of(booking_key, order_key)
+  local rec = redis.call('HMGET', booking_key, 'seats', 'ords')
+  local known = {}
+  if rec[1] and rec[2] then
+    local seats, i = cjson.decode(rec[1]), 0
+    for ord in string.gmatch(rec[2] .. ',', '([^,]*),') do
+      i = i + 1
+      if seats[i] and ord ~= '' then
+        known[seats[i]] = ord
+      end
+    end
+  end
+  return function(seat)
+    return known[seat] or redis.call('LPOS', order_key, seat)
+  end
+end
+
+local ordinal = ordinal_of(booking_key, order_key)
 local pending = 'pending:' .. bid
 local freed, booked = 0, 0
 for i = 3, #ARGV, 2 do
@@ -45,7 +68,10 @@ for i = 3, #ARGV, 2 do
   if redis.call('HGET', seats_key, seat) == pending then
     redis.call('HSET', seats_key, seat, truth)
     if truth == 'available' then
-      redis.call('ZADD', avail_key, redis.call('HGET', ord_key, seat), seat)
+      local ord = ordinal(seat)
+      if ord then
+        redis.call('ZADD', avail_key, ord, seat)
+      end
       freed = freed + 1
     else
       booked = booked + 1

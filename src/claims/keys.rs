@@ -42,8 +42,17 @@ impl EventKeys {
         self.key("avail")
     }
 
-    /// Hash: seat id → ordinal, to put a freed seat back in its place.
-    pub fn ord(&self) -> String {
+    /// List: every seat id in ordinal order (element `i` has ordinal `i`), written by
+    /// warm. Lists the seats in best-available order at a few bytes per seat. A freed
+    /// seat finds its ordinal in its booking record (`ords`, written by the claim), so
+    /// no seat → ordinal index is kept.
+    pub fn order(&self) -> String {
+        self.key("order")
+    }
+
+    /// The seat → ordinal hash of layouts before 2026-11-26 (about 58 bytes per seat).
+    /// Nothing reads it any more; warm and audit repair delete it.
+    pub fn legacy_ord(&self) -> String {
         self.key("ord")
     }
 
@@ -52,7 +61,7 @@ impl EventKeys {
         format!("{}:user:{user_id}", self.prefix)
     }
 
-    /// Hash: the booking record (user, seats, status, reason, created_ms).
+    /// Hash: the booking record (user, seats, ords, status, reason, created_ms).
     pub fn booking(&self, booking_id: &str) -> String {
         format!("{}:b:{booking_id}", self.prefix)
     }
@@ -103,7 +112,8 @@ mod tests {
             k.meta(),
             k.seats(),
             k.avail(),
-            k.ord(),
+            k.order(),
+            k.legacy_ord(),
             k.user("alice"),
             k.booking("b1"),
             k.idempotency("alice", "k1"),

@@ -224,7 +224,7 @@ impl RedisStore {
         inv.key(k.meta())
             .key(k.seats())
             .key(k.avail())
-            .key(k.ord())
+            .key(k.order())
             .key(k.user(user_id))
             .key(k.booking(booking_id))
             .arg(booking_id)
@@ -252,7 +252,7 @@ impl RedisStore {
         inv.key(k.meta())
             .key(k.seats())
             .key(k.avail())
-            .key(k.ord())
+            .key(k.order())
             .key(k.user(user_id))
             .key(k.booking(booking_id))
             .arg(booking_id)
@@ -292,8 +292,9 @@ impl RedisStore {
             .collect())
     }
 
-    /// Copies one chunk of `(seat, ordinal, MySQL state)` into Redis, leaving seats of
-    /// pending claims alone. Returns how many seats changed.
+    /// Copies one chunk of `(seat, ordinal, MySQL state)`, in ascending ordinal order,
+    /// into Redis, leaving seats of pending claims alone, and puts each seat in its
+    /// place in the order list. Returns how many seats' states changed.
     pub async fn warm_chunk(
         &self,
         event_id: &str,
@@ -301,7 +302,7 @@ impl RedisStore {
     ) -> Result<i64, StoreError> {
         let k = self.keys(event_id);
         let mut inv = scripts::WARM.prepare_invoke();
-        inv.key(k.seats()).key(k.avail()).key(k.ord());
+        inv.key(k.seats()).key(k.avail()).key(k.order());
         for (seat, ordinal, state) in chunk {
             inv.arg(seat).arg(ordinal).arg(state);
         }
@@ -324,6 +325,7 @@ impl RedisStore {
         inv.key(k.meta())
             .key(k.seats())
             .key(k.avail())
+            .key(k.legacy_ord())
             .arg(name)
             .arg(per_user_limit)
             .arg(seats_total)
@@ -451,27 +453,41 @@ impl RedisStore {
         Ok(flag.as_deref() == Some("1"))
     }
 
-    /// Every seat with its ordinal and Redis state, in best-available order.
+    /// Every seat with its ordinal and Redis state, in best-available order: the order
+    /// list gives the ordinals. A seat the list lacks (an event warmed before the list
+    /// existed, until its next warm or audit repair) comes last, by id, with ordinal
+    /// `i64::MAX`.
     pub async fn seat_states(&self, event_id: &str) -> Result<Vec<SeatState>, StoreError> {
         let k = self.keys(event_id);
         let mut conn = self.conn.clone();
-        let (states, ords): (HashMap<String, String>, HashMap<String, i64>) = self
+        let (mut states, order): (HashMap<String, String>, Vec<String>) = self
             .bounded(
                 redis::pipe()
                     .hgetall(k.seats())
-                    .hgetall(k.ord())
+                    .lrange(k.order(), 0, -1)
                     .query_async(&mut conn),
             )
             .await?;
-        let mut seats: Vec<SeatState> = states
+        let mut seats = Vec::with_capacity(states.len());
+        for (ordinal, seat) in order.into_iter().enumerate() {
+            if let Some(state) = states.remove(&seat) {
+                seats.push(SeatState {
+                    seat,
+                    ordinal: ordinal as i64,
+                    state,
+                });
+            }
+        }
+        let mut rest: Vec<SeatState> = states
             .into_iter()
             .map(|(seat, state)| SeatState {
-                ordinal: ords.get(&seat).copied().unwrap_or(i64::MAX),
                 seat,
+                ordinal: i64::MAX,
                 state,
             })
             .collect();
-        seats.sort_unstable_by(|a, b| a.ordinal.cmp(&b.ordinal).then(a.seat.cmp(&b.seat)));
+        rest.sort_unstable_by(|a, b| a.seat.cmp(&b.seat));
+        seats.extend(rest);
         Ok(seats)
     }
 

@@ -22,7 +22,8 @@ pub struct Divergence {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditReport {
     pub divergences: Vec<Divergence>,
-    /// True when the divergences were repaired.
+    /// True when Redis was repaired: the divergences, and any seat out of its place in
+    /// the order list (which an event warmed before that list existed lacks).
     pub repaired: bool,
 }
 
@@ -30,7 +31,9 @@ const MISSING: &str = "missing";
 
 /// Audits the event. A seat held by a pending claim is not a divergence: its claim is
 /// on its way to MySQL. With `repair`, Redis takes MySQL's state for every divergent
-/// seat (pending claims untouched) and its counters are recounted.
+/// seat (pending claims untouched) and its counters are recounted; seats missing from
+/// their place in Redis's order list are put back in it too (not a divergence: no state
+/// differs).
 pub async fn audit(
     redis: &RedisStore,
     pool: &MySqlPool,
@@ -45,33 +48,41 @@ pub async fn audit(
     // the repair.
     let mut tx = pool.begin().await?;
     let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
-    let mut in_redis: HashMap<String, String> = redis
+    let mut in_redis: HashMap<String, (String, i64)> = redis
         .seat_states(event_id)
         .await?
         .into_iter()
-        .map(|s| (s.seat, s.state))
+        .map(|s| (s.seat, (s.state, s.ordinal)))
         .collect();
 
     let mut divergences = Vec::new();
+    // In ordinal order (the inventory's), as `warm.lua` wants them.
     let mut repairs = Vec::new();
     for seat in &inventory {
-        let state = in_redis.remove(&seat.seat);
-        if state.as_deref().is_some_and(|s| s.starts_with("pending:")) {
-            continue;
-        }
-        if state.as_deref() != Some(seat.state.as_str()) {
+        let (state, ordinal) = match in_redis.remove(&seat.seat) {
+            Some((state, ordinal)) => (Some(state), Some(ordinal)),
+            None => (None, None),
+        };
+        // Out of its place in Redis's order list (which lists seats in best-available
+        // order): not a divergence of state, but repaired with the rest (`warm.lua`
+        // places the seat and leaves a pending seat's state alone).
+        let misplaced = ordinal != Some(seat.ordinal);
+        let pending = state.as_deref().is_some_and(|s| s.starts_with("pending:"));
+        if !pending && state.as_deref() != Some(seat.state.as_str()) {
             divergences.push(Divergence {
                 seat: seat.seat.clone(),
                 redis: state.unwrap_or_else(|| MISSING.to_owned()),
                 mysql: seat.state.clone(),
             });
             repairs.push((seat.seat.clone(), seat.ordinal, seat.state.clone()));
+        } else if misplaced {
+            repairs.push((seat.seat.clone(), seat.ordinal, seat.state.clone()));
         }
     }
     // Seats Redis has and MySQL does not: reported, not deleted (a human should look).
     let mut extra: Vec<_> = in_redis.into_iter().collect();
     extra.sort();
-    for (seat, state) in extra {
+    for (seat, (state, _)) in extra {
         divergences.push(Divergence {
             seat,
             redis: state,

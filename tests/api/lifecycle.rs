@@ -554,3 +554,122 @@ async fn one_batch_settles_each_claim_on_its_own_merits() {
     assert_eq!(drain(&reconciler(&app)).await, 5);
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
+
+/// The seats of a best-available claim of `n` by `user` (202 expected).
+async fn best(app: &TestApp, event: &str, user: &str, n: u32) -> (String, Value) {
+    let r = app.claim(event, user, &json!({"quantity": n}), None).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: Value = r.json().await.unwrap();
+    (
+        body["booking_id"].as_str().unwrap().to_owned(),
+        body["seats"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_seat_freed_by_a_rejection_goes_back_to_its_ordinal_place() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let seats: Vec<String> = ["Z9", "A1", "M5", "B2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let event = app.event_with(&seats, 4).await;
+    let (alice, taken) = best(&app, &event, "alice", 2).await;
+    assert_eq!(taken, json!(["Z9", "A1"]));
+    assert_eq!(best(&app, &event, "carol", 1).await.1, json!(["M5"]));
+    // Meanwhile A1 was booked elsewhere: alice's claim is rejected, Z9 is free again.
+    let other = uuid::Uuid::now_v7().to_string();
+    app.mysql_book(&event, "A1", &other, "zoe").await;
+    drain(&reconciler(&app)).await;
+    let b: Value = app
+        .get_booking(&event, &alice, &app.user_token("alice"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["status"], "rejected");
+    assert_eq!(
+        app.seat_statuses(&event).await,
+        vec![
+            ("Z9".to_owned(), "available".to_owned()),
+            ("A1".to_owned(), "booked".to_owned()),
+            ("M5".to_owned(), "booked".to_owned()),
+            ("B2".to_owned(), "available".to_owned()),
+        ]
+    );
+    assert_eq!(best(&app, &event, "bob", 1).await.1, json!(["Z9"]));
+    assert_eq!(best(&app, &event, "dave", 1).await.1, json!(["B2"]));
+}
+
+#[tokio::test]
+async fn seats_freed_by_cancellations_go_back_to_their_ordinal_places() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let seats: Vec<String> = ["Z9", "A1", "M5", "B2", "C3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let event = app.event_with(&seats, 4).await;
+    let (alice, _) = best(&app, &event, "alice", 1).await; // Z9
+    best(&app, &event, "bob", 1).await; // A1
+    drain(&reconciler(&app)).await; // both confirmed
+    let (carol, taken) = best(&app, &event, "carol", 2).await;
+    assert_eq!(taken, json!(["M5", "B2"]));
+    // Cancel a confirmed booking and a pending one.
+    for (user, id) in [("alice", &alice), ("carol", &carol)] {
+        let r = app.cancel(&event, id, &app.user_token(user)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    drain(&reconciler(&app)).await; // carol's claim meets its tombstone
+                                    // Listed in best-available order, and handed out in it.
+    assert_eq!(
+        app.seat_statuses(&event).await,
+        vec![
+            ("Z9".to_owned(), "available".to_owned()),
+            ("A1".to_owned(), "booked".to_owned()),
+            ("M5".to_owned(), "available".to_owned()),
+            ("B2".to_owned(), "available".to_owned()),
+            ("C3".to_owned(), "available".to_owned()),
+        ]
+    );
+    assert_eq!(
+        best(&app, &event, "dave", 3).await.1,
+        json!(["Z9", "M5", "B2"])
+    );
+}
+
+#[tokio::test]
+async fn audit_repair_puts_seats_back_in_their_ordinal_places() {
+    use redis::AsyncCommands;
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let seats: Vec<String> = ["D0", "C1", "B2", "A3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let event = app.event_with(&seats, 4).await;
+    // Redis says C1 is booked by a booking MySQL never had, and lost the order list.
+    app.redis_set_seat(&event, "C1", "booked:ghost").await;
+    let keys = app.redis.keys(&event);
+    let mut conn = app.redis.connection();
+    let _: i64 = conn.zrem(keys.avail(), "C1").await.unwrap();
+    let _: i64 = conn.del(keys.order()).await.unwrap();
+    let report = app.audit(&event, false).await;
+    assert_eq!(
+        report["divergences"],
+        json!([{"seat": "C1", "redis": "booked:ghost", "mysql": "available"}]),
+        "a lost order list is no divergence of state"
+    );
+
+    let report = app.audit(&event, true).await;
+    assert_eq!(report["repaired"], true);
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+    let score: Option<f64> = conn.zscore(keys.avail(), "C1").await.unwrap();
+    assert_eq!(score, Some(1.0));
+    let order: Vec<String> = app
+        .seat_statuses(&event)
+        .await
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(order, seats);
+    assert_eq!(best(&app, &event, "alice", 2).await.1, json!(["D0", "C1"]));
+}

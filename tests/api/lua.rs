@@ -353,3 +353,198 @@ async fn scripts_reload_themselves_after_script_flush() {
         Some(BookingStatus::Confirmed)
     );
 }
+
+impl Lab {
+    /// The seat's score in the available set (its ordinal), or `None` when not in it.
+    async fn score(&self, seat: &str) -> Option<f64> {
+        let mut conn = self.store.connection();
+        conn.zscore(self.store.keys(&self.event).avail(), seat)
+            .await
+            .unwrap()
+    }
+
+    /// The order list.
+    async fn order(&self) -> Vec<String> {
+        let mut conn = self.store.connection();
+        conn.lrange(self.store.keys(&self.event).order(), 0, -1)
+            .await
+            .unwrap()
+    }
+}
+
+fn seats(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The available set holds exactly the seats passed, each scored by its index in
+/// `all` (its ordinal).
+async fn assert_available_at_ordinals(lab: &Lab, all: &[&str], expected: &[&str]) {
+    for (ordinal, seat) in all.iter().enumerate() {
+        let want = expected.contains(seat).then_some(ordinal as f64);
+        assert_eq!(lab.score(seat).await, want, "score of {seat}");
+    }
+}
+
+#[tokio::test]
+async fn freed_seats_go_back_to_their_exact_ordinal_after_reject_and_cancel() {
+    // Names sort differently from ordinals, so a wrong score would show.
+    let all = ["Z0", "Y1", "X2", "W3", "V4", "U5", "T6", "S7"];
+    let lab = Lab::new(REDIS_URL, &all, &[], 8).await;
+    let (s, e) = (&lab.store, lab.event.as_str());
+    // Best available (ZRANGE WITHSCORES) and specific seats (ZMSCORE), out of order.
+    assert_eq!(
+        lab.quantity("u1", "b1", 2).await,
+        pending("b1", &["Z0", "Y1"])
+    );
+    assert_eq!(
+        lab.claim("u2", "b2", &["U5", "W3"], None).await,
+        pending("b2", &["U5", "W3"])
+    );
+    assert_eq!(
+        lab.claim("u3", "b3", &["T6"], None).await,
+        pending("b3", &["T6"])
+    );
+    assert_eq!(
+        s.confirm(e, "b3", &seats(&["T6"])).await.unwrap(),
+        Some(BookingStatus::Confirmed)
+    );
+    assert_eq!(
+        lab.claim("u4", "b4", &["S7"], None).await,
+        pending("b4", &["S7"])
+    );
+    assert_available_at_ordinals(&lab, &all, &["X2", "V4"]).await;
+
+    // Reject (MySQL has Y1 free and Z0 booked by someone else).
+    let truth = vec![
+        ("Z0".to_owned(), "booked:m".to_owned()),
+        ("Y1".to_owned(), "available".to_owned()),
+    ];
+    assert_eq!(
+        s.reject(e, "b1", "u1", "seats_taken", &truth)
+            .await
+            .unwrap(),
+        Some(BookingStatus::Rejected)
+    );
+    assert_available_at_ordinals(&lab, &all, &["Y1", "X2", "V4"]).await;
+    // Cancel of a pending booking, then of a confirmed one.
+    assert_eq!(
+        s.cancel(e, "b2", "u2", &seats(&["U5", "W3"]))
+            .await
+            .unwrap(),
+        Some(BookingStatus::Cancelled)
+    );
+    assert_eq!(
+        s.cancel(e, "b3", "u3", &seats(&["T6"])).await.unwrap(),
+        Some(BookingStatus::Cancelled)
+    );
+    assert_available_at_ordinals(&lab, &all, &["Y1", "X2", "W3", "V4", "U5", "T6"]).await;
+    assert_eq!(lab.counts().await, (6, 1, 1));
+
+    // Best available hands them out in ordinal order again.
+    assert_eq!(lab.quantity("u5", "b5", 1).await, pending("b5", &["Y1"]));
+    assert_eq!(
+        lab.quantity("u6", "b6", 5).await,
+        pending("b6", &["X2", "W3", "V4", "U5", "T6"])
+    );
+    assert_eq!(lab.quantity("u7", "b7", 1).await, ClaimOutcome::SoldOut);
+}
+
+#[tokio::test]
+async fn a_seat_freed_without_its_booking_record_finds_its_ordinal_in_the_order_list() {
+    let all = ["C0", "B1", "A2"];
+    let lab = Lab::new(REDIS_URL, &all, &[], 4).await;
+    let (s, e) = (&lab.store, lab.event.as_str());
+    assert_eq!(
+        lab.claim("u1", "b1", &["A2"], None).await,
+        pending("b1", &["A2"])
+    );
+    s.confirm(e, "b1", &seats(&["A2"])).await.unwrap();
+    // Redis lost the record (say, restored from an older snapshot); MySQL cancels.
+    let mut conn = s.connection();
+    let _: i64 = conn.del(s.keys(e).booking("b1")).await.unwrap();
+    assert_eq!(
+        s.cancel(e, "b1", "u1", &seats(&["A2"])).await.unwrap(),
+        None
+    );
+    assert_available_at_ordinals(&lab, &all, &["C0", "B1", "A2"]).await;
+    // A record written without ordinals (by an earlier claim.lua) is served the same way.
+    assert_eq!(
+        lab.claim("u2", "b2", &["B1"], None).await,
+        pending("b2", &["B1"])
+    );
+    let _: i64 = conn.hdel(s.keys(e).booking("b2"), "ords").await.unwrap();
+    let truth = vec![("B1".to_owned(), "available".to_owned())];
+    s.reject(e, "b2", "u2", "deadline_exceeded", &truth)
+        .await
+        .unwrap();
+    assert_available_at_ordinals(&lab, &all, &["C0", "B1", "A2"]).await;
+}
+
+#[tokio::test]
+async fn warm_lua_keeps_the_order_list_that_seat_states_lists_seats_by() {
+    let all = ["Z9", "A1", "M5", "B2"];
+    let lab = Lab::new(REDIS_URL, &all, &[], 4).await;
+    let (s, e) = (&lab.store, lab.event.as_str());
+    assert_eq!(lab.order().await, seats(&all));
+    lab.claim("u1", "b1", &["A1"], None).await;
+    let listed: Vec<(String, i64, String)> = s
+        .seat_states(e)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.seat, x.ordinal, x.state))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("Z9".to_owned(), 0, "available".to_owned()),
+            ("A1".to_owned(), 1, "pending:b1".to_owned()),
+            ("M5".to_owned(), 2, "available".to_owned()),
+            ("B2".to_owned(), 3, "available".to_owned()),
+        ]
+    );
+
+    // Warm again, in two chunks: the list stays as it is.
+    let triples = |range: std::ops::Range<usize>| -> Vec<(String, i64, String)> {
+        range
+            .map(|i| (all[i].to_owned(), i as i64, "available".to_owned()))
+            .collect()
+    };
+    s.warm_chunk(e, &triples(0..2)).await.unwrap();
+    s.warm_chunk(e, &triples(2..4)).await.unwrap();
+    assert_eq!(lab.order().await, seats(&all));
+    // A scattered repair of a seat out of place puts it back.
+    let mut conn = s.connection();
+    let () = conn.lset(s.keys(e).order(), 2, "B2").await.unwrap();
+    s.warm_chunk(e, &[("M5".to_owned(), 2, "available".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(lab.order().await, seats(&all));
+    // A lost list is rebuilt by a warm; a seat beyond the end is left for that warm.
+    let _: i64 = conn.del(s.keys(e).order()).await.unwrap();
+    s.warm_chunk(e, &[("M5".to_owned(), 2, "available".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(lab.order().await, Vec::<String>::new());
+    let by_id: Vec<(String, i64)> = s
+        .seat_states(e)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.seat, x.ordinal))
+        .collect();
+    assert_eq!(
+        by_id[0],
+        ("A1".to_owned(), i64::MAX),
+        "unplaced seats come last, by id"
+    );
+    s.warm_chunk(e, &triples(0..4)).await.unwrap();
+    assert_eq!(lab.order().await, seats(&all));
+    assert_eq!(lab.state("A1").await, "pending:b1");
+
+    // The seat -> ordinal hash of the old layout is deleted by warm_finish.
+    let _: i64 = conn.hset(s.keys(e).legacy_ord(), "Z9", 0).await.unwrap();
+    s.warm_finish(e, "Lab", 4, 4, true).await.unwrap();
+    let exists: bool = conn.exists(s.keys(e).legacy_ord()).await.unwrap();
+    assert!(!exists);
+}
