@@ -70,6 +70,8 @@ struct Map {
     status: Vec<u8>,
     counters: Value,
     deltas: usize,
+    /// The most seat changes one delta carried.
+    max_changes: usize,
 }
 
 impl Map {
@@ -81,12 +83,15 @@ impl Map {
             status: snapshot["status"].as_str().unwrap().as_bytes().to_vec(),
             counters: snapshot["counters"].clone(),
             deltas: 0,
+            max_changes: 0,
         }
     }
 
     fn apply(&mut self, name: &str, data: &Value) {
         assert_eq!(name, "delta", "{data}");
-        for change in data["changes"].as_array().unwrap() {
+        let changes = data["changes"].as_array().unwrap();
+        self.max_changes = self.max_changes.max(changes.len());
+        for change in changes {
             let i = change[0].as_u64().unwrap() as usize;
             self.status[i] = change[1].as_str().unwrap().as_bytes()[0];
         }
@@ -293,4 +298,25 @@ async fn the_page_and_its_assets_are_served() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_10000_seat_event_streams_its_whole_map_and_small_deltas() {
+    let app = spawn_app().await;
+    let seats = seat_names(10_000);
+    let event = app.event_with(&seats, 4).await;
+    let mut stream = SseStream::open(&app, &event).await;
+    let mut map = Map::from_snapshot(&mut stream).await;
+    assert_eq!(map.seats.len(), 10_000);
+    assert_eq!(map.count(b'a'), 10_000);
+    app.claim_ok(&event, "carol", &json!({"quantity": 4})).await;
+    map.until(&mut stream, "the four best seats booked", |m| {
+        m.count(b'b') == 4 && m.counters["booked"] == 4
+    })
+    .await;
+    assert_eq!(&map.status[..5], b"bbbba", "the four lowest ordinals");
+    assert!(
+        map.max_changes <= 4,
+        "deltas carry the changed seats, not the map"
+    );
 }
