@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState};
+use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState, Shared};
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
@@ -83,7 +83,7 @@ impl Application {
             redis.clone(),
             pool.clone(),
         ));
-        let state = AppState {
+        let state = AppState::new(Shared {
             live,
             redis,
             db: pool,
@@ -97,7 +97,7 @@ impl Application {
             rate_limiter: UserRateLimiter::new(settings.user_rate, settings.user_burst)
                 .map(Arc::new),
             strategy: settings.claim_strategy,
-        };
+        });
         Ok(Self {
             listener,
             state,

@@ -32,9 +32,27 @@ use crate::config::ClaimStrategy;
 use auth::Auth;
 use error::ApiError;
 
-/// What every handler can reach. Cheap to clone (handles and `Arc`s).
+/// What every handler can reach: one `Arc`, since axum clones the state for every
+/// request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles behind [`AppState`].
+pub struct Shared {
     pub redis: RedisStore,
     pub db: MySqlPool,
     pub auth: Arc<Auth>,
