@@ -64,6 +64,12 @@ impl CreateEvent {
                 "seat ids must be 1 to 32 characters: {seat:?}"
             )));
         }
+        // MySQL compares ids with PAD SPACE: "A1 " and "A1" would be one row.
+        if let Some(seat) = self.seats.iter().find(|s| s.ends_with(' ')) {
+            return Err(ApiError::InvalidRequest(format!(
+                "seat ids may not end with a space: {seat:?}"
+            )));
+        }
         let mut seen = HashSet::with_capacity(self.seats.len());
         if let Some(seat) = self.seats.iter().find(|s| !seen.insert(s.as_str())) {
             return Err(ApiError::InvalidRequest(format!("duplicate seat {seat:?}")));
