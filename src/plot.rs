@@ -389,6 +389,9 @@ impl Ranged for LatencyAxis {
     }
 }
 
+/// Height of a legend row under a chart, in px.
+const LEGEND_ROW: u32 = 24;
+
 /// The HDR percentile plot of `series`, the latency axis linear or (`log_y`) log.
 pub fn render_latency(series: &[LatencySeries], titles: &Titles, log_y: bool) -> Result<String> {
     if series.is_empty() {
@@ -422,11 +425,15 @@ pub fn render_latency(series: &[LatencySeries], titles: &Titles, log_y: bool) ->
     let mut keys = vec![0.0, 2f64.log10()];
     keys.extend((1..=x_max as u32).map(f64::from));
 
+    // The legend goes under the chart, where no line can run through it.
+    let legend_height = 10 + LEGEND_ROW * series.len() as u32;
+    let size = (SIZE.0, SIZE.1 + legend_height);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         let body = header(&root, titles)?;
-        let mut chart = ChartBuilder::on(&body)
+        let (plot, legend) = body.split_vertically(body.dim_in_pixel().1 - legend_height);
+        let mut chart = ChartBuilder::on(&plot)
             .margin_left(20)
             .margin_right(30)
             .margin_bottom(10)
@@ -448,22 +455,18 @@ pub fn render_latency(series: &[LatencySeries], titles: &Titles, log_y: bool) ->
             .bold_line_style(RGBColor(215, 215, 215))
             .light_line_style(RGBColor(245, 245, 245))
             .draw()?;
+        let label_style =
+            TextStyle::from((FONT, 16).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
         for (i, (s, points)) in series.iter().zip(plotted).enumerate() {
             let c = color(i);
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))?
-                .label(&s.label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
-                });
+            chart.draw_series(LineSeries::new(points, c.stroke_width(2)))?;
+            let y = (LEGEND_ROW / 2 + LEGEND_ROW * i as u32) as i32;
+            legend.draw(&PathElement::new(
+                vec![(100, y), (130, y)],
+                c.stroke_width(3),
+            ))?;
+            legend.draw_text(&s.label, &label_style, (140, y))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .draw()?;
         root.present()?;
     }
     Ok(svg)

@@ -165,3 +165,55 @@ pub fn run(args: PlotArgs) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn plot_args(args: &[&str]) -> PlotArgs {
+        let argv = ["seatgate", "plot"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Plot(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_report_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.svg");
+        let out = out.to_str().unwrap();
+        let err = run(plot_args(&["latency", "/nonexistent/r.json", "-o", out])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/r.json"),
+            "{err:#}"
+        );
+        let err = run(plot_args(&["compare", "/nonexistent/c.json", "-o", out])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/c.json"),
+            "{err:#}"
+        );
+        let missing = dir.path().join("criterion");
+        let err = run(plot_args(&[
+            "reconciler",
+            "--criterion-dir",
+            missing.to_str().unwrap(),
+            "-o",
+            out,
+        ]))
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("cargo bench"), "{err:#}");
+        assert!(!std::path::Path::new(out).exists());
+    }
+
+    #[test]
+    fn more_labels_than_reports_is_an_error() {
+        let err = run(plot_args(&[
+            "latency", "a.json", "--label", "a", "--label", "b", "-o", "x.svg",
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("at most one per report"), "{err}");
+    }
+}
