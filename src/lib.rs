@@ -13,6 +13,7 @@
 //! - [`db`]: MySQL, the system of record (migrations in `migrations/`).
 //! - [`ops`]: warm, audit and cancel, which span both stores.
 //! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
+//! - [`plot`]: SVG plots of the benchmarks' results (`seatgate plot`).
 //! - [`sandbox`]: private `redis-server` / `mariadbd` processes for the demo and the
 //!   fault tests.
 
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod live;
 pub mod loadgen;
 pub mod ops;
+pub mod plot;
 pub mod reconciler;
 pub mod sandbox;
 pub mod startup;

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod demo;
 pub mod drop;
+pub mod plot;
 pub mod reconcile;
 pub mod serve;
 pub mod token;
@@ -33,6 +34,8 @@ pub enum Command {
     Drop(drop::DropArgs),
     /// Prepare a drop: create events from a CSV or a row pattern, warm, audit, list.
     Admin(admin::AdminArgs),
+    /// Render the benchmarks' results as SVG plots (latency, throughput, reconciler).
+    Plot(plot::PlotArgs),
 }
 
 impl Cli {
@@ -41,6 +44,7 @@ impl Cli {
         crate::telemetry::init();
         let result = match self.command {
             Command::Token(args) => token::run(args),
+            Command::Plot(args) => plot::run(args),
             command => {
                 let runtime = match tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
@@ -59,7 +63,7 @@ impl Cli {
                         Command::Demo(args) => demo::run(args).await,
                         Command::Drop(args) => drop::run(args).await,
                         Command::Admin(args) => admin::run(args).await,
-                        Command::Token(_) => unreachable!("handled above"),
+                        Command::Token(_) | Command::Plot(_) => unreachable!("handled above"),
                     }
                 })
             }

@@ -438,7 +438,21 @@ fn latency_json(h: &Histogram<u64>, measured_from: &str) -> Value {
         "p99": q(0.99),
         "p99_9": q(0.999),
         "max": (!empty).then(|| h.max()),
+        "distribution": distribution(h),
     })
+}
+
+/// Points per halving of the distance to 100 % in [`distribution`].
+const DISTRIBUTION_TICKS_PER_HALF: u32 = 5;
+
+/// The percentile distribution for plotting: `[percentile, µs]` points (percentile in
+/// 0..=100, ascending), denser towards the tail, the last one at 100 % (the maximum),
+/// as HdrHistogram's percentile output has them. Empty for an empty histogram.
+fn distribution(h: &Histogram<u64>) -> Value {
+    h.iter_quantiles(DISTRIBUTION_TICKS_PER_HALF)
+        .map(|v| json!([v.quantile_iterated_to() * 100.0, v.value_iterated_to()]))
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// `p50 … p90 … p99 … p99.9 … max …`.
@@ -588,6 +602,7 @@ mod tests {
             keys(lat),
             [
                 "count",
+                "distribution",
                 "max",
                 "mean",
                 "measured_from",
@@ -603,6 +618,14 @@ mod tests {
         assert_eq!(lat["p50"], 300);
         // 3 significant figures: 10,000 µs is recorded within 0.1 %.
         assert!((9_990..=10_010).contains(&lat["max"].as_u64().unwrap()));
+        let dist = lat["distribution"].as_array().unwrap();
+        assert!(dist.len() >= 3, "{dist:?}");
+        assert_eq!(dist.first().unwrap()[1], 100);
+        assert_eq!(dist.last().unwrap()[0], 100.0);
+        assert_eq!(dist.last().unwrap()[1], lat["max"]);
+        assert!(dist
+            .windows(2)
+            .all(|w| w[0][0].as_f64() <= w[1][0].as_f64() && w[0][1].as_u64() <= w[1][1].as_u64()));
         assert_eq!(j["service_time_us"], Value::Null);
         assert_eq!(j["outcomes"]["won"], 2);
         assert_eq!(j["outcomes"]["won_confirmed"], 0);
@@ -646,6 +669,7 @@ mod tests {
         let j = r.to_json();
         assert_eq!(j["latency_us"]["count"], 0);
         assert_eq!(j["latency_us"]["p99"], Value::Null);
+        assert_eq!(j["latency_us"]["distribution"], json!([]));
         assert!(r.render().contains("(no answers)"));
     }
 
