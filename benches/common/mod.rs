@@ -10,6 +10,11 @@
 use redis::AsyncCommands;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The benches measure the gateway as the binary runs it: with its allocator (see
+/// `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The shared Redis; `SEATGATE_BENCH_REDIS_URL` points the benches elsewhere.
 pub fn redis_url() -> String {
     std::env::var("SEATGATE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
