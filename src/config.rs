@@ -54,6 +54,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Claims in flight at once; beyond it, 503 `overloaded` at once.
     pub max_inflight_claims: usize,
+    /// Live seat map streams open at once; beyond it, 503 `overloaded`.
+    pub max_live_streams: usize,
     /// Claims per second one user may make on average (0: no limit), per process.
     pub user_rate: f64,
     /// Claims one user may make in a burst.
@@ -80,6 +82,7 @@ impl Settings {
             claim_strategy: ClaimStrategy::Redis,
             request_timeout: Duration::from_secs(30),
             max_inflight_claims: 10_000,
+            max_live_streams: 10_000,
             user_rate: 5.0,
             user_burst: 10,
             reconciler: true,

@@ -78,11 +78,10 @@ impl Application {
         let listener = TcpListener::bind(&settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
-        let live = LiveHub::new(Source::new(
-            settings.claim_strategy,
-            redis.clone(),
-            pool.clone(),
-        ));
+        let live = LiveHub::new(
+            Source::new(settings.claim_strategy, redis.clone(), pool.clone()),
+            settings.max_live_streams,
+        );
         let state = AppState::new(Shared {
             live,
             redis,

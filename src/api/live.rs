@@ -43,7 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "An endless `text/event-stream`", body = String,
             content_type = "text/event-stream"),
         (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
-        (status = 503, description = "`unavailable`: Redis failed or the request timed out", body = ErrorBody,
+        (status = 503, description = "`overloaded`: the gateway holds its maximum of streams (`SEATGATE_MAX_LIVE_STREAMS`); `unavailable`: Redis failed or the request timed out", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
     security(())
@@ -55,7 +55,8 @@ async fn stream(
     if !is_valid_event_id(&id) || !app.redis.is_on_sale(&id).await? {
         return Err(ApiError::EventNotFound);
     }
-    let events = futures::stream::unfold(app.live.subscribe(&id), next_event);
+    let subscription = app.live.subscribe(&id).ok_or(ApiError::Overloaded)?;
+    let events = futures::stream::unfold(subscription, next_event);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

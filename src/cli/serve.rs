@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Claims in flight at once before new ones get 503 overloaded.
     #[arg(long, env = "SEATGATE_MAX_INFLIGHT_CLAIMS", default_value_t = 10_000)]
     pub max_inflight_claims: usize,
+    /// Live seat map streams (`GET /v1/events/{id}/stream`) open at once before new
+    /// ones get 503 overloaded.
+    #[arg(long, env = "SEATGATE_MAX_LIVE_STREAMS", default_value_t = 10_000)]
+    pub max_live_streams: usize,
     /// Claims per second one user may make on average, per gateway (0: no limit).
     #[arg(long, env = "SEATGATE_USER_RATE", default_value_t = 5.0)]
     pub user_rate: f64,
@@ -65,6 +69,7 @@ impl ServeArgs {
             claim_strategy: self.claim_strategy,
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)),
             max_inflight_claims: self.max_inflight_claims.max(1),
+            max_live_streams: self.max_live_streams,
             user_rate: self.user_rate,
             user_burst: self.user_burst,
             reconciler: !self.no_reconciler,

@@ -28,7 +28,7 @@ use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::SeatStatus;
 use source::{Counters, Source};
@@ -58,6 +58,8 @@ pub struct LiveHub {
 
 struct Hub {
     source: Source,
+    /// One permit per open subscription: a bound on the streams a process holds.
+    streams: Arc<Semaphore>,
     tick: Duration,
     watches: Mutex<HashMap<String, Arc<Watch>>>,
     closed: watch::Sender<bool>,
@@ -92,14 +94,16 @@ fn status_char(s: SeatStatus) -> u8 {
 }
 
 impl LiveHub {
-    pub fn new(source: Source) -> Self {
-        Self::with_tick(source, TICK)
+    /// A hub allowing at most `max_streams` subscriptions at once.
+    pub fn new(source: Source, max_streams: usize) -> Self {
+        Self::with_tick(source, max_streams, TICK)
     }
 
-    pub fn with_tick(source: Source, tick: Duration) -> Self {
+    pub fn with_tick(source: Source, max_streams: usize, tick: Duration) -> Self {
         Self {
             hub: Arc::new(Hub {
                 source,
+                streams: Arc::new(Semaphore::new(max_streams)),
                 tick,
                 watches: Mutex::new(HashMap::new()),
                 closed: watch::channel(false).0,
@@ -107,9 +111,11 @@ impl LiveHub {
         }
     }
 
-    /// Subscribes to an event's map (starting its watcher if nobody watches it yet).
-    /// The caller has checked that the event is on sale.
-    pub fn subscribe(&self, event_id: &str) -> Subscription {
+    /// Subscribes to an event's map (starting its watcher if nobody watches it yet);
+    /// `None` when the process already holds its maximum of streams. The caller has
+    /// checked that the event is on sale.
+    pub fn subscribe(&self, event_id: &str) -> Option<Subscription> {
+        let permit = self.hub.streams.clone().try_acquire_owned().ok()?;
         let mut watches = lock(&self.hub.watches);
         let watch = watches
             .entry(event_id.to_owned())
@@ -126,13 +132,14 @@ impl LiveHub {
         // count under the same lock, so it never retires under a new subscriber.
         let (first, rx) = watch.snapshot_and_subscribe();
         drop(watches);
-        Subscription {
+        Some(Subscription {
             first,
             rx,
             watch,
             closed: self.hub.closed.subscribe(),
             done: false,
-        }
+            _permit: permit,
+        })
     }
 
     /// Ends every subscription and watcher (on shutdown, so that open streams do not
@@ -246,6 +253,7 @@ pub struct Subscription {
     watch: Arc<Watch>,
     closed: watch::Receiver<bool>,
     done: bool,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Subscription {

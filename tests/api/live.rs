@@ -320,3 +320,26 @@ async fn a_10000_seat_event_streams_its_whole_map_and_small_deltas() {
         "deltas carry the changed seats, not the map"
     );
 }
+
+#[tokio::test]
+async fn streams_beyond_the_limit_are_shed_with_retry_after() {
+    let app = spawn_app_with(|s| s.max_live_streams = 2).await;
+    let event = app.event_with(&seat_names(4), 4).await;
+    let mut a = SseStream::open(&app, &event).await;
+    let mut b = SseStream::open(&app, &event).await;
+    Map::from_snapshot(&mut a).await;
+    Map::from_snapshot(&mut b).await;
+    let url = app.url(&format!("/v1/events/{event}/stream"));
+    let r = app.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "overloaded");
+    // A stream that closes gives its place back.
+    drop(a);
+    eventually("a place frees up", Duration::from_secs(10), || async {
+        let r = reqwest::Client::new().get(&url).send().await.unwrap();
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+}
