@@ -43,6 +43,11 @@ use crate::db::{self, bookings::BookingRow};
 use crate::domain::{reasons, BookingStatus};
 use crate::telemetry;
 
+/// Redis follow-ups (`confirm.lua` and its notification) of one batch in flight at
+/// once, after its COMMIT: Redis calls only, pipelined on one multiplexed connection, so
+/// many can be in flight without holding anything else.
+const FOLLOW_UPS_IN_FLIGHT: usize = 256;
+
 /// Tuning of one reconciler.
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
@@ -586,7 +591,7 @@ impl Reconciler {
             .map(|((claim, after), outcome)| self.follow_up(claim, after, outcome))
             .collect();
         for settled in futures::stream::iter(followups)
-            .buffered(self.config.concurrency.max(1))
+            .buffered(FOLLOW_UPS_IN_FLIGHT)
             .collect::<Vec<_>>()
             .await
         {
