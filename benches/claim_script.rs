@@ -41,11 +41,7 @@ const IN_FLIGHT: usize = 64;
 const HOT_SEAT: &str = "HOT";
 
 fn main() -> ExitCode {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = common::runtime();
     let namespace = common::namespace();
     let store = match rt.block_on(connect(&namespace)) {
         Ok(store) => store,

@@ -38,11 +38,7 @@ const HOT_SEAT: &str = "HOT";
 const CLAIM_BODY: &str = r#"{"seats":["HOT"]}"#;
 
 fn main() -> ExitCode {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = common::runtime();
     let namespace = common::namespace();
     if let Err(reason) = rt.block_on(probe(&namespace)) {
         println!("skipped: http_claim benchmarks need Redis and MySQL: {reason}");

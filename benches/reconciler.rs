@@ -88,11 +88,7 @@ async fn pending_claims(s: &Setup, n: u64) {
 use futures::StreamExt;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let s = match rt.block_on(setup()) {
         Ok(s) => s,
         Err(reason) => {

@@ -25,11 +25,7 @@ const SEATS: usize = 100_000;
 const PER_CLAIM: u32 = 4;
 
 fn main() -> ExitCode {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = common::runtime();
     match rt.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Skip(reason)) => {

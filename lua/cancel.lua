@@ -33,26 +33,8 @@ if status == 'rejected' then
   return 'rejected'
 end
 
--- The ordinal of each seat of the booking, from its record ("ords" is written by
--- claim.lua in the order of "seats"). A seat not found there (a record written before
--- ordinals were kept in it, or no record at all after Redis lost it) is looked up in the
--- order list: LPOS walks the list (O(seats of the event)), which only these rare cases pay.
-local function ordinal_of(booking_key, order_key)
-  local rec = redis.call('HMGET', booking_key, 'seats', 'ords')
-  local known = {}
-  if rec[1] and rec[2] then
-    local seats, i = cjson.decode(rec[1]), 0
-    for ord in string.gmatch(rec[2] .. ',', '([^,]*),') do
-      i = i + 1
-      if seats[i] and ord ~= '' then
-        known[seats[i]] = ord
-      end
-    end
-  end
-  return function(seat)
-    return known[seat] or redis.call('LPOS', order_key, seat)
-  end
-end
+-- ordinal_of(booking_key, order_key): lua/lib/ordinals.lua, which src/claims/scripts.rs
+-- puts in front of this script.
 
 local ordinal = ordinal_of(booking_key, order_key)
 local pending, booked = 'pending:' .. bid, 'booked:' .. bid

@@ -16,6 +16,7 @@
 //! font library is needed to build or run this.
 
 use anyhow::{bail, Context, Result};
+use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -294,6 +295,32 @@ fn ms_label(ms: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// The chart frame every plot shares: margins and the axes' label areas.
+fn frame<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    y_label_width: u32,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin_left(20)
+        .margin_right(30)
+        .margin_bottom(10)
+        .x_label_area_size(55)
+        .y_label_area_size(y_label_width);
+    builder
+}
+
+/// The grid and label styles every plot shares.
+fn house_style<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+    label_size: u32,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.label_style((FONT, label_size))
+        .axis_desc_style((FONT, 17))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .light_line_style(RGBColor(245, 245, 245))
+}
+
 /// The title, the note under it, and the area left for the chart.
 fn header<'a>(
     root: &DrawingArea<SVGBackend<'a>, Shift>,
@@ -433,28 +460,23 @@ pub fn render_latency(series: &[LatencySeries], titles: &Titles, log_y: bool) ->
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         let body = header(&root, titles)?;
         let (plot, legend) = body.split_vertically(body.dim_in_pixel().1 - legend_height);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin_left(20)
-            .margin_right(30)
-            .margin_bottom(10)
-            .x_label_area_size(55)
-            .y_label_area_size(75)
-            .build_cartesian_2d(Ticked::new(0.0..x_max, keys), y_axis)?;
-        chart
-            .configure_mesh()
-            .x_desc("percentile (log scale of 1/(1 − q))")
-            .y_desc(if log_y {
-                "latency (ms, log scale)"
-            } else {
-                "latency (ms)"
-            })
-            .x_label_formatter(&|x| percentile_label(*x))
-            .y_label_formatter(&|y| ms_label(*y))
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 17))
-            .bold_line_style(RGBColor(215, 215, 215))
-            .light_line_style(RGBColor(245, 245, 245))
-            .draw()?;
+        let mut chart =
+            frame(&plot, 75).build_cartesian_2d(Ticked::new(0.0..x_max, keys), y_axis)?;
+        let y_desc = if log_y {
+            "latency (ms, log scale)"
+        } else {
+            "latency (ms)"
+        };
+        house_style(
+            chart
+                .configure_mesh()
+                .x_desc("percentile (log scale of 1/(1 − q))")
+                .y_desc(y_desc)
+                .x_label_formatter(&|x| percentile_label(*x))
+                .y_label_formatter(&|y| ms_label(*y)),
+            15,
+        )
+        .draw()?;
         let label_style =
             TextStyle::from((FONT, 16).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
         for (i, (s, points)) in series.iter().zip(plotted).enumerate() {
@@ -566,25 +588,19 @@ pub fn render_throughput(data: &CompareData, titles: &Titles) -> Result<String> 
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         let body = header(&root, titles)?;
-        let mut chart = ChartBuilder::on(&body)
-            .margin_left(20)
-            .margin_right(30)
-            .margin_bottom(10)
-            .x_label_area_size(55)
-            .y_label_area_size(90)
-            .build_cartesian_2d(Ticked::new(0.0..n as f64, keys), 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_desc("claim strategy")
-            .y_desc("claims answered per second")
-            .x_label_formatter(&|x| names.get(*x as usize).cloned().unwrap_or_default())
-            .y_label_formatter(&|y| thousands(y.round() as u64))
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 17))
-            .bold_line_style(RGBColor(215, 215, 215))
-            .light_line_style(RGBColor(245, 245, 245))
-            .draw()?;
+        let mut chart =
+            frame(&body, 90).build_cartesian_2d(Ticked::new(0.0..n as f64, keys), 0f64..y_max)?;
+        house_style(
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_desc("claim strategy")
+                .y_desc("claims answered per second")
+                .x_label_formatter(&|x| names.get(*x as usize).cloned().unwrap_or_default())
+                .y_label_formatter(&|y| thousands(y.round() as u64)),
+            16,
+        )
+        .draw()?;
         for (i, run) in data.runs.iter().enumerate() {
             let x = i as f64;
             let c = color(i);
@@ -787,24 +803,18 @@ pub fn render_reconciler(points: &[BenchPoint], titles: &Titles) -> Result<Strin
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         let body = header(&root, titles)?;
-        let mut chart = ChartBuilder::on(&body)
-            .margin_left(20)
-            .margin_right(30)
-            .margin_bottom(10)
-            .x_label_area_size(55)
-            .y_label_area_size(90)
+        let mut chart = frame(&body, 90)
             .build_cartesian_2d(Ticked::new(x_lo..x_hi, keys), 0f64..y_max.max(1.0))?;
-        chart
-            .configure_mesh()
-            .x_desc("batch size: outbox entries per read and per transaction (log scale)")
-            .y_desc("confirmed claims per second")
-            .x_label_formatter(&|x| format!("{}", 10f64.powf(*x).round()))
-            .y_label_formatter(&|y| thousands(y.round() as u64))
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 17))
-            .bold_line_style(RGBColor(215, 215, 215))
-            .light_line_style(RGBColor(245, 245, 245))
-            .draw()?;
+        house_style(
+            chart
+                .configure_mesh()
+                .x_desc("batch size: outbox entries per read and per transaction (log scale)")
+                .y_desc("confirmed claims per second")
+                .x_label_formatter(&|x| format!("{}", 10f64.powf(*x).round()))
+                .y_label_formatter(&|y| thousands(y.round() as u64)),
+            16,
+        )
+        .draw()?;
         let value_style =
             TextStyle::from((FONT, 15).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom));
         for (i, function) in functions.iter().enumerate() {

@@ -849,7 +849,7 @@ fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) ->
 }
 
 /// How long ago an outbox entry was added: its id is `<milliseconds>-<sequence>`.
-fn entry_age(id: &str) -> Duration {
+pub(crate) fn entry_age(id: &str) -> Duration {
     let added_ms: u64 = id
         .split('-')
         .next()

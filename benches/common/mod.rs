@@ -15,6 +15,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The runtime every bench drives the gateway's code on: two workers, as the machine
+/// has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// The shared Redis; `SEATGATE_BENCH_REDIS_URL` points the benches elsewhere.
 pub fn redis_url() -> String {
     std::env::var("SEATGATE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())

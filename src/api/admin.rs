@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{body_bytes, json_body, ApiPath, ApiQuery};
+use super::openapi::Unavailable;
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
 use crate::domain::*;
@@ -103,8 +104,7 @@ struct CreatedEvent {
         (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
         (status = 409, description = "`event_exists`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over 16 MiB", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(("admin_token" = []))
 )]
@@ -161,8 +161,7 @@ struct WarmReport {
         (status = 200, description = "The event is on sale", body = WarmReport),
         (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "`event_not_found`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(("admin_token" = []))
 )]
@@ -216,8 +215,7 @@ struct AuditResponse {
         (status = 400, description = "`invalid_request`: a bad query string", body = ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "`event_not_found`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(("admin_token" = []))
 )]

@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{body_bytes, json_body, ApiPath};
+use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
 use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
 use crate::config::ClaimStrategy;
@@ -158,7 +159,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
             )),
         (status = 400, description = "`invalid_request`: bad JSON, both or neither of seats/quantity, empty or duplicate seats, quantity < 1, bad Idempotency-Key", body = ErrorBody),
         (status = 401, description = "`unauthorized`: missing, invalid or expired user JWT (the admin token cannot claim)", body = ErrorBody),
-        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
+        (status = 404, response = inline(EventNotFound)),
         (status = 409, description = "`seats_unavailable` (with `seats`, the requested seats that are taken); `sold_out` when a quantity cannot be met; `booking_rejected` (with `booking_id` and `reason`) when a `Prefer: wait` claim was rejected", body = ErrorBody,
             examples(
                 ("seats_unavailable" = (value = json!({"error": "seats_unavailable", "message": "some of the requested seats are taken", "seats": ["A1"]}))),
@@ -433,9 +434,7 @@ async fn check_booking_path(
     event_id: &str,
     booking_id: &str,
 ) -> Result<(), ApiError> {
-    if !is_valid_event_id(event_id) || !app.redis.is_on_sale(event_id).await? {
-        return Err(ApiError::EventNotFound);
-    }
+    app.ensure_on_sale(event_id).await?;
     if uuid::Uuid::parse_str(booking_id).is_err() {
         return Err(ApiError::BookingNotFound);
     }
@@ -455,8 +454,7 @@ async fn check_booking_path(
         (status = 200, description = "The booking: `pending`, `confirmed`, `rejected` (with `reason`) or `cancelled`", body = Booking),
         (status = 401, description = "`unauthorized`: missing, invalid or expired token", body = ErrorBody),
         (status = 404, description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]
@@ -493,8 +491,7 @@ async fn get_booking(
         (status = 401, description = "`unauthorized`: missing, invalid or expired token", body = ErrorBody),
         (status = 404, description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`", body = ErrorBody),
         (status = 409, description = "`booking_rejected`: a rejected booking cannot be cancelled", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]

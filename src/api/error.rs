@@ -139,11 +139,11 @@ impl ApiError {
         }
     }
 
-    /// The JSON body of this error.
-    pub fn body(&self) -> ErrorBody {
-        let (_, error) = self.status_and_code();
+    /// The JSON body of this error. It takes the error, so that the seats of a 409
+    /// (the answer to nearly every claim of a drop) move into the body, not copied.
+    pub fn into_body(self) -> ErrorBody {
         let mut body = ErrorBody {
-            error,
+            error: self.code(),
             message: self.to_string(),
             seats: None,
             limit: None,
@@ -152,12 +152,12 @@ impl ApiError {
         };
         match self {
             ApiError::SeatsUnavailable(seats) | ApiError::UnknownSeats(seats) => {
-                body.seats = Some(seats.clone());
+                body.seats = Some(seats);
             }
-            ApiError::UserLimitExceeded(limit) => body.limit = Some(*limit),
+            ApiError::UserLimitExceeded(limit) => body.limit = Some(limit),
             ApiError::ClaimRejected { booking_id, reason } => {
-                body.booking_id = Some(booking_id.clone());
-                body.reason = Some(reason.clone());
+                body.booking_id = Some(booking_id);
+                body.reason = Some(reason);
             }
             _ => {}
         }
@@ -183,7 +183,7 @@ impl IntoResponse for ApiError {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
             _ => None,
         };
-        let mut response = (status, Json(self.body())).into_response();
+        let mut response = (status, Json(self.into_body())).into_response();
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

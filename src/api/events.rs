@@ -8,8 +8,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::extract::ApiPath;
+use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
 use crate::config::ClaimStrategy;
 use crate::db::sync_claim;
@@ -41,9 +42,8 @@ struct EventView {
     params(("id" = String, Path, description = "Event id")),
     responses(
         (status = 200, description = "The event", body = EventView),
-        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 404, response = inline(EventNotFound)),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(())
 )]
@@ -94,9 +94,8 @@ struct SeatView {
     params(("id" = String, Path, description = "Event id")),
     responses(
         (status = 200, description = "Every seat with its status", body = SeatMap),
-        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a backend failed or the request timed out", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 404, response = inline(EventNotFound)),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(())
 )]
@@ -104,9 +103,7 @@ async fn get_seats(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SeatMap>, ApiError> {
-    if !is_valid_event_id(&id) || !app.redis.is_on_sale(&id).await? {
-        return Err(ApiError::EventNotFound);
-    }
+    app.ensure_on_sale(&id).await?;
     let seats: Vec<SeatView> = match app.strategy {
         ClaimStrategy::Redis => app
             .redis

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
+use super::openapi::EventNotFound;
 use super::AppState;
 use crate::domain::is_valid_event_id;
 use crate::live::{Message, Subscription};
@@ -42,7 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "An endless `text/event-stream`", body = String,
             content_type = "text/event-stream"),
-        (status = 404, description = "`event_not_found`: unknown, or not on sale (not warmed)", body = ErrorBody),
+        (status = 404, response = inline(EventNotFound)),
         (status = 503, description = "`overloaded`: the gateway holds its maximum of streams (`SEATGATE_MAX_LIVE_STREAMS`); `unavailable`: Redis failed or the request timed out", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
@@ -52,9 +53,7 @@ async fn stream(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if !is_valid_event_id(&id) || !app.redis.is_on_sale(&id).await? {
-        return Err(ApiError::EventNotFound);
-    }
+    app.ensure_on_sale(&id).await?;
     let subscription = app.live.subscribe(&id).ok_or(ApiError::Overloaded)?;
     let events = futures::stream::unfold(subscription, next_event);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -43,6 +43,17 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// `event_not_found` unless `event_id` is well formed and the event is on sale
+    /// (warmed): every public endpoint treats an event that is not on sale as unknown.
+    pub async fn ensure_on_sale(&self, event_id: &str) -> Result<(), ApiError> {
+        if !crate::domain::is_valid_event_id(event_id) || !self.redis.is_on_sale(event_id).await? {
+            return Err(ApiError::EventNotFound);
+        }
+        Ok(())
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Shared;
 

@@ -11,12 +11,25 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ErrorBody, ErrorCode};
 use super::AppState;
+
+/// The 503 most operations document: `unavailable`, with `Retry-After`.
+#[derive(ToResponse)]
+#[response(
+    description = "`unavailable`: a backend failed or the request timed out",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+)]
+pub struct Unavailable(#[allow(dead_code)] ErrorBody);
+
+/// The 404 of the operations on an event that must be on sale.
+#[derive(ToResponse)]
+#[response(description = "`event_not_found`: unknown, or not on sale (not warmed)")]
+pub struct EventNotFound(#[allow(dead_code)] ErrorBody);
 
 /// The name of the admin bearer token's security scheme.
 pub const ADMIN_TOKEN: &str = "admin_token";

@@ -15,10 +15,18 @@ pub static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/claim.lua")));
 pub static CONFIRM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/confirm.lua")));
-pub static REJECT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/reject.lua")));
-pub static CANCEL: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/cancel.lua")));
+pub static REJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../lua/lib/ordinals.lua"),
+        include_str!("../../lua/reject.lua")
+    ))
+});
+pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../lua/lib/ordinals.lua"),
+        include_str!("../../lua/cancel.lua")
+    ))
+});
 pub static WARM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/warm.lua")));
 pub static WARM_FINISH: LazyLock<Script> =

@@ -19,7 +19,7 @@
 //! `Idempotency-Key`, and a 429, a 503 or a failed connection is retried with the same
 //! key after a full-jitter exponential backoff that honours `Retry-After`.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -29,9 +29,7 @@ use crate::config::ClaimStrategy;
 use crate::loadgen::report::{millis, thousands, Mode};
 use crate::loadgen::runner::MAX_CLAIMS;
 use crate::loadgen::verify::CONFIRM_DEADLINE;
-use crate::loadgen::{
-    self, DropReport, InProcessGateway, Pacing, Plan, Schedule, Stores, Workload,
-};
+use crate::loadgen::{self, DropReport, InProcessGateway, Pacing, Plan, Stores, Workload};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -83,17 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &args.http_addr,
     )
     .await?;
-    let pacing = match args.rate {
-        None => Pacing::Closed {
-            concurrency: args.concurrency,
-        },
-        Some(rate) => Pacing::Open {
-            schedule: Schedule::new(rate)
-                .with_context(|| format!("--rate {rate}: give claims per second, above 0"))?,
-            max_outstanding: args.concurrency,
-            max_lateness: Duration::from_secs(1),
-        },
-    };
+    let pacing = Pacing::new(args.rate, args.concurrency, Duration::from_secs(1))?;
     let event_id = loadgen::event_id("demo")?;
     let base = &gateway.target.base;
     eprintln!("seatgate demo: gateway at {base}");

@@ -28,8 +28,8 @@ use super::StoreArgs;
 use crate::config::ClaimStrategy;
 use crate::loadgen::runner::strategy_name;
 use crate::loadgen::{
-    self, Comparison, DropReport, InProcessGateway, Pacing, Plan, QuantityMix, Schedule, Stores,
-    Target, Workload,
+    self, Comparison, DropReport, InProcessGateway, Pacing, Plan, QuantityMix, Stores, Target,
+    Workload,
 };
 
 /// Where MySQL is when neither `--database-url` nor `SEATGATE_DATABASE_URL` says.
@@ -131,22 +131,11 @@ pub struct DropArgs {
 impl DropArgs {
     /// The plan of one run, on an event named after `prefix`.
     fn plan(&self, prefix: &str) -> anyhow::Result<Plan> {
-        let pacing = match self.rate {
-            None => Pacing::Closed {
-                concurrency: self.concurrency,
-            },
-            Some(rate) => Pacing::Open {
-                schedule: Schedule::new(rate)
-                    .filter(|_| rate <= 1_000_000.0)
-                    .with_context(|| {
-                        format!(
-                            "--rate {rate}: give claims per second, above 0 and at most 1000000"
-                        )
-                    })?,
-                max_outstanding: self.concurrency,
-                max_lateness: Duration::from_millis(self.max_lateness_ms),
-            },
-        };
+        let pacing = Pacing::new(
+            self.rate,
+            self.concurrency,
+            Duration::from_millis(self.max_lateness_ms),
+        )?;
         let duration = match self.duration {
             None => None,
             Some(d) if d.is_finite() && d > 0.0 && d <= 86_400.0 => {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::SeatStatus;
-use source::{Counters, Source};
+use source::{Counters, Reading, Source};
 
 /// How often a watcher reads the event, and so the longest a change waits to be sent.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -342,21 +342,13 @@ impl Poller {
     ) -> anyhow::Result<bool> {
         // Counters first, seats second: any change after this read shows in the next
         // tick's counters, so a change the seat scan misses is caught up then.
-        let Some(counters) = source.counters(event_id).await? else {
+        let Some(Reading { name, counters }) = source.read(event_id).await? else {
             return Ok(false);
         };
         let rate = self.rate(counters.claims_total);
         let previous = lock(&watch.map).as_ref().map(|m| m.counters);
         let Some(previous) = previous else {
             let seats = source.seats(event_id).await?;
-            let name = match source {
-                source::Source::Redis(redis) => redis.event_summary(event_id).await?,
-                source::Source::Mysql(db) => {
-                    crate::db::sync_claim::event_summary(db, event_id).await?
-                }
-            }
-            .map(|s| s.name)
-            .unwrap_or_default();
             let map = MapState::new(event_id, name, seats, counters);
             let mut slot = lock(&watch.map);
             let _ = watch.tx.send(map.snapshot());
@@ -459,6 +451,43 @@ mod tests {
         assert_eq!(v["seats"], json!(["B1", "A1"]));
         assert_eq!(v["status"], "pa");
         assert_eq!(v["counters"]["claims_total"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_gets_a_fresh_snapshot_then_the_deltas() {
+        let seats = vec![("A1".to_owned(), SeatStatus::Available)];
+        let shared = Arc::new(Watch {
+            tx: broadcast::channel(BACKLOG).0,
+            map: Mutex::new(Some(MapState::new(
+                "e",
+                "E".into(),
+                seats,
+                Counters::default(),
+            ))),
+        });
+        let (first, rx) = shared.snapshot_and_subscribe();
+        let (_open, closed) = watch::channel(false);
+        let mut sub = Subscription {
+            first,
+            rx,
+            watch: shared.clone(),
+            closed,
+            done: false,
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+        };
+        assert!(matches!(sub.next().await, Some(Message::Snapshot(_))));
+
+        // The seat changes, and more deltas come than the subscriber may fall behind.
+        lock(&shared.map).as_mut().unwrap().status[0] = b'b';
+        for _ in 0..=BACKLOG {
+            shared.tx.send(Message::Delta("{}".into())).unwrap();
+        }
+        let Some(Message::Snapshot(body)) = sub.next().await else {
+            panic!("a fresh snapshot after falling behind")
+        };
+        assert!(body.contains(r#""status":"b""#), "{body}");
+        shared.tx.send(Message::Delta("next".into())).unwrap();
+        assert!(matches!(sub.next().await, Some(Message::Delta(d)) if &*d == "next"));
     }
 
     #[test]

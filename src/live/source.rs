@@ -10,6 +10,7 @@ use crate::claims::RedisStore;
 use crate::config::ClaimStrategy;
 use crate::db::sync_claim;
 use crate::domain::SeatStatus;
+use crate::reconciler::entry_age;
 
 /// Seats per `HSCAN` step: small steps keep each Redis call short, so a 10,000-seat
 /// map is read without blocking claims for milliseconds the way one `HGETALL` would.
@@ -33,8 +34,12 @@ pub struct Counters {
     pub reconciler_lag_ms: u64,
 }
 
-/// One read of the counters; `None` when the event is not (or no longer) on sale.
-pub type CountersRead = Option<Counters>;
+/// One read of an event: its name and counters.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub name: String,
+    pub counters: Counters,
+}
 
 #[derive(Clone)]
 pub enum Source {
@@ -111,12 +116,15 @@ impl Source {
         }
     }
 
-    pub async fn counters(&self, event_id: &str) -> anyhow::Result<CountersRead> {
-        match self {
+    /// The event's name and counters; `None` when it is not (or no longer) on sale.
+    pub async fn read(&self, event_id: &str) -> anyhow::Result<Option<Reading>> {
+        let (summary, outbox) = match self {
             Self::Redis(redis) => {
                 let Some(summary) = redis.event_summary(event_id).await? else {
                     return Ok(None);
                 };
+                // Warming creates the outbox (with its consumer group), so an event on
+                // sale has one.
                 let mut conn = redis.connection();
                 let info: Value = bounded(
                     redis::cmd("XINFO")
@@ -124,37 +132,29 @@ impl Source {
                         .arg(redis.keys(event_id).outbox())
                         .query_async(&mut conn),
                 )
-                .await
-                // No outbox yet (nothing claimed since an old warm): nothing pending.
-                .unwrap_or(Value::Nil);
-                let outbox = OutboxInfo::parse(&info);
-                Ok(Some(Counters {
-                    seats_total: summary.seats_total,
-                    available: summary.available,
-                    pending: summary.pending,
-                    booked: summary.booked,
-                    claims_total: Some(outbox.entries_added),
-                    outbox_length: outbox.length,
-                    reconciler_lag_ms: outbox
-                        .first_entry_ms
-                        .map(|ms| now_ms().saturating_sub(ms))
-                        .unwrap_or(0),
-                }))
+                .await?;
+                (summary, Some(OutboxInfo::parse(info)))
             }
-            Self::Mysql(db) => {
-                Ok(sync_claim::event_summary(db, event_id)
-                    .await?
-                    .map(|s| Counters {
-                        seats_total: s.seats_total,
-                        available: s.available,
-                        pending: s.pending,
-                        booked: s.booked,
-                        claims_total: None,
-                        outbox_length: 0,
-                        reconciler_lag_ms: 0,
-                    }))
-            }
-        }
+            Self::Mysql(db) => match sync_claim::event_summary(db, event_id).await? {
+                Some(summary) => (summary, None),
+                None => return Ok(None),
+            },
+        };
+        let counters = Counters {
+            seats_total: summary.seats_total,
+            available: summary.available,
+            pending: summary.pending,
+            booked: summary.booked,
+            claims_total: outbox.as_ref().map(|o| o.entries_added),
+            outbox_length: outbox.as_ref().map_or(0, |o| o.length),
+            reconciler_lag_ms: outbox
+                .and_then(|o| o.first_entry_id)
+                .map_or(0, |id| entry_age(&id).as_millis() as u64),
+        };
+        Ok(Some(Reading {
+            name: summary.name,
+            counters,
+        }))
     }
 }
 
@@ -167,65 +167,36 @@ async fn bounded<T>(
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// What the live map needs from `XINFO STREAM <outbox>`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct OutboxInfo {
     pub length: u64,
     pub entries_added: u64,
-    /// Milliseconds part of the oldest entry's id: when the oldest unsettled claim
-    /// was made (settled entries are deleted from the outbox).
-    pub first_entry_ms: Option<u64>,
+    /// The oldest entry's id: the oldest unsettled claim (settled entries are deleted
+    /// from the outbox).
+    pub first_entry_id: Option<String>,
 }
 
 impl OutboxInfo {
-    /// Reads the reply, a flat list of field/value pairs (RESP2) or a map (RESP3).
-    /// Redis before 7.0 has no `entries-added`; it then counts as 0.
-    pub fn parse(reply: &Value) -> Self {
-        let pairs: Vec<(&Value, &Value)> = match reply {
-            Value::Array(items) => items.chunks_exact(2).map(|p| (&p[0], &p[1])).collect(),
-            Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
-            _ => Vec::new(),
+    /// Reads the reply's field/value pairs. Redis before 7.0 has no `entries-added`;
+    /// it then counts as 0.
+    pub fn parse(reply: Value) -> Self {
+        let fields: HashMap<String, Value> = redis::from_redis_value(reply).unwrap_or_default();
+        let number = |field: &str| {
+            fields
+                .get(field)
+                .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+                .unwrap_or(0)
         };
-        let mut info = Self::default();
-        for (field, value) in pairs {
-            match text(field).as_deref() {
-                Some("length") => info.length = int(value).unwrap_or(0),
-                Some("entries-added") => info.entries_added = int(value).unwrap_or(0),
-                Some("first-entry") => {
-                    info.first_entry_ms = match value {
-                        Value::Array(entry) => entry
-                            .first()
-                            .and_then(text)
-                            .and_then(|id| id.split('-').next()?.parse().ok()),
-                        _ => None,
-                    }
-                }
-                _ => {}
-            }
+        Self {
+            length: number("length"),
+            entries_added: number("entries-added"),
+            // `[id, [field, value, ...]]`, or nil when the stream is empty.
+            first_entry_id: fields
+                .get("first-entry")
+                .and_then(|v| redis::from_redis_value_ref::<(String, Value)>(v).ok())
+                .map(|(id, _)| id),
         }
-        info
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other)?.parse().ok(),
     }
 }
 
@@ -250,11 +221,11 @@ mod tests {
             Value::Array(vec![bulk("1767225600999-4"), Value::Array(vec![])]),
         ]);
         assert_eq!(
-            OutboxInfo::parse(&reply),
+            OutboxInfo::parse(reply),
             OutboxInfo {
                 length: 3,
                 entries_added: 42,
-                first_entry_ms: Some(1_767_225_600_123),
+                first_entry_id: Some("1767225600123-0".into()),
             }
         );
     }
@@ -269,9 +240,9 @@ mod tests {
             bulk("first-entry"),
             Value::Nil,
         ]);
-        let info = OutboxInfo::parse(&reply);
+        let info = OutboxInfo::parse(reply);
         assert_eq!((info.length, info.entries_added), (0, 7));
-        assert_eq!(info.first_entry_ms, None);
-        assert_eq!(OutboxInfo::parse(&Value::Nil), OutboxInfo::default());
+        assert_eq!(info.first_entry_id, None);
+        assert_eq!(OutboxInfo::parse(Value::Nil), OutboxInfo::default());
     }
 }

@@ -77,6 +77,30 @@ pub enum Pacing {
 }
 
 impl Pacing {
+    /// `concurrency` claims in flight (closed loop), or with a `rate`, an open loop at
+    /// `rate` claims per second with at most `concurrency` outstanding, dropping a
+    /// claim that cannot start within `max_lateness` of its time.
+    pub fn new(
+        rate: Option<f64>,
+        concurrency: u32,
+        max_lateness: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(match rate {
+            None => Pacing::Closed { concurrency },
+            Some(rate) => Pacing::Open {
+                schedule: Schedule::new(rate)
+                    .filter(|_| rate <= 1_000_000.0)
+                    .with_context(|| {
+                        format!(
+                            "--rate {rate}: give claims per second, above 0 and at most 1000000"
+                        )
+                    })?,
+                max_outstanding: concurrency,
+                max_lateness,
+            },
+        })
+    }
+
     fn in_flight(&self) -> u32 {
         match self {
             Pacing::Closed { concurrency } => *concurrency,

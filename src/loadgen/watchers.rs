@@ -97,10 +97,10 @@ impl LineCounter {
                 }
                 continue;
             }
-            if self.partial.starts_with(b"event: snapshot") || self.partial == b"event:snapshot" {
-                seen.snapshots += 1;
-            } else if self.partial.starts_with(b"event: delta") {
-                seen.deltas += 1;
+            match self.partial.strip_prefix(b"event:").map(<[u8]>::trim_ascii) {
+                Some(b"snapshot") => seen.snapshots += 1,
+                Some(b"delta") => seen.deltas += 1,
+                _ => {}
             }
             self.partial.clear();
         }

@@ -10,7 +10,6 @@
 
 use futures::future::join_all;
 use reqwest::StatusCode;
-use seatgate::reconciler::{Reconciler, ReconcilerConfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
-use crate::helpers::{spawn_app_with, REDIS_URL};
+use crate::helpers::spawn_app_with;
 
 struct Browser {
     chromium: PathBuf,
@@ -126,13 +125,7 @@ async fn the_live_page_shows_seats_turn_pending_then_booked_in_a_real_browser() 
         .unwrap();
     expect_line(&mut lines, "PENDING").await;
 
-    let reconciler = Reconciler::new(
-        app.redis.clone(),
-        REDIS_URL,
-        app.db.clone(),
-        ReconcilerConfig::default(),
-    )
-    .unwrap();
+    let reconciler = app.reconciler();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(reconciler.run(async move {
         let _ = stopped.await;

@@ -361,13 +361,7 @@ async fn shutdown_in_the_middle_of_a_drop_loses_nothing_acknowledged() {
     assert!(!won.is_empty());
 
     // Whatever was acknowledged is persisted by the next reconciler.
-    let reconciler = Reconciler::new(
-        app.redis.clone(),
-        REDIS_URL,
-        app.db.clone(),
-        ReconcilerConfig::default(),
-    )
-    .unwrap();
+    let reconciler = app.reconciler();
     while reconciler
         .step(Duration::from_millis(50))
         .await

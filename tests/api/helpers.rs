@@ -8,6 +8,7 @@ use redis::AsyncCommands;
 use reqwest::{Response, StatusCode};
 use seatgate::claims::RedisStore;
 use seatgate::config::{Secret, Settings};
+use seatgate::reconciler::{Reconciler, ReconcilerConfig};
 use seatgate::startup::Application;
 use serde_json::{json, Value};
 use sqlx::MySqlPool;
@@ -356,6 +357,27 @@ impl TestApp {
         .await
         .unwrap();
         n
+    }
+
+    /// A reconciler on this gateway's Redis and MySQL, with the default tuning, for
+    /// tests that drive it themselves (the gateway's own runs unless turned off).
+    pub fn reconciler(&self) -> Reconciler {
+        Reconciler::new(
+            self.redis.clone(),
+            &self.settings.redis_url,
+            self.db.clone(),
+            ReconcilerConfig::default(),
+        )
+        .unwrap()
+    }
+
+    /// The seat ids of the public seat map, in its (best-available) order.
+    pub async fn seat_order(&self, event: &str) -> Vec<String> {
+        self.seat_statuses(event)
+            .await
+            .into_iter()
+            .map(|(seat, _)| seat)
+            .collect()
     }
 
     /// Shuts the gateway down gracefully (as on SIGTERM) and waits until it stopped:

@@ -9,16 +9,6 @@ use seatgate::reconciler::{Claim, Reconciler, ReconcilerConfig, Settled};
 
 use crate::helpers::*;
 
-fn reconciler(app: &TestApp) -> Reconciler {
-    Reconciler::new(
-        app.redis.clone(),
-        REDIS_URL,
-        app.db.clone(),
-        ReconcilerConfig::default(),
-    )
-    .unwrap()
-}
-
 /// Runs reconciler steps until one settles nothing.
 async fn drain(r: &Reconciler) -> usize {
     let mut total = 0;
@@ -94,7 +84,7 @@ async fn a_pending_booking_cancelled_before_the_reconciler_runs_is_never_booked(
     assert_eq!(app.seat_status(&event, "S0001").await, "available");
 
     // The claim is still in the outbox; the reconciler finds the tombstone.
-    let r = reconciler(&app);
+    let r = app.reconciler();
     assert_eq!(drain(&r).await, 1);
     assert_eq!(
         app.mysql_seat(&event, "S0001").await,
@@ -126,7 +116,7 @@ async fn a_seat_booked_elsewhere_in_mysql_rejects_the_claim_and_redis_follows_my
     let other = uuid::Uuid::now_v7().to_string();
     app.mysql_book(&event, "S0002", &other, "zed").await;
 
-    let r = reconciler(&app);
+    let r = app.reconciler();
     let report = r.step(Duration::from_millis(50)).await.unwrap();
     assert_eq!(report.rejected, 1);
 
@@ -178,7 +168,7 @@ async fn a_redelivered_claim_that_mysql_already_has_is_confirmed_without_a_secon
         user_id: "alice".into(),
         seats: vec!["S0001".into()],
     };
-    let r = reconciler(&app);
+    let r = app.reconciler();
 
     // First delivery persists and confirms; the entry is not acknowledged (as if the
     // process died before XACK), so the outbox delivers it again.
@@ -242,7 +232,7 @@ async fn warming_during_a_drop_keeps_pending_claims_and_never_offers_mysql_booke
     assert_eq!(r.status(), StatusCode::CONFLICT);
 
     // The held claim still goes through.
-    drain(&reconciler(&app)).await;
+    drain(&app.reconciler()).await;
     assert_eq!(
         app.mysql_seat(&event, "S0001").await,
         ("booked".to_owned(), Some(held))
@@ -343,7 +333,8 @@ async fn a_permanent_database_failure_rejects_the_claim_and_rolls_redis_back() {
         .await;
     fail_confirmed_writes(&app, 1644).await;
 
-    let report = reconciler(&app)
+    let report = app
+        .reconciler()
         .step(Duration::from_millis(50))
         .await
         .unwrap();
@@ -376,7 +367,7 @@ async fn transient_failures_are_retried_until_the_claim_deadline() {
     fail_confirmed_writes(&app, 1205).await;
 
     // Within the deadline: the claim stays pending and the entry unacknowledged.
-    let r = reconciler(&app);
+    let r = app.reconciler();
     let report = r.step(Duration::from_millis(50)).await.unwrap();
     assert_eq!((report.retry, report.settled()), (1, 0), "{report:?}");
     assert_eq!(app.seat_status(&event, "S0001").await, "pending");
@@ -445,7 +436,7 @@ async fn an_undecodable_outbox_entry_is_dead_lettered_and_its_booking_rejected()
         .query_async(&mut conn)
         .await
         .unwrap();
-    let r = reconciler(&app);
+    let r = app.reconciler();
     let report = r.step(Duration::from_millis(50)).await.unwrap();
     assert_eq!(report.dead, 1, "{report:?}");
     let dead: usize = redis::cmd("XLEN")
@@ -510,7 +501,7 @@ async fn one_batch_settles_each_claim_on_its_own_merits() {
         claim("d", &d, &["S0004"]),
         claim("e", &e, &["S0005", "S0006"]),
     ];
-    let outcomes = reconciler(&app).settle_batch(&batch).await.unwrap();
+    let outcomes = app.reconciler().settle_batch(&batch).await.unwrap();
     assert_eq!(
         outcomes,
         vec![
@@ -542,7 +533,7 @@ async fn one_batch_settles_each_claim_on_its_own_merits() {
     assert_eq!(rejected["status"], "rejected");
     assert_eq!(app.seat_status(&event, "S0002").await, "booked");
     // Settling the same batch again changes nothing (the outbox delivers at least once).
-    let again = reconciler(&app).settle_batch(&batch).await.unwrap();
+    let again = app.reconciler().settle_batch(&batch).await.unwrap();
     assert!(
         again
             .iter()
@@ -551,7 +542,7 @@ async fn one_batch_settles_each_claim_on_its_own_merits() {
     );
     assert_eq!(app.mysql_confirmed(&event).await, 4);
     // The outbox entries themselves go through the batched step and are acknowledged.
-    assert_eq!(drain(&reconciler(&app)).await, 5);
+    assert_eq!(drain(&app.reconciler()).await, 5);
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
 
@@ -580,7 +571,7 @@ async fn a_seat_freed_by_a_rejection_goes_back_to_its_ordinal_place() {
     // Meanwhile A1 was booked elsewhere: alice's claim is rejected, Z9 is free again.
     let other = uuid::Uuid::now_v7().to_string();
     app.mysql_book(&event, "A1", &other, "zoe").await;
-    drain(&reconciler(&app)).await;
+    drain(&app.reconciler()).await;
     let b: Value = app
         .get_booking(&event, &alice, &app.user_token("alice"))
         .await
@@ -611,7 +602,7 @@ async fn seats_freed_by_cancellations_go_back_to_their_ordinal_places() {
     let event = app.event_with(&seats, 4).await;
     let (alice, _) = best(&app, &event, "alice", 1).await; // Z9
     best(&app, &event, "bob", 1).await; // A1
-    drain(&reconciler(&app)).await; // both confirmed
+    drain(&app.reconciler()).await; // both confirmed
     let (carol, taken) = best(&app, &event, "carol", 2).await;
     assert_eq!(taken, json!(["M5", "B2"]));
     // Cancel a confirmed booking and a pending one.
@@ -619,7 +610,7 @@ async fn seats_freed_by_cancellations_go_back_to_their_ordinal_places() {
         let r = app.cancel(&event, id, &app.user_token(user)).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
-    drain(&reconciler(&app)).await; // carol's claim meets its tombstone
+    drain(&app.reconciler()).await; // carol's claim meets its tombstone
                                     // Listed in best-available order, and handed out in it.
     assert_eq!(
         app.seat_statuses(&event).await,
@@ -664,12 +655,6 @@ async fn audit_repair_puts_seats_back_in_their_ordinal_places() {
     assert_eq!(app.audit(&event, false).await["consistent"], true);
     let score: Option<f64> = conn.zscore(keys.avail(), "C1").await.unwrap();
     assert_eq!(score, Some(1.0));
-    let order: Vec<String> = app
-        .seat_statuses(&event)
-        .await
-        .into_iter()
-        .map(|s| s.0)
-        .collect();
-    assert_eq!(order, seats);
+    assert_eq!(app.seat_order(&event).await, seats);
     assert_eq!(best(&app, &event, "alice", 2).await.1, json!(["D0", "C1"]));
 }

@@ -5,8 +5,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-use seatgate::reconciler::{Reconciler, ReconcilerConfig};
-
 use crate::helpers::*;
 
 async fn claim_waiting(
@@ -87,13 +85,7 @@ async fn a_waiting_claim_learns_of_its_rejection_when_it_happens() {
         (app.event_json(&event).await["pending"] == 1).then_some(())
     })
     .await;
-    let reconciler = Reconciler::new(
-        app.redis.clone(),
-        REDIS_URL,
-        app.db.clone(),
-        ReconcilerConfig::default(),
-    )
-    .unwrap();
+    let reconciler = app.reconciler();
     assert_eq!(
         reconciler
             .step(Duration::from_millis(50))
