@@ -66,6 +66,8 @@ pub struct Settings {
     /// A claim still not persisted this long after it was made is rejected
     /// (`deadline_exceeded`) once MySQL can record the rejection.
     pub claim_deadline: Duration,
+    /// The listener's backlog, connection cap and per-connection timeouts.
+    pub server: crate::server::ServerLimits,
 }
 
 impl Settings {
@@ -88,6 +90,7 @@ impl Settings {
             reconciler: true,
             db_max_connections: 32,
             claim_deadline: Duration::from_secs(300),
+            server: crate::server::ServerLimits::default(),
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   Redis, or rejects it and puts Redis back in line with MySQL.
 //! - [`db`]: MySQL, the system of record (migrations in `migrations/`).
 //! - [`ops`]: warm, audit and cancel, which span both stores.
+//! - [`server`]: the HTTP server loop (listen backlog, connection cap, header and idle
+//!   timeouts).
 //! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
 //! - [`plot`]: SVG plots of the benchmarks' results (`seatgate plot`).
 //! - [`sandbox`]: private `redis-server` / `mariadbd` processes for the demo and the
@@ -29,5 +31,6 @@ pub mod ops;
 pub mod plot;
 pub mod reconciler;
 pub mod sandbox;
+pub mod server;
 pub mod startup;
 pub mod telemetry;

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState, Shared};
@@ -18,10 +17,12 @@ use crate::config::{ClaimStrategy, Settings};
 use crate::db;
 use crate::live::{source::Source, LiveHub};
 use crate::reconciler::{backoff, Reconciler, ReconcilerConfig};
+use crate::server::{self, HttpListener, ServerLimits};
 
 /// A gateway bound to its port, ready to run.
 pub struct Application {
-    listener: TcpListener,
+    listener: HttpListener,
+    limits: ServerLimits,
     state: AppState,
     reconciler: Option<Reconciler>,
     /// The database URL when migrations could not run at build time; `run_until`
@@ -75,7 +76,7 @@ impl Application {
             None
         };
         let (ready_tx, ready_rx) = watch::channel(db_ready.is_none());
-        let listener = TcpListener::bind(&settings.http_addr)
+        let listener = HttpListener::bind(&settings.http_addr, settings.server.listen_backlog)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let live = LiveHub::new(
@@ -99,6 +100,7 @@ impl Application {
         });
         Ok(Self {
             listener,
+            limits: settings.server,
             state,
             reconciler,
             pending_db_prepare: db_ready,
@@ -165,16 +167,15 @@ impl Application {
         let live = self.state.live.clone();
         let app = api::router(self.state);
         let mut stop = stop_rx.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let server = tokio::spawn(server::serve(self.listener, app, self.limits, async move {
             let _ = stop.wait_for(|s| *s).await;
-        });
-        let server = tokio::spawn(async move { server.await });
+        }));
         shutdown.await;
         tracing::info!("shutting down: draining requests, finishing the reconciler step");
         let _ = stop_tx.send(true);
         // Open live streams never end by themselves: end them, or draining would wait.
         live.close();
-        server.await.context("server task")?.context("server")?;
+        server.await.context("server task")?;
         if let Some(r) = reconciler {
             r.await.context("reconciler task")?;
         }

@@ -5,7 +5,9 @@ use clap::Args;
 
 use super::StoreArgs;
 use crate::config::{ClaimStrategy, Secret, Settings};
+use crate::server::ServerLimits;
 use crate::startup::{shutdown_signal, Application};
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -45,6 +47,19 @@ pub struct ServeArgs {
     /// MySQL connections in the pool.
     #[arg(long, env = "SEATGATE_DB_MAX_CONNECTIONS", default_value_t = 32)]
     pub db_max_connections: u32,
+    /// Connections the kernel queues for accept (capped by net.core.somaxconn).
+    #[arg(long, env = "SEATGATE_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+    /// HTTP connections open at once; beyond it new ones wait in the backlog.
+    #[arg(long, env = "SEATGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Milliseconds a client may take to send a request head, from its first byte.
+    #[arg(long, env = "SEATGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a connection may stay open with no request in flight and no
+    /// byte moving.
+    #[arg(long, env = "SEATGATE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
 }
 
 impl ServeArgs {
@@ -74,6 +89,12 @@ impl ServeArgs {
             user_burst: self.user_burst,
             reconciler: !self.no_reconciler,
             db_max_connections: self.db_max_connections.max(1),
+            server: ServerLimits {
+                listen_backlog: self.listen_backlog.max(1),
+                max_connections: self.max_connections.max(1),
+                header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+                idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            },
         })
     }
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod baseline;
 mod bookings;
 mod browser;
+mod connections;
 mod faults;
 mod health;
 mod helpers;
