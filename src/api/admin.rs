@@ -1,18 +1,17 @@
 //! Admin endpoints: create, warm and audit events.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{body_bytes, json_body, ApiPath, ApiQuery};
+use super::extract::{json_body, read_body, ApiPath, ApiQuery};
 use super::openapi::Unavailable;
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
@@ -25,7 +24,7 @@ const CREATE_EVENT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_event).layer(DefaultBodyLimit::max(CREATE_EVENT_BODY_LIMIT)))
+        .routes(routes!(create_event))
         .routes(routes!(warm_event))
         .routes(routes!(audit_event))
 }
@@ -111,10 +110,10 @@ struct CreatedEvent {
 async fn create_event(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<CreatedEvent>), ApiError> {
     app.auth.admin(&headers)?;
-    let req: CreateEvent = json_body(&body_bytes(body)?)?;
+    let req: CreateEvent = json_body(&read_body(body, CREATE_EVENT_BODY_LIMIT).await?)?;
     let per_user_limit = req.validate()?;
     let new = NewEvent {
         id: &req.id,

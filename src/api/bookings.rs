@@ -4,9 +4,8 @@
 //! `Idempotency-Key` and the body, then makes exactly one Redis call (`claim.lua`),
 //! and turns the outcome into the contract's answer. MySQL is never touched here.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,12 +14,12 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::time::Duration;
 use utoipa::ToSchema;
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{body_bytes, json_body, ApiPath};
+use super::extract::{json_body, read_body, ApiPath};
 use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
 use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
@@ -31,12 +30,17 @@ use crate::ops;
 use crate::ops::cancel::Requester;
 use crate::telemetry::{self, ClaimProbe, ClaimResult};
 
-/// Largest claim body the contract accepts.
-pub const CLAIM_BODY_LIMIT: usize = 1024 * 1024;
+/// Largest claim body accepted: what a valid claim can need (100 seat ids of 32
+/// characters, most of them multi-byte, fit in about 13 KiB), so that nobody can make
+/// the gateway buffer more.
+pub const CLAIM_BODY_LIMIT: usize = 16 * 1024;
+
+/// Most seats one claim may name: no user may hold more in any event.
+pub const CLAIM_SEATS_MAX: usize = PER_USER_LIMIT_MAX as usize;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_booking).layer(DefaultBodyLimit::max(CLAIM_BODY_LIMIT)))
+        .routes(routes!(create_booking))
         .routes(routes!(get_booking, cancel_booking))
 }
 
@@ -59,56 +63,80 @@ pub enum Wanted {
     Quantity(u32),
 }
 
-impl Wanted {
+/// A claim body that passed validation, with the fingerprint of what was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedClaim {
+    pub wanted: Wanted,
+    /// Identifies the body's JSON value for idempotency (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+impl ParsedClaim {
+    /// Parses and validates a claim body. Everything the contract can refuse with a
+    /// 400 is refused here, before any Redis call, so no malformed claim (a megabyte
+    /// seat id, thousands of seats) ever reaches Redis or its idempotency records.
     fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        let body: ClaimBody = json_body(bytes)?;
-        match (body.seats, body.quantity) {
+        let value: serde_json::Value = json_body(bytes)?;
+        let fingerprint = fingerprint(&value);
+        let body: ClaimBody = serde_json::from_value(value)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid claim: {e}")))?;
+        let wanted = match (body.seats, body.quantity) {
             (Some(seats), None) => {
                 if seats.is_empty() {
                     return Err(ApiError::InvalidRequest("seats must not be empty".into()));
+                }
+                if seats.len() > CLAIM_SEATS_MAX {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "a claim names at most {CLAIM_SEATS_MAX} seats"
+                    )));
+                }
+                if let Some(bad) = seats.iter().find(|s| !is_valid_seat_id(s)) {
+                    let shown: String = bad.chars().take(SEAT_ID_MAX + 1).collect();
+                    return Err(ApiError::InvalidRequest(format!(
+                        "seat ids are 1 to {SEAT_ID_MAX} characters: {shown:?}"
+                    )));
                 }
                 let mut seen = HashSet::with_capacity(seats.len());
                 if let Some(dup) = seats.iter().find(|s| !seen.insert(s.as_str())) {
                     return Err(ApiError::InvalidRequest(format!("duplicate seat {dup:?}")));
                 }
-                Ok(Self::Seats(seats))
+                Wanted::Seats(seats)
             }
-            (None, Some(0)) => Err(ApiError::InvalidRequest(
-                "quantity must be at least 1".into(),
-            )),
+            (None, Some(0)) => {
+                return Err(ApiError::InvalidRequest(
+                    "quantity must be at least 1".into(),
+                ))
+            }
             // No claim can take more than the highest per-user limit; anything above
-            // it is answered by the limit check, so the exact figure does not matter.
-            (None, Some(n)) => Ok(Self::Quantity(
-                n.min(u64::from(PER_USER_LIMIT_MAX) + 1) as u32
-            )),
-            (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
-                "give either seats or quantity, not both".into(),
-            )),
-            (None, None) => Err(ApiError::InvalidRequest(
-                "give seats (a list of seat ids) or quantity (a number)".into(),
-            )),
-        }
+            // it is answered by the limit check, so the figure passed on is capped
+            // (the fingerprint keeps what was sent).
+            (None, Some(n)) => Wanted::Quantity(n.min(u64::from(PER_USER_LIMIT_MAX) + 1) as u32),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidRequest(
+                    "give either seats or quantity, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(ApiError::InvalidRequest(
+                    "give seats (a list of seat ids) or quantity (a number)".into(),
+                ))
+            }
+        };
+        Ok(Self {
+            wanted,
+            fingerprint,
+        })
     }
+}
 
-    /// A fingerprint of the request for idempotency: two bodies with the same JSON
-    /// value (whitespace and key order aside) have the same fingerprint.
-    fn fingerprint(&self) -> String {
-        let mut hasher = Sha256::new();
-        match self {
-            Self::Seats(seats) => {
-                hasher.update(b"seats\0");
-                for seat in seats {
-                    hasher.update((seat.len() as u64).to_le_bytes());
-                    hasher.update(seat.as_bytes());
-                }
-            }
-            Self::Quantity(n) => {
-                hasher.update(b"quantity\0");
-                hasher.update(n.to_le_bytes());
-            }
-        }
-        hex::encode(&hasher.finalize()[..16])
-    }
+/// A fingerprint of a request body for idempotency: two bodies with the same JSON
+/// value (whitespace and key order aside) have the same fingerprint, and any other
+/// two differ (`{"seats": null, "quantity": 2}` is not `{"quantity": 2}`). The value
+/// is hashed in serde_json's canonical form: objects serialise with sorted keys (its
+/// `Map` is a `BTreeMap`, the `preserve_order` feature being off).
+fn fingerprint(value: &serde_json::Value) -> String {
+    let canonical = value.to_string();
+    hex::encode(&Sha256::digest(canonical.as_bytes())[..16])
 }
 
 /// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
@@ -157,7 +185,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
                 ("Location" = String, description = "/v1/events/{id}/bookings/{booking_id}"),
                 ("Preference-Applied" = String, description = "`wait=N` when a wait was honoured"),
             )),
-        (status = 400, description = "`invalid_request`: bad JSON, both or neither of seats/quantity, empty or duplicate seats, quantity < 1, bad Idempotency-Key", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: bad JSON, both or neither of seats/quantity, empty or duplicate seats, a seat id outside 1..32 characters, more than 100 seats, quantity < 1, bad Idempotency-Key", body = ErrorBody),
         (status = 401, description = "`unauthorized`: missing, invalid or expired user JWT (the admin token cannot claim)", body = ErrorBody),
         (status = 404, response = inline(EventNotFound)),
         (status = 409, description = "`seats_unavailable` (with `seats`, the requested seats that are taken); `sold_out` when a quantity cannot be met; `booking_rejected` (with `booking_id` and `reason`) when a `Prefer: wait` claim was rejected", body = ErrorBody,
@@ -165,7 +193,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
                 ("seats_unavailable" = (value = json!({"error": "seats_unavailable", "message": "some of the requested seats are taken", "seats": ["A1"]}))),
                 ("sold_out" = (value = json!({"error": "sold_out", "message": "not enough seats are left for this quantity"}))),
             )),
-        (status = 413, description = "`payload_too_large`: body over 1 MiB", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: body over 16 KiB (a valid claim needs less)", body = ErrorBody),
         (status = 422, description = "`user_limit_exceeded` (with `limit`); `unknown_seats` (with `seats`); `idempotency_key_reused` (same user and key, different body)", body = ErrorBody,
             examples(
                 ("user_limit_exceeded" = (value = json!({"error": "user_limit_exceeded", "message": "this booking would take the user over the per-user limit of 4 seats", "limit": 4}))),
@@ -183,7 +211,7 @@ async fn create_booking(
     State(app): State<AppState>,
     ApiPath(event_id): ApiPath<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let Caller::User(user_id) = app.auth.caller(&headers)? else {
         return Err(ApiError::Unauthorized(
@@ -209,7 +237,7 @@ async fn claim(
     event_id: String,
     user_id: String,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     probe: &mut ClaimProbe,
 ) -> Result<Response, ApiError> {
     if let Some(limiter) = &app.rate_limiter {
@@ -221,7 +249,7 @@ async fn claim(
     }
     let key = idempotency_key(headers)?;
     let wait = prefer_wait(headers);
-    let wanted = Wanted::parse(&body_bytes(body)?)?;
+    let claim = ParsedClaim::parse(&read_body(body, CLAIM_BODY_LIMIT).await?)?;
     if !is_valid_event_id(&event_id) {
         return Err(ApiError::EventNotFound);
     }
@@ -234,8 +262,8 @@ async fn claim(
     telemetry::claims_in_flight(in_flight(app));
 
     let booking_id = uuid::Uuid::now_v7().to_string();
-    let fingerprint = key.map(|_| wanted.fingerprint());
-    let selection = match &wanted {
+    let fingerprint = key.map(|_| claim.fingerprint.as_str());
+    let selection = match &claim.wanted {
         Wanted::Seats(seats) => Selection::Seats(seats),
         Wanted::Quantity(n) => Selection::Quantity(*n),
     };
@@ -244,7 +272,7 @@ async fn claim(
         user_id: &user_id,
         booking_id: &booking_id,
         selection,
-        idempotency: key.zip(fingerprint.as_deref()),
+        idempotency: key.zip(fingerprint),
         now_ms: now_ms(),
     };
     let outcome = match app.strategy {
@@ -525,7 +553,13 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<Wanted, u16> {
-        Wanted::parse(body.as_bytes()).map_err(|e| e.status().as_u16())
+        ParsedClaim::parse(body.as_bytes())
+            .map(|c| c.wanted)
+            .map_err(|e| e.status().as_u16())
+    }
+
+    fn fp(body: &str) -> String {
+        ParsedClaim::parse(body.as_bytes()).unwrap().fingerprint
     }
 
     #[test]
@@ -535,6 +569,10 @@ mod tests {
             Ok(Wanted::Seats(vec!["A1".into(), "A2".into()]))
         );
         assert_eq!(parse(r#"{"quantity":2}"#), Ok(Wanted::Quantity(2)));
+        assert_eq!(
+            parse(r#"{"seats":null,"quantity":2}"#),
+            Ok(Wanted::Quantity(2))
+        );
         for bad in [
             r#"{"seats":["A1"],"quantity":1}"#,
             r#"{}"#,
@@ -556,13 +594,48 @@ mod tests {
     }
 
     #[test]
+    fn seat_ids_and_seat_counts_outside_the_contract_are_refused_before_redis() {
+        let seats = |ids: Vec<String>| serde_json::json!({ "seats": ids }).to_string();
+        assert_eq!(parse(&seats(vec!["".into()])), Err(400));
+        assert_eq!(parse(&seats(vec!["x".repeat(33)])), Err(400));
+        assert_eq!(parse(&seats(vec!["é".repeat(33)])), Err(400));
+        assert!(parse(&seats(vec!["é".repeat(32)])).is_ok());
+        let many = |n: usize| (0..n).map(|i| format!("S{i}")).collect::<Vec<_>>();
+        assert!(parse(&seats(many(CLAIM_SEATS_MAX))).is_ok());
+        assert_eq!(parse(&seats(many(CLAIM_SEATS_MAX + 1))), Err(400));
+    }
+
+    #[test]
+    fn the_largest_valid_claim_fits_the_body_limit() {
+        // 100 seat ids of 32 four-byte characters each.
+        let ids: Vec<String> = (0..CLAIM_SEATS_MAX)
+            .map(|i| format!("{i:03}{}", "😀".repeat(29)))
+            .collect();
+        let body = serde_json::json!({ "seats": ids }).to_string();
+        assert!(body.len() <= CLAIM_BODY_LIMIT, "{} bytes", body.len());
+        assert!(parse(&body).is_ok());
+    }
+
+    #[test]
     fn the_same_json_value_has_the_same_fingerprint() {
-        let a = Wanted::parse(br#"{"seats":["A1","A2"]}"#).unwrap();
-        let b = Wanted::parse(b"{ \"seats\" : [ \"A1\", \"A2\" ] }").unwrap();
-        let c = Wanted::parse(br#"{"seats":["A2","A1"]}"#).unwrap();
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_ne!(a.fingerprint(), c.fingerprint());
-        let d = Wanted::parse(br#"{"seats":["A1A2"]}"#).unwrap();
-        assert_ne!(a.fingerprint(), d.fingerprint());
+        let a = fp(r#"{"seats":["A1","A2"]}"#);
+        assert_eq!(a, fp("{ \"seats\" : [ \"A1\", \"A2\" ] }"));
+        assert_ne!(a, fp(r#"{"seats":["A2","A1"]}"#));
+        assert_ne!(a, fp(r#"{"seats":["A1A2"]}"#));
+        // Key order does not matter.
+        assert_eq!(
+            fp(r#"{"quantity":2,"seats":null}"#),
+            fp(r#"{"seats":null,"quantity":2}"#)
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_is_of_what_was_sent() {
+        // Both answered by the limit check alike, but not the same request.
+        assert_ne!(fp(r#"{"quantity":500}"#), fp(r#"{"quantity":101}"#));
+        assert_ne!(
+            fp(r#"{"seats":null,"quantity":2}"#),
+            fp(r#"{"quantity":2}"#)
+        );
     }
 }

@@ -41,7 +41,7 @@ pub enum ApiError {
     BookingRejected,
     #[error("the claim was rejected: {reason}")]
     ClaimRejected { booking_id: String, reason: String },
-    #[error("the request body is larger than 1 MiB")]
+    #[error("the request body is larger than this endpoint accepts")]
     PayloadTooLarge,
     #[error("this booking would take the user over the per-user limit of {0} seats")]
     UserLimitExceeded(u32),

@@ -1,10 +1,11 @@
 //! Request extraction with the API's own error shape: axum's default rejections are
 //! plain text (and say 422 for bad JSON); the contract wants JSON 400s and 413s.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
+use futures::StreamExt;
+use http_body::Body as _;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -31,15 +32,25 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// The request body, or 413 when it is over the route's limit.
-pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::InvalidRequest(rejection.body_text())
+/// Reads a request body of at most `limit` bytes; 413 beyond it. Handlers call this
+/// only once they have checked the caller, so a client without a valid token never
+/// makes the gateway buffer a body. A `Content-Length` over the limit is refused
+/// before a byte of the body is read.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::InvalidRequest(format!("cannot read the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge);
         }
-    })
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
 }
 
 /// Parses a JSON body into `T`, with serde's message (line, column, field) in the 400.

@@ -102,12 +102,15 @@ async fn bad_idempotency_keys_are_400() {
 }
 
 #[tokio::test]
-async fn a_body_over_one_mebibyte_is_413() {
+async fn a_claim_body_over_16_kib_is_413() {
     let app = spawn_app().await;
     let event = app.event_with(&seat_names(3), 4).await;
-    let seats: Vec<String> = (0..120_000).map(|i| format!("seat-{i}")).collect();
-    let body = serde_json::to_string(&json!({ "seats": seats })).unwrap();
-    assert!(body.len() > 1024 * 1024);
+    // 100 seat ids of 32 characters each is a valid claim well under the limit; this
+    // one pads its JSON with whitespace to just over it.
+    let seats: Vec<String> = (0..100).map(|i| format!("{i:032}")).collect();
+    let mut body = serde_json::to_string(&json!({ "seats": seats })).unwrap();
+    assert!(body.len() < 16 * 1024);
+    body.push_str(&" ".repeat(16 * 1024 + 1 - body.len()));
     expect(
         &app,
         Method::POST,
@@ -118,6 +121,77 @@ async fn a_body_over_one_mebibyte_is_413() {
         "payload_too_large",
     )
     .await;
+}
+
+#[tokio::test]
+async fn seat_ids_and_counts_outside_the_contract_are_400_and_leave_nothing_in_redis() {
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(3), 4).await;
+    let too_many: Vec<String> = (0..101).map(|i| format!("S{i}")).collect();
+    for (i, body) in [
+        json!({"seats": ["x".repeat(33)]}),
+        json!({"seats": ["x".repeat(4000)]}),
+        json!({"seats": [""]}),
+        json!({"seats": too_many}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("key-{i}");
+        let r = app.claim(&event, "alice", &body, Some(&key)).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("invalid_request"), "{text}");
+        // Refused before Redis: no idempotency record holds the bad seat ids.
+        let record = app.redis.keys(&event).idempotency("alice", &key);
+        let exists: bool = redis::AsyncCommands::exists(&mut app.redis.connection(), &record)
+            .await
+            .unwrap();
+        assert!(!exists, "{record} was stored");
+    }
+}
+
+/// Sends a request head announcing a 1 MiB body, and no body: the answer must come
+/// without the gateway waiting for (or buffering) the body.
+async fn answered_before_the_body(app: &TestApp, path: &str, auth: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut got))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    String::from_utf8_lossy(&got[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn bodies_are_not_read_before_the_caller_is_authenticated() {
+    let app = spawn_app_with(|s| s.request_timeout = std::time::Duration::from_secs(60)).await;
+    let event = app.event_with(&seat_names(3), 4).await;
+    let claim = format!("/v1/events/{event}/bookings");
+    for (path, auth) in [
+        (claim.as_str(), None),
+        (claim.as_str(), Some("not-a-jwt")),
+        ("/v1/admin/events", None),
+        ("/v1/admin/events", Some("wrong-admin-token")),
+    ] {
+        let answer = answered_before_the_body(&app, path, auth).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+        assert!(answer.contains("unauthorized"), "{path}: {answer}");
+    }
+    // A valid caller announcing more than the limit is refused at once too.
+    let answer = answered_before_the_body(&app, &claim, Some(&app.user_token("alice"))).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
 #[tokio::test]
