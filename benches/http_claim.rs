@@ -54,7 +54,10 @@ fn main() -> ExitCode {
         database: Some(db_name.clone()),
     };
 
-    let mut settings = Settings::local(&format!("admin-{id}"), &format!("jwt-{id}"));
+    let mut settings = Settings::local(
+        &format!("admin-token-{id}"),
+        &format!("jwt-secret-of-this-test-{id}"),
+    );
     settings.http_addr = "127.0.0.1:0".into();
     settings.redis_url = common::redis_url();
     settings.database_url = format!("{}/{db_name}", common::mysql_server());

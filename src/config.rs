@@ -56,6 +56,8 @@ pub struct Settings {
     pub max_inflight_claims: usize,
     /// Live seat map streams open at once; beyond it, 503 `overloaded`.
     pub max_live_streams: usize,
+    /// Live seat map streams one client address may hold at once.
+    pub max_live_streams_per_client: usize,
     /// Claims per second one user may make on average (0: no limit), per process.
     pub user_rate: f64,
     /// Claims one user may make in a burst.
@@ -70,7 +72,33 @@ pub struct Settings {
     pub server: crate::server::ServerLimits,
 }
 
+/// Shortest admin token accepted, in characters.
+pub const ADMIN_TOKEN_MIN_CHARS: usize = 16;
+/// Shortest JWT secret accepted, in bytes: HS256 keys shorter than the hash's 32 bytes
+/// are open to brute force (RFC 7518, section 3.2).
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+
 impl Settings {
+    /// Refuses secrets too weak to guard a drop, naming the variable to fix (and never
+    /// showing the value).
+    pub fn check_secrets(&self) -> Result<(), String> {
+        let admin = self.admin_token.expose().chars().count();
+        if admin < ADMIN_TOKEN_MIN_CHARS {
+            return Err(format!(
+                "SEATGATE_ADMIN_TOKEN is too short ({admin} characters): use at least \
+                 {ADMIN_TOKEN_MIN_CHARS} random characters (e.g. `openssl rand -hex 16`)"
+            ));
+        }
+        let jwt = self.jwt_secret.expose().len();
+        if jwt < JWT_SECRET_MIN_BYTES {
+            return Err(format!(
+                "SEATGATE_JWT_SECRET is too short ({jwt} bytes): HS256 needs at least \
+                 {JWT_SECRET_MIN_BYTES} random bytes (e.g. `openssl rand -hex 32`)"
+            ));
+        }
+        Ok(())
+    }
+
     /// Settings for local use and tests: defaults everywhere, the given secrets.
     pub fn local(admin_token: &str, jwt_secret: &str) -> Self {
         Self {
@@ -85,6 +113,7 @@ impl Settings {
             request_timeout: Duration::from_secs(30),
             max_inflight_claims: 10_000,
             max_live_streams: 10_000,
+            max_live_streams_per_client: 256,
             user_rate: 5.0,
             user_burst: 10,
             reconciler: true,
@@ -92,5 +121,34 @@ impl Settings {
             claim_deadline: Duration::from_secs(300),
             server: crate::server::ServerLimits::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_secrets_are_refused_by_name_without_showing_them() {
+        let strong_admin = "a".repeat(ADMIN_TOKEN_MIN_CHARS);
+        let strong_jwt = "j".repeat(JWT_SECRET_MIN_BYTES);
+        assert_eq!(
+            Settings::local(&strong_admin, &strong_jwt).check_secrets(),
+            Ok(())
+        );
+
+        let err = Settings::local("short-admin", &strong_jwt)
+            .check_secrets()
+            .unwrap_err();
+        assert!(err.starts_with("SEATGATE_ADMIN_TOKEN"), "{err}");
+        assert!(!err.contains("short-admin"), "{err}");
+
+        let weak = "jwt-secret-of-31-bytes-xxxxxxxx";
+        assert_eq!(weak.len(), 31);
+        let err = Settings::local(&strong_admin, weak)
+            .check_secrets()
+            .unwrap_err();
+        assert!(err.starts_with("SEATGATE_JWT_SECRET"), "{err}");
+        assert!(!err.contains(weak), "{err}");
     }
 }

@@ -38,6 +38,7 @@ impl Application {
     /// not stop the build: requests that need it get 503 until it answers, and the
     /// migrations (then the reconciler) wait for MySQL in the background.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check_secrets().map_err(anyhow::Error::msg)?;
         // The metrics recorder, before anything records (once per process).
         crate::telemetry::init_metrics();
         if settings.claim_strategy == ClaimStrategy::Mysql {
@@ -82,6 +83,7 @@ impl Application {
         let live = LiveHub::new(
             Source::new(settings.claim_strategy, redis.clone(), pool.clone()),
             settings.max_live_streams,
+            settings.max_live_streams_per_client,
         );
         let state = AppState::new(Shared {
             live,

@@ -2,12 +2,14 @@
 //! seat map it streams) and the page that shows it, `GET /live/{id}`, whose HTML, CSS
 //! and JS are compiled into the binary (no front-end build step).
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
+use axum::Extension;
 use futures::Stream;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -44,7 +46,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "An endless `text/event-stream`", body = String,
             content_type = "text/event-stream"),
         (status = 404, response = inline(EventNotFound)),
-        (status = 503, description = "`overloaded`: the gateway holds its maximum of streams (`SEATGATE_MAX_LIVE_STREAMS`); `unavailable`: Redis failed or the request timed out", body = ErrorBody,
+        (status = 503, description = "`overloaded`: the gateway holds its maximum of streams (`SEATGATE_MAX_LIVE_STREAMS`), or this client address its maximum (`SEATGATE_MAX_LIVE_STREAMS_PER_CLIENT`); `unavailable`: Redis failed or the request timed out", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
     security(())
@@ -52,9 +54,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn stream(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     app.ensure_on_sale(&id).await?;
-    let subscription = app.live.subscribe(&id).ok_or(ApiError::Overloaded)?;
+    let client = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let subscription = app
+        .live
+        .subscribe(&id, client)
+        .ok_or(ApiError::Overloaded)?;
     let events = futures::stream::unfold(subscription, next_event);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// ones get 503 overloaded.
     #[arg(long, env = "SEATGATE_MAX_LIVE_STREAMS", default_value_t = 10_000)]
     pub max_live_streams: usize,
+    /// Live seat map streams one client address may hold at once (a venue's wifi
+    /// puts many people behind one address: keep it generous).
+    #[arg(
+        long,
+        env = "SEATGATE_MAX_LIVE_STREAMS_PER_CLIENT",
+        default_value_t = 256
+    )]
+    pub max_live_streams_per_client: usize,
     /// Claims per second one user may make on average, per gateway (0: no limit).
     #[arg(long, env = "SEATGATE_USER_RATE", default_value_t = 5.0)]
     pub user_rate: f64,
@@ -85,6 +93,7 @@ impl ServeArgs {
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)),
             max_inflight_claims: self.max_inflight_claims.max(1),
             max_live_streams: self.max_live_streams,
+            max_live_streams_per_client: self.max_live_streams_per_client,
             user_rate: self.user_rate,
             user_burst: self.user_burst,
             reconciler: !self.no_reconciler,

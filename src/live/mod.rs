@@ -26,6 +26,7 @@ pub mod source;
 
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
@@ -60,6 +61,10 @@ struct Hub {
     source: Source,
     /// One permit per open subscription: a bound on the streams a process holds.
     streams: Arc<Semaphore>,
+    /// Open subscriptions per client address, so that one client cannot take all of
+    /// `streams` and lock everyone else out of the map.
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_client: usize,
     tick: Duration,
     watches: Mutex<HashMap<String, Arc<Watch>>>,
     closed: watch::Sender<bool>,
@@ -94,16 +99,24 @@ fn status_char(s: SeatStatus) -> u8 {
 }
 
 impl LiveHub {
-    /// A hub allowing at most `max_streams` subscriptions at once.
-    pub fn new(source: Source, max_streams: usize) -> Self {
-        Self::with_tick(source, max_streams, TICK)
+    /// A hub allowing at most `max_streams` subscriptions at once, and at most
+    /// `max_per_client` of them from one client address.
+    pub fn new(source: Source, max_streams: usize, max_per_client: usize) -> Self {
+        Self::with_tick(source, max_streams, max_per_client, TICK)
     }
 
-    pub fn with_tick(source: Source, max_streams: usize, tick: Duration) -> Self {
+    pub fn with_tick(
+        source: Source,
+        max_streams: usize,
+        max_per_client: usize,
+        tick: Duration,
+    ) -> Self {
         Self {
             hub: Arc::new(Hub {
                 source,
                 streams: Arc::new(Semaphore::new(max_streams)),
+                per_client: Arc::default(),
+                max_per_client,
                 tick,
                 watches: Mutex::new(HashMap::new()),
                 closed: watch::channel(false).0,
@@ -111,10 +124,19 @@ impl LiveHub {
         }
     }
 
-    /// Subscribes to an event's map (starting its watcher if nobody watches it yet);
-    /// `None` when the process already holds its maximum of streams. The caller has
-    /// checked that the event is on sale.
-    pub fn subscribe(&self, event_id: &str) -> Option<Subscription> {
+    /// Subscribes `client` to an event's map (starting its watcher if nobody watches it
+    /// yet); `None` when the process already holds its maximum of streams, or this
+    /// client its maximum (a client of unknown address counts against the total
+    /// only). The caller has checked that the event is on sale.
+    pub fn subscribe(&self, event_id: &str, client: Option<IpAddr>) -> Option<Subscription> {
+        let client_slot = match client {
+            Some(ip) => Some(ClientSlot::take(
+                &self.hub.per_client,
+                ip,
+                self.hub.max_per_client,
+            )?),
+            None => None,
+        };
         let permit = self.hub.streams.clone().try_acquire_owned().ok()?;
         let mut watches = lock(&self.hub.watches);
         let watch = watches
@@ -139,6 +161,7 @@ impl LiveHub {
             closed: self.hub.closed.subscribe(),
             done: false,
             _permit: permit,
+            _client: client_slot,
         })
     }
 
@@ -245,6 +268,40 @@ impl MapState {
     }
 }
 
+/// One of a client's open streams; gives its place back when dropped.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    /// A place for `ip`, if it holds fewer than `max` streams.
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut map = lock(counts);
+        let held = map.entry(ip).or_insert(0);
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.counts);
+        if let Some(held) = map.get_mut(&self.ip) {
+            *held -= 1;
+            if *held == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// One subscriber's view: the snapshot, then deltas; a fresh snapshot after falling
 /// behind.
 pub struct Subscription {
@@ -254,6 +311,7 @@ pub struct Subscription {
     closed: watch::Receiver<bool>,
     done: bool,
     _permit: OwnedSemaphorePermit,
+    _client: Option<ClientSlot>,
 }
 
 impl Subscription {
@@ -474,6 +532,7 @@ mod tests {
             closed,
             done: false,
             _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            _client: None,
         };
         assert!(matches!(sub.next().await, Some(Message::Snapshot(_))));
 
@@ -488,6 +547,25 @@ mod tests {
         assert!(body.contains(r#""status":"b""#), "{body}");
         shared.tx.send(Message::Delta("next".into())).unwrap();
         assert!(matches!(sub.next().await, Some(Message::Delta(d)) if &*d == "next"));
+    }
+
+    #[test]
+    fn one_client_holds_at_most_its_share_of_streams_and_gets_them_back() {
+        let counts = Arc::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = ClientSlot::take(&counts, a, 2).unwrap();
+        let _second = ClientSlot::take(&counts, a, 2).unwrap();
+        assert!(ClientSlot::take(&counts, a, 2).is_none());
+        assert!(
+            ClientSlot::take(&counts, b, 2).is_some(),
+            "others are not affected"
+        );
+        drop(first);
+        assert!(
+            ClientSlot::take(&counts, a, 2).is_some(),
+            "a closed stream gives its place back"
+        );
     }
 
     #[test]

@@ -383,3 +383,31 @@ async fn invalid_events_are_400_and_duplicates_409() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_gateway_with_weak_secrets_refuses_to_start() {
+    let strong_admin = "an-admin-token-long-enough";
+    let strong_jwt = "a-jwt-secret-of-at-least-32-bytes!!";
+    for (admin, jwt, named) in [
+        ("w3ak-T0ken", strong_jwt, "SEATGATE_ADMIN_TOKEN"),
+        (
+            strong_admin,
+            "jwt-of-31-bytes-xxxxxxxxxxxxxxx",
+            "SEATGATE_JWT_SECRET",
+        ),
+    ] {
+        let weak = if named == "SEATGATE_ADMIN_TOKEN" {
+            admin
+        } else {
+            jwt
+        };
+        let mut settings = seatgate::config::Settings::local(admin, jwt);
+        settings.http_addr = "127.0.0.1:0".into();
+        let err = match seatgate::startup::Application::build(settings).await {
+            Ok(_) => panic!("started with a weak {named}"),
+            Err(err) => format!("{err:#}"),
+        };
+        assert!(err.contains(named), "{err}");
+        assert!(!err.contains(weak), "the secret is not shown: {err}");
+    }
+}

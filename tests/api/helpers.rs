@@ -47,7 +47,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let id = uuid::Uuid::now_v7().simple().to_string();
     let id = &id[id.len() - 12..];
     let db_name = format!("sg_test_{id}");
-    let mut settings = Settings::local(&format!("admin-{id}"), &format!("jwt-{id}"));
+    let mut settings = Settings::local(
+        &format!("admin-token-{id}"),
+        &format!("jwt-secret-of-this-test-{id}"),
+    );
     settings.http_addr = "127.0.0.1:0".into();
     settings.redis_url = REDIS_URL.into();
     settings.database_url = format!("{MYSQL_SERVER}/{db_name}");
