@@ -159,7 +159,9 @@ pub struct Reconciler {
     db: MySqlPool,
     consumer: String,
     config: ReconcilerConfig,
-    /// Outboxes whose consumer group this process has made sure of.
+    /// Outboxes whose consumer group this process has made sure of; forgotten when a
+    /// read answers `NOGROUP` (a stream lost with its group), so the next ensure
+    /// recreates it.
     grouped: Mutex<HashSet<String>>,
     last_autoclaim: Mutex<Option<Instant>>,
     last_outbox_sample: Mutex<Option<Instant>>,
@@ -253,26 +255,19 @@ impl Reconciler {
             .collect();
         let keys: Vec<&String> = outboxes.keys().collect();
         self.ensure_groups(&keys).await?;
-        self.autoclaim(&keys).await?;
         self.sample_outboxes(&keys).await;
-
-        let mut reader = self.readers.get().await.context("reconciler redis pool")?;
-        let opts = StreamReadOptions::default()
-            .group(RECONCILER_GROUP, &self.consumer)
-            .count(self.config.batch);
-        let own: Vec<&str> = vec!["0"; keys.len()];
-        let mut entries = decode(reader.xread_options(&keys, &own, &opts).await?, &outboxes);
-        let new: Vec<&str> = vec![">"; keys.len()];
-        let opts = if entries.is_empty() {
-            opts.block(block.as_millis() as usize)
-        } else {
-            opts
+        let entries = match self.read(&keys, &outboxes, block).await {
+            // One read covers every outbox, so one stream that lost its group (deleted,
+            // or lost with Redis's data) fails it for all of them: forget which groups
+            // exist, make sure of them again (recreating the lost one) and read again.
+            Err(err) if is_no_group(&err) => {
+                tracing::warn!(error = %format!("{err:#}"), "an outbox lost its consumer group; recreating it");
+                self.grouped.lock().expect("not poisoned").clear();
+                self.ensure_groups(&keys).await?;
+                self.read(&keys, &outboxes, block).await?
+            }
+            read => read?,
         };
-        entries.extend(decode(
-            reader.xread_options(&keys, &new, &opts).await?,
-            &outboxes,
-        ));
-        drop(reader);
         telemetry::reconciler_lag(
             entries
                 .iter()
@@ -667,6 +662,34 @@ impl Reconciler {
         }
     }
 
+    /// Takes over stale entries, then reads this consumer's pending entries and, after
+    /// them, new ones (waiting up to `block` only if there were none pending).
+    async fn read(
+        &self,
+        keys: &[&String],
+        outboxes: &HashMap<String, String>,
+        block: Duration,
+    ) -> anyhow::Result<Vec<Entry>> {
+        self.autoclaim(keys).await?;
+        let mut reader = self.readers.get().await.context("reconciler redis pool")?;
+        let opts = StreamReadOptions::default()
+            .group(RECONCILER_GROUP, &self.consumer)
+            .count(self.config.batch);
+        let own: Vec<&str> = vec!["0"; keys.len()];
+        let mut entries = decode(reader.xread_options(keys, &own, &opts).await?, outboxes);
+        let new: Vec<&str> = vec![">"; keys.len()];
+        let opts = if entries.is_empty() {
+            opts.block(block.as_millis() as usize)
+        } else {
+            opts
+        };
+        entries.extend(decode(
+            reader.xread_options(keys, &new, &opts).await?,
+            outboxes,
+        ));
+        Ok(entries)
+    }
+
     async fn ensure_groups(&self, outboxes: &[&String]) -> anyhow::Result<()> {
         let missing: Vec<String> = {
             let grouped = self.grouped.lock().expect("not poisoned");
@@ -846,6 +869,12 @@ fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) ->
         }
     }
     entries
+}
+
+/// True when Redis answered `NOGROUP`: a stream, or its consumer group, is gone.
+fn is_no_group(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<redis::RedisError>()
+        .is_some_and(|e| e.code() == Some("NOGROUP"))
 }
 
 /// How long ago an outbox entry was added: its id is `<milliseconds>-<sequence>`.

@@ -16,6 +16,7 @@ mod live;
 mod lua;
 mod metrics;
 mod openapi;
+mod outbox;
 mod proxy;
 mod race;
 mod wait;
