@@ -163,6 +163,10 @@ pub struct Reconciler {
     /// read answers `NOGROUP` (a stream lost with its group), so the next ensure
     /// recreates it.
     grouped: Mutex<HashSet<String>>,
+    /// Registered events looked up in MySQL: true for this database's own. An event
+    /// found stays found (events are never deleted); one not found is looked up again
+    /// each step, and only warned about the first time.
+    known_events: Mutex<HashMap<String, bool>>,
     last_autoclaim: Mutex<Option<Instant>>,
     last_outbox_sample: Mutex<Option<Instant>>,
 }
@@ -196,6 +200,7 @@ impl Reconciler {
             consumer,
             config,
             grouped: Mutex::default(),
+            known_events: Mutex::default(),
             last_autoclaim: Mutex::default(),
             last_outbox_sample: Mutex::default(),
         })
@@ -243,7 +248,7 @@ impl Reconciler {
     /// Reads one batch (this consumer's pending entries first, then new ones, waiting
     /// up to `block` for them), settles it, and acknowledges what was settled.
     pub async fn step(&self, block: Duration) -> anyhow::Result<StepReport> {
-        let events = self.redis.registered_events().await?;
+        let events = self.ours(self.redis.registered_events().await?).await?;
         if events.is_empty() {
             telemetry::reconciler_lag(Duration::ZERO);
             tokio::time::sleep(block).await;
@@ -660,6 +665,43 @@ impl Reconciler {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+
+    /// The registered events that this reconciler's database has. One it does not
+    /// have belongs to another deployment sharing the namespace (see `deployment`): its
+    /// outbox is not read at all, so its entries wait, undelivered, for the reconcilers
+    /// of the database that owns it. Settling them here would reject that deployment's
+    /// claims ("event not found") and hand their seats back.
+    async fn ours(&self, registered: Vec<String>) -> anyhow::Result<Vec<String>> {
+        let unknown: Vec<&str> = {
+            let known = self.known_events.lock().expect("not poisoned");
+            registered
+                .iter()
+                .filter(|event| known.get(event.as_str()) != Some(&true))
+                .map(String::as_str)
+                .collect()
+        };
+        if !unknown.is_empty() {
+            let found = db::events::existing(&self.db, &unknown)
+                .await
+                .context("cannot look the registered events up in MySQL")?;
+            let mut known = self.known_events.lock().expect("not poisoned");
+            for event in unknown {
+                let ours = found.contains(event);
+                if known.insert(event.to_owned(), ours).is_none() && !ours {
+                    tracing::warn!(
+                        event.id = %event,
+                        "an event registered in this Redis namespace is not in this database; \
+                         its claims are left to the deployment that owns it"
+                    );
+                }
+            }
+        }
+        let known = self.known_events.lock().expect("not poisoned");
+        Ok(registered
+            .into_iter()
+            .filter(|event| known.get(event) == Some(&true))
+            .collect())
     }
 
     /// Takes over stale entries, then reads this consumer's pending entries and, after

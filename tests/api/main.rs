@@ -15,6 +15,7 @@ mod lifecycle;
 mod live;
 mod lua;
 mod metrics;
+mod namespace;
 mod openapi;
 mod outbox;
 mod proxy;
