@@ -6,8 +6,31 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use seatgate::reconciler::{Reconciler, ReconcilerConfig, StepReport};
+use seatgate::startup::Application;
 
 use crate::helpers::*;
+
+#[tokio::test]
+async fn a_gateway_refuses_a_namespace_that_another_database_owns() {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let other = ScratchDatabase::new();
+    let mut settings = app.settings.clone();
+    settings.database_url = other.url.clone();
+
+    let err = match Application::build(settings).await {
+        Ok(_) => panic!("a second database was given the namespace of the first"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(
+        err.contains(app.db_name()) && err.contains(&other.name),
+        "the message names both databases: {err}"
+    );
+
+    // The owner itself may start as often as it likes (several gateways, restarts).
+    Application::build(app.settings.clone())
+        .await
+        .expect("the owning database's gateway starts again");
+}
 
 #[tokio::test]
 async fn a_reconciler_leaves_the_claims_of_events_its_database_does_not_have() {
