@@ -11,6 +11,7 @@
 //!   claim into MySQL inside a `SELECT … FOR UPDATE` transaction, then confirms it in
 //!   Redis, or rejects it and puts Redis back in line with MySQL.
 //! - [`db`]: MySQL, the system of record (migrations in `migrations/`).
+//! - [`deployment`]: one Redis namespace belongs to one MySQL database.
 //! - [`ops`]: warm, audit and cancel, which span both stores.
 //! - [`server`]: the HTTP server loop (listen backlog, connection cap, header and idle
 //!   timeouts).
@@ -24,6 +25,7 @@ pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod deployment;
 pub mod domain;
 pub mod live;
 pub mod loadgen;

@@ -159,8 +159,14 @@ pub struct Reconciler {
     db: MySqlPool,
     consumer: String,
     config: ReconcilerConfig,
-    /// Outboxes whose consumer group this process has made sure of.
+    /// Outboxes whose consumer group this process has made sure of; forgotten when a
+    /// read answers `NOGROUP` (a stream lost with its group), so the next ensure
+    /// recreates it.
     grouped: Mutex<HashSet<String>>,
+    /// Registered events looked up in MySQL: true for this database's own. An event
+    /// found stays found (events are never deleted); one not found is looked up again
+    /// each step, and only warned about the first time.
+    known_events: Mutex<HashMap<String, bool>>,
     last_autoclaim: Mutex<Option<Instant>>,
     last_outbox_sample: Mutex<Option<Instant>>,
 }
@@ -194,6 +200,7 @@ impl Reconciler {
             consumer,
             config,
             grouped: Mutex::default(),
+            known_events: Mutex::default(),
             last_autoclaim: Mutex::default(),
             last_outbox_sample: Mutex::default(),
         })
@@ -241,7 +248,7 @@ impl Reconciler {
     /// Reads one batch (this consumer's pending entries first, then new ones, waiting
     /// up to `block` for them), settles it, and acknowledges what was settled.
     pub async fn step(&self, block: Duration) -> anyhow::Result<StepReport> {
-        let events = self.redis.registered_events().await?;
+        let events = self.ours(self.redis.registered_events().await?).await?;
         if events.is_empty() {
             telemetry::reconciler_lag(Duration::ZERO);
             tokio::time::sleep(block).await;
@@ -253,26 +260,19 @@ impl Reconciler {
             .collect();
         let keys: Vec<&String> = outboxes.keys().collect();
         self.ensure_groups(&keys).await?;
-        self.autoclaim(&keys).await?;
         self.sample_outboxes(&keys).await;
-
-        let mut reader = self.readers.get().await.context("reconciler redis pool")?;
-        let opts = StreamReadOptions::default()
-            .group(RECONCILER_GROUP, &self.consumer)
-            .count(self.config.batch);
-        let own: Vec<&str> = vec!["0"; keys.len()];
-        let mut entries = decode(reader.xread_options(&keys, &own, &opts).await?, &outboxes);
-        let new: Vec<&str> = vec![">"; keys.len()];
-        let opts = if entries.is_empty() {
-            opts.block(block.as_millis() as usize)
-        } else {
-            opts
+        let entries = match self.read(&keys, &outboxes, block).await {
+            // One read covers every outbox, so one stream that lost its group (deleted,
+            // or lost with Redis's data) fails it for all of them: forget which groups
+            // exist, make sure of them again (recreating the lost one) and read again.
+            Err(err) if is_no_group(&err) => {
+                tracing::warn!(error = %format!("{err:#}"), "an outbox lost its consumer group; recreating it");
+                self.grouped.lock().expect("not poisoned").clear();
+                self.ensure_groups(&keys).await?;
+                self.read(&keys, &outboxes, block).await?
+            }
+            read => read?,
         };
-        entries.extend(decode(
-            reader.xread_options(&keys, &new, &opts).await?,
-            &outboxes,
-        ));
-        drop(reader);
         telemetry::reconciler_lag(
             entries
                 .iter()
@@ -667,6 +667,71 @@ impl Reconciler {
         }
     }
 
+    /// The registered events that this reconciler's database has. One it does not
+    /// have belongs to another deployment sharing the namespace (see `deployment`): its
+    /// outbox is not read at all, so its entries wait, undelivered, for the reconcilers
+    /// of the database that owns it. Settling them here would reject that deployment's
+    /// claims ("event not found") and hand their seats back.
+    async fn ours(&self, registered: Vec<String>) -> anyhow::Result<Vec<String>> {
+        let unknown: Vec<&str> = {
+            let known = self.known_events.lock().expect("not poisoned");
+            registered
+                .iter()
+                .filter(|event| known.get(event.as_str()) != Some(&true))
+                .map(String::as_str)
+                .collect()
+        };
+        if !unknown.is_empty() {
+            let found = db::events::existing(&self.db, &unknown)
+                .await
+                .context("cannot look the registered events up in MySQL")?;
+            let mut known = self.known_events.lock().expect("not poisoned");
+            for event in unknown {
+                let ours = found.contains(event);
+                if known.insert(event.to_owned(), ours).is_none() && !ours {
+                    tracing::warn!(
+                        event.id = %event,
+                        "an event registered in this Redis namespace is not in this database; \
+                         its claims are left to the deployment that owns it"
+                    );
+                }
+            }
+        }
+        let known = self.known_events.lock().expect("not poisoned");
+        Ok(registered
+            .into_iter()
+            .filter(|event| known.get(event) == Some(&true))
+            .collect())
+    }
+
+    /// Takes over stale entries, then reads this consumer's pending entries and, after
+    /// them, new ones (waiting up to `block` only if there were none pending).
+    async fn read(
+        &self,
+        keys: &[&String],
+        outboxes: &HashMap<String, String>,
+        block: Duration,
+    ) -> anyhow::Result<Vec<Entry>> {
+        self.autoclaim(keys).await?;
+        let mut reader = self.readers.get().await.context("reconciler redis pool")?;
+        let opts = StreamReadOptions::default()
+            .group(RECONCILER_GROUP, &self.consumer)
+            .count(self.config.batch);
+        let own: Vec<&str> = vec!["0"; keys.len()];
+        let mut entries = decode(reader.xread_options(keys, &own, &opts).await?, outboxes);
+        let new: Vec<&str> = vec![">"; keys.len()];
+        let opts = if entries.is_empty() {
+            opts.block(block.as_millis() as usize)
+        } else {
+            opts
+        };
+        entries.extend(decode(
+            reader.xread_options(keys, &new, &opts).await?,
+            outboxes,
+        ));
+        Ok(entries)
+    }
+
     async fn ensure_groups(&self, outboxes: &[&String]) -> anyhow::Result<()> {
         let missing: Vec<String> = {
             let grouped = self.grouped.lock().expect("not poisoned");
@@ -846,6 +911,12 @@ fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) ->
         }
     }
     entries
+}
+
+/// True when Redis answered `NOGROUP`: a stream, or its consumer group, is gone.
+fn is_no_group(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<redis::RedisError>()
+        .is_some_and(|e| e.code() == Some("NOGROUP"))
 }
 
 /// How long ago an outbox entry was added: its id is `<milliseconds>-<sequence>`.

@@ -52,9 +52,13 @@ impl Application {
             settings.redis_timeout,
         )
         .context("invalid SEATGATE_REDIS_URL")?;
-        if let Err(err) = redis.ping().await {
-            tracing::warn!(error = %err, "Redis does not answer yet; serving 503 until it does");
-        }
+        let redis_up = match redis.ping().await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "Redis does not answer yet; serving 503 until it does");
+                false
+            }
+        };
         let pool = db::lazy_pool(&settings.database_url, settings.db_max_connections)?;
         let db_ready = match db::prepare(&settings.database_url, &pool).await {
             Ok(()) => None,
@@ -63,6 +67,10 @@ impl Application {
                 Some(settings.database_url.clone())
             }
         };
+        // One namespace, one database: refuse a namespace another database owns.
+        if redis_up && db_ready.is_none() {
+            crate::deployment::claim_namespace(&redis, &pool, &settings.database_url).await?;
+        }
         let reconciler = if settings.reconciler {
             Some(Reconciler::new(
                 redis.clone(),

@@ -98,6 +98,12 @@ pub fn settled_channel(namespace: &str) -> String {
     format!("{namespace}seatgate:settled")
 }
 
+/// String: `<database id> <host:port/database>`, the MySQL database that owns the
+/// namespace (see `deployment`). Set once, by the first gateway on the namespace.
+pub fn namespace_owner(namespace: &str) -> String {
+    format!("{namespace}seatgate:owner")
+}
+
 /// The consumer group every reconciler joins on every outbox.
 pub const RECONCILER_GROUP: &str = "reconcilers";
 

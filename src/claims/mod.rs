@@ -418,6 +418,29 @@ impl RedisStore {
         self.bounded(conn.smembers(registry)).await
     }
 
+    /// Records `owner` as the owner of this namespace unless it already has one
+    /// (`SET NX`), and returns the owner the namespace has now: `owner` itself, or
+    /// whoever set it first.
+    pub async fn claim_namespace(&self, owner: &str) -> Result<String, StoreError> {
+        let key = keys::namespace_owner(&self.namespace);
+        let mut conn = self.conn.clone();
+        // SET NX, then GET (`SET … NX GET` would need Redis 7). Should the key vanish
+        // between the two, the next SET NX takes it.
+        for _ in 0..3 {
+            let set: bool = self.bounded(conn.set_nx(&key, owner)).await?;
+            if set {
+                return Ok(owner.to_owned());
+            }
+            let found: Option<String> = self.bounded(conn.get(&key)).await?;
+            if let Some(found) = found {
+                return Ok(found);
+            }
+        }
+        Err(StoreError::Reply(format!(
+            "{key} keeps vanishing between SET NX and GET"
+        )))
+    }
+
     /// The event's summary, or `None` when it is unknown or not on sale.
     pub async fn event_summary(&self, event_id: &str) -> Result<Option<EventSummary>, StoreError> {
         let k = self.keys(event_id);

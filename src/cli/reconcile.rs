@@ -25,6 +25,8 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     .await
     .context("cannot connect to Redis at SEATGATE_REDIS_URL")?;
     let pool = db::connect_and_migrate(&args.store.database_url, 32).await?;
+    // As `serve` does: never reconcile a namespace that another database owns.
+    crate::deployment::claim_namespace(&redis, &pool, &args.store.database_url).await?;
     let reconciler = Reconciler::new(
         redis,
         &args.store.redis_url,

@@ -85,6 +85,28 @@ pub async fn find_event(pool: &MySqlPool, id: &str) -> Result<Option<EventRow>, 
         .await
 }
 
+/// Which of `ids` are events of this database.
+pub async fn existing(
+    pool: &MySqlPool,
+    ids: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT id FROM events WHERE id IN ({})",
+        super::placeholders(ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.try_map(|row: MySqlRow| text(&row, "id"))
+        .fetch_all(pool)
+        .await
+        .map(|ids| ids.into_iter().collect())
+}
+
 /// An event with MySQL's counts, for the admin listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventStats {

@@ -3,6 +3,7 @@
 //! so a fresh checkout builds without a database.
 
 pub mod bookings;
+pub mod deployment;
 pub mod events;
 pub mod sync_claim;
 

@@ -54,6 +54,9 @@ pub struct InProcessGateway {
     pub target: Target,
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// The run has a Redis namespace of its own (see `Stores::redis_namespace`),
+    /// deleted with the event's keys at the end.
+    own_namespace: bool,
 }
 
 impl InProcessGateway {
@@ -83,7 +86,8 @@ impl InProcessGateway {
         settings.http_addr = http_addr.into();
         settings.redis_url = stores.redis_url.clone();
         settings.database_url = stores.database_url.clone();
-        settings.redis_namespace = store.redis_namespace.clone();
+        let namespace = stores.redis_namespace(&store.redis_namespace);
+        settings.redis_namespace = namespace.to_owned();
         settings.redis_timeout = store.redis_timeout();
         settings.max_inflight_claims = concurrency as usize * 4;
         settings.reconciler = true;
@@ -93,12 +97,8 @@ impl InProcessGateway {
             .await
             .context("cannot start the gateway")?;
         let addr = app.local_addr();
-        let redis = RedisStore::connect(
-            &stores.redis_url,
-            &store.redis_namespace,
-            store.redis_timeout(),
-        )
-        .await?;
+        let redis =
+            RedisStore::connect(&stores.redis_url, namespace, store.redis_timeout()).await?;
         let (stop, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = stop_rx.await;
@@ -115,6 +115,7 @@ impl InProcessGateway {
             },
             stop,
             task,
+            own_namespace: stores.has_own_namespace(),
         })
     }
 
@@ -140,6 +141,7 @@ impl InProcessGateway {
             );
             tokio::time::sleep(linger).await;
         }
+        let own_namespace = self.own_namespace;
         let (target, stopped) = self.stop().await;
         let report = outcome?;
         stopped?;
@@ -149,6 +151,16 @@ impl InProcessGateway {
                     .delete_event(&plan.event_id)
                     .await
                     .context("cannot delete the event's Redis keys")?;
+                if own_namespace {
+                    // Its database goes with the private MySQL: nothing owns it any more.
+                    let mut conn = redis.connection();
+                    let _: i64 = redis::AsyncCommands::del(
+                        &mut conn,
+                        crate::claims::keys::namespace_owner(redis.namespace()),
+                    )
+                    .await
+                    .context("cannot delete the run's Redis namespace")?;
+                }
             }
         }
         Ok(report)

@@ -16,6 +16,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Stores {
     pub redis_url: String,
     pub database_url: String,
+    /// The Redis namespace of this run, when it cannot use the configured one (see
+    /// [`Stores::redis_namespace`]).
+    own_namespace: Option<String>,
     _redis: Option<PrivateRedis>,
     _mysql: Option<PrivateMysql>,
 }
@@ -27,6 +30,7 @@ impl Stores {
         let mut stores = Self {
             redis_url: store.redis_url.clone(),
             database_url: store.database_url.clone(),
+            own_namespace: None,
             _redis: None,
             _mysql: None,
         };
@@ -85,8 +89,27 @@ impl Stores {
             );
             stores.database_url = mysql.url(&database);
             stores._mysql = Some(mysql);
+            if stores._redis.is_none() {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                let namespace = format!("{}sgrun{}:", store.redis_namespace, &id[id.len() - 12..]);
+                println!("Redis keys of this run go under the namespace {namespace:?}, as its private database is new");
+                stores.own_namespace = Some(namespace);
+            }
         }
         Ok(stores)
+    }
+
+    /// The Redis namespace the run uses: the configured one, unless the run has a
+    /// private MySQL on a Redis it shares. That database is a new one each run, and a
+    /// namespace belongs to one database for good (see [`crate::deployment`]), so the
+    /// run takes a namespace of its own, which the gateway deletes when it stops.
+    pub fn redis_namespace<'a>(&'a self, configured: &'a str) -> &'a str {
+        self.own_namespace.as_deref().unwrap_or(configured)
+    }
+
+    /// True when [`Stores::redis_namespace`] is this run's own.
+    pub fn has_own_namespace(&self) -> bool {
+        self.own_namespace.is_some()
     }
 }
 

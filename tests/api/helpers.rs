@@ -90,6 +90,40 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A MySQL database of its own, beside a `TestApp`'s: another deployment's. Dropped
+/// with this guard, also when the test panics.
+pub struct ScratchDatabase {
+    pub name: String,
+    /// `mysql://…/<name>` (the database is created by whoever connects first).
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    pub fn new() -> Self {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let name = format!("sg_test_{}", &id[id.len() - 12..]);
+        Self {
+            url: format!("{MYSQL_SERVER}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // As in `TestApp`'s drop: a runtime of its own, since Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(drop_database(&name));
+        })
+        .join();
+    }
+}
+
 /// A private redis-server for tests that must do what the shared one must not suffer
 /// (SCRIPT FLUSH, kills). `None`, with a message, when redis-server is not installed.
 pub async fn private_redis() -> Option<seatgate::sandbox::PrivateRedis> {
