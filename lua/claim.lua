@@ -34,7 +34,9 @@
 --   {"unknown", seat...}           seats that do not exist in the event
 --   {"not_found"}                  no such event, or not on sale (not recorded)
 --   {"reused"}                     same idempotency key, other request (not recorded)
---   {"replay", <one of the recorded replies above>}
+--   {"replay", <one of the recorded replies above>[, answered]}
+--                                  answered: the status code the first answer had
+--                                  when it was not the reply's own (answered.lua)
 --
 -- Example: EVALSHA <sha> 7 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:user:alice
 --            {e:wc}:outbox {e:wc}:b:0192... {e:wc}:idem:5:alice:k1
@@ -51,10 +53,13 @@ assert(mode == 'seats' or mode == 'quantity', 'claim.lua: mode must be seats or 
 
 -- 1. Idempotency: the same (user, key) answers what it answered the first time.
 if idem_key then
-  local rec = redis.call('HMGET', idem_key, 'fp', 'reply')
+  local rec = redis.call('HMGET', idem_key, 'fp', 'reply', 'answered')
   if rec[1] then
     if rec[1] ~= fp then
       return {'reused'}
+    end
+    if rec[3] then
+      return {'replay', cjson.decode(rec[2]), tonumber(rec[3])}
     end
     return {'replay', cjson.decode(rec[2])}
   end

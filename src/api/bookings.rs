@@ -280,18 +280,15 @@ async fn claim(
         ClaimStrategy::Mysql => sync_claim::claim(&app.db, &request).await?,
     };
     let (outcome, replay) = match outcome {
-        ClaimOutcome::Replay(first) => (*first, true),
-        fresh => (fresh, false),
+        ClaimOutcome::Replay { first, answered } => (*first, Some(answered)),
+        fresh => (fresh, None),
     };
-    if replay {
+    if replay.is_some() {
         probe.set(ClaimResult::Replay);
     }
     match outcome {
         ClaimOutcome::Pending { booking_id, seats } => {
-            if !replay {
-                probe.set(ClaimResult::Pending);
-            }
-            let mut booking = Booking {
+            let booking = Booking {
                 booking_id,
                 event_id,
                 user_id,
@@ -299,25 +296,54 @@ async fn claim(
                 status: BookingStatus::Pending,
                 reason: None,
             };
-            let Some(wait) = wait else {
-                if replay {
-                    // Same status code and booking id as the first answer; the body
-                    // shows the booking as it is now.
-                    if let Some(now) = app
+            match (replay, wait) {
+                // A replay answers the first answer's status code, whatever its own
+                // `Prefer` says; the body shows the booking as it is now.
+                (Some(answered), _) => {
+                    let now = app
                         .redis
                         .booking(&booking.event_id, &booking.booking_id)
                         .await?
-                    {
-                        booking = now;
-                    }
+                        .unwrap_or(booking);
+                    let status = answered
+                        .and_then(|code| StatusCode::from_u16(code).ok())
+                        .unwrap_or(StatusCode::ACCEPTED);
+                    Ok(answer_with(status, &now))
                 }
-                return Ok(booking_response(StatusCode::ACCEPTED, &booking));
-            };
-            wait_for_settlement(app, booking, wait).await
+                (None, Some(wait)) => {
+                    probe.set(ClaimResult::Pending);
+                    let (event_id, user_id) = (booking.event_id.clone(), booking.user_id.clone());
+                    let response = wait_for_settlement(app, booking, wait).await?;
+                    let status = response.status();
+                    if let (Some(key), false) = (key, status == StatusCode::ACCEPTED) {
+                        // Best effort: if this fails, a replay answers 202 with the
+                        // booking as it is then, which a client handles anyway.
+                        if let Err(err) = app
+                            .redis
+                            .record_answer(
+                                &event_id,
+                                &user_id,
+                                key,
+                                &claim.fingerprint,
+                                status.as_u16(),
+                            )
+                            .await
+                        {
+                            tracing::warn!(event.id = %event_id, error = %err,
+                                "cannot note the answer in the idempotency record");
+                        }
+                    }
+                    Ok(response)
+                }
+                (None, None) => {
+                    probe.set(ClaimResult::Pending);
+                    Ok(booking_response(StatusCode::ACCEPTED, &booking))
+                }
+            }
         }
         ClaimOutcome::Confirmed { booking_id, seats } => {
             // The mysql strategy: booked synchronously; a replay shows it as it is now.
-            if !replay {
+            if replay.is_none() {
                 probe.set(ClaimResult::Confirmed);
                 telemetry::bookings_settled("confirmed", 1);
             }
@@ -329,7 +355,7 @@ async fn claim(
                 status: BookingStatus::Confirmed,
                 reason: None,
             };
-            if replay {
+            if replay.is_some() {
                 if let Some(row) =
                     crate::db::bookings::find_booking(&app.db, &booking.booking_id).await?
                 {
@@ -344,7 +370,7 @@ async fn claim(
         ClaimOutcome::UnknownSeats(seats) => Err(ApiError::UnknownSeats(seats)),
         ClaimOutcome::EventNotFound => Err(ApiError::EventNotFound),
         ClaimOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
-        ClaimOutcome::Replay(_) => unreachable!("claim replies never nest replays"),
+        ClaimOutcome::Replay { .. } => unreachable!("claim replies never nest replays"),
     }
 }
 
@@ -418,21 +444,29 @@ async fn wait_for_settlement(
         drop(settled);
         app.settled.forget(&now.booking_id);
     }
-    let mut response = match now.status {
-        BookingStatus::Confirmed => booking_response(StatusCode::CREATED, &now),
-        BookingStatus::Rejected => ApiError::ClaimRejected {
-            booking_id: now.booking_id.clone(),
-            reason: now.reason.clone().unwrap_or_default(),
-        }
-        .into_response(),
-        BookingStatus::Pending | BookingStatus::Cancelled => {
-            booking_response(StatusCode::ACCEPTED, &now)
-        }
+    let status = match now.status {
+        BookingStatus::Confirmed => StatusCode::CREATED,
+        BookingStatus::Rejected => StatusCode::CONFLICT,
+        BookingStatus::Pending | BookingStatus::Cancelled => StatusCode::ACCEPTED,
     };
+    let mut response = answer_with(status, &now);
     if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
         response.headers_mut().insert("preference-applied", applied);
     }
     Ok(response)
+}
+
+/// A claim's answer with this status code: 409 `booking_rejected` with the reason, or
+/// the booking.
+fn answer_with(status: StatusCode, booking: &Booking) -> Response {
+    if status == StatusCode::CONFLICT {
+        return ApiError::ClaimRejected {
+            booking_id: booking.booking_id.clone(),
+            reason: booking.reason.clone().unwrap_or_default(),
+        }
+        .into_response();
+    }
+    booking_response(status, booking)
 }
 
 /// The booking as JSON, with `Location` pointing at it.

@@ -188,6 +188,26 @@ impl RedisStore {
         ClaimOutcome::parse(value)
     }
 
+    /// Notes in the idempotency record of (`user_id`, `key`) that its claim was
+    /// answered `status` (a `Prefer: wait` claim answered 201 or 409), so that replays
+    /// answer the same. False when the record is gone or belongs to another request.
+    pub async fn record_answer(
+        &self,
+        event_id: &str,
+        user_id: &str,
+        key: &str,
+        fingerprint: &str,
+        status: u16,
+    ) -> Result<bool, StoreError> {
+        let mut inv = scripts::ANSWERED.prepare_invoke();
+        inv.key(self.keys(event_id).idempotency(user_id, key))
+            .arg(fingerprint)
+            .arg(status);
+        let mut conn = self.conn.clone();
+        let noted: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(noted == 1)
+    }
+
     /// Promotes a pending booking to confirmed (after its MySQL COMMIT).
     pub async fn confirm(
         &self,

@@ -27,6 +27,8 @@ pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
         include_str!("../../lua/cancel.lua")
     ))
 });
+pub static ANSWERED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/answered.lua")));
 pub static WARM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/warm.lua")));
 pub static WARM_FINISH: LazyLock<Script> =
@@ -58,8 +60,13 @@ pub enum ClaimOutcome {
     EventNotFound,
     /// The idempotency key was used before by this user with another request.
     KeyReused,
-    /// The idempotency key was used before with this request: its first outcome.
-    Replay(Box<ClaimOutcome>),
+    /// The idempotency key was used before with this request: its first outcome, and
+    /// the status code the first answer had when that was not the outcome's own (a
+    /// `Prefer: wait` claim answered 201 or 409 instead of 202).
+    Replay {
+        first: Box<ClaimOutcome>,
+        answered: Option<u16>,
+    },
 }
 
 impl ClaimOutcome {
@@ -103,15 +110,27 @@ impl ClaimOutcome {
             "not_found" => Self::EventNotFound,
             "reused" => Self::KeyReused,
             "replay" => {
+                let mut rest = rest.into_iter();
                 let first = rest
-                    .into_iter()
                     .next()
                     .ok_or_else(|| StoreError::Reply("claim: replay without reply".into()))?;
+                let answered = rest
+                    .next()
+                    .map(integer)
+                    .transpose()?
+                    .map(|status| {
+                        u16::try_from(status)
+                            .map_err(|_| StoreError::Reply(format!("claim: status {status}")))
+                    })
+                    .transpose()?;
                 match Self::parse(first)? {
-                    Self::Replay(_) => {
+                    Self::Replay { .. } => {
                         return Err(StoreError::Reply("claim: nested replay".into()));
                     }
-                    inner => Self::Replay(Box::new(inner)),
+                    inner => Self::Replay {
+                        first: Box::new(inner),
+                        answered,
+                    },
                 }
             }
             other => return Err(StoreError::Reply(format!("claim: unknown tag {other:?}"))),
@@ -183,7 +202,25 @@ mod tests {
         ]);
         assert_eq!(
             ClaimOutcome::parse(v).unwrap(),
-            ClaimOutcome::Replay(Box::new(ClaimOutcome::SeatsUnavailable(vec!["A1".into()])))
+            ClaimOutcome::Replay {
+                first: Box::new(ClaimOutcome::SeatsUnavailable(vec!["A1".into()])),
+                answered: None
+            }
+        );
+        let v = Value::Array(vec![
+            bulk("replay"),
+            Value::Array(vec![bulk("pending"), bulk("b1"), bulk("A1")]),
+            Value::Int(201),
+        ]);
+        assert_eq!(
+            ClaimOutcome::parse(v).unwrap(),
+            ClaimOutcome::Replay {
+                first: Box::new(ClaimOutcome::Pending {
+                    booking_id: "b1".into(),
+                    seats: vec!["A1".into()]
+                }),
+                answered: Some(201)
+            }
         );
     }
 

@@ -94,7 +94,10 @@ async fn recorded(
             index: "outcome".into(),
             source: Box::new(e),
         })?;
-    Ok(Some(ClaimOutcome::Replay(Box::new(outcome))))
+    Ok(Some(ClaimOutcome::Replay {
+        first: Box::new(outcome),
+        answered: None,
+    }))
 }
 
 async fn decide(

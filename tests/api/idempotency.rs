@@ -150,3 +150,40 @@ async fn answers_that_are_not_claim_outcomes_are_not_recorded() {
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn a_key_identifies_the_body_as_sent_not_as_interpreted() {
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(4), 4).await;
+    // Both are over any limit and answered alike, but they are two requests.
+    let r = app
+        .claim(&event, "alice", &json!({"quantity": 500}), Some("k1"))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .claim(&event, "alice", &json!({"quantity": 101}), Some("k1"))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "idempotency_key_reused"
+    );
+    // An explicit null is not an absent field.
+    let r = app
+        .claim(
+            &event,
+            "alice",
+            &json!({"seats": null, "quantity": 1}),
+            Some("k2"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app
+        .claim(&event, "alice", &json!({"quantity": 1}), Some("k2"))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "idempotency_key_reused"
+    );
+}

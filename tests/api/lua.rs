@@ -191,7 +191,10 @@ async fn claim_lua_replays_recorded_outcomes_per_user_and_key() {
     assert_eq!(first, pending("b1", &["A1"]));
     assert_eq!(
         lab.claim("u1", "b9", &["A1"], Some(("k", "fp1"))).await,
-        ClaimOutcome::Replay(Box::new(pending("b1", &["A1"])))
+        ClaimOutcome::Replay {
+            first: Box::new(pending("b1", &["A1"])),
+            answered: None
+        }
     );
     assert_eq!(
         lab.claim("u1", "b9", &["A2"], Some(("k", "fp2"))).await,
@@ -204,7 +207,10 @@ async fn claim_lua_replays_recorded_outcomes_per_user_and_key() {
     );
     assert_eq!(
         lab.claim("u2", "b3", &["A1"], Some(("k", "fp1"))).await,
-        ClaimOutcome::Replay(Box::new(ClaimOutcome::SeatsUnavailable(vec!["A1".into()])))
+        ClaimOutcome::Replay {
+            first: Box::new(ClaimOutcome::SeatsUnavailable(vec!["A1".into()])),
+            answered: None
+        }
     );
     assert_eq!(lab.outbox_len().await, 1);
 }

@@ -109,3 +109,68 @@ async fn a_waiting_claim_learns_of_its_rejection_when_it_happens() {
         started.elapsed()
     );
 }
+
+/// A claim with an `Idempotency-Key`, and a `Prefer` header when given.
+async fn keyed_claim(
+    app: &TestApp,
+    event: &str,
+    seat: &str,
+    key: &str,
+    prefer: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url(&format!("/v1/events/{event}/bookings")))
+        .bearer_auth(app.user_token("alice"))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "seats": [seat] }));
+    if let Some(prefer) = prefer {
+        req = req.header("Prefer", prefer);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_answers_the_first_status_code_whatever_its_prefer_header_says() {
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(4), 4).await;
+
+    // First answered 201 after a wait: replayed 201 without one.
+    let first = keyed_claim(&app, &event, "S0001", "k-201", Some("wait=10")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let id = first.json::<Value>().await.unwrap()["booking_id"].clone();
+    let again = keyed_claim(&app, &event, "S0001", "k-201", None).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["booking_id"], id);
+    assert_eq!(again["status"], "confirmed");
+
+    // First answered 202 without a wait: replayed 202 with one, at once.
+    let first = keyed_claim(&app, &event, "S0002", "k-202", None).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let id = first.json::<Value>().await.unwrap()["booking_id"].clone();
+    app.settled(&event).await;
+    let again = keyed_claim(&app, &event, "S0002", "k-202", Some("wait=10")).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert!(!again.headers().contains_key("preference-applied"));
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["booking_id"], id);
+    assert_eq!(
+        again["status"], "confirmed",
+        "the body shows it as it is now"
+    );
+
+    // First answered 409 (rejected: MySQL had the seat booked behind Redis's back):
+    // replayed 409 without a wait.
+    app.mysql_book(&event, "S0003", &uuid::Uuid::now_v7().to_string(), "bob")
+        .await;
+    let first = keyed_claim(&app, &event, "S0003", "k-409", Some("wait=10")).await;
+    assert_eq!(first.status(), StatusCode::CONFLICT);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["error"], "booking_rejected");
+    let again = keyed_claim(&app, &event, "S0003", "k-409", None).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["error"], "booking_rejected");
+    assert_eq!(again["booking_id"], first["booking_id"]);
+}
