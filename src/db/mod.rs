@@ -4,6 +4,7 @@
 
 pub mod bookings;
 pub mod events;
+pub mod retry;
 pub mod sync_claim;
 
 use anyhow::Context;

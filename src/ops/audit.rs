@@ -33,7 +33,8 @@ const MISSING: &str = "missing";
 /// on its way to MySQL. With `repair`, Redis takes MySQL's state for every divergent
 /// seat (pending claims untouched) and its counters are recounted; seats missing from
 /// their place in Redis's order list are put back in it too (not a divergence: no state
-/// differs).
+/// differs). A lock conflict is retried as a whole transaction (`db::retry`): the
+/// audit reads both sides again, and a repair already made finds nothing left to do.
 pub async fn audit(
     redis: &RedisStore,
     pool: &MySqlPool,
@@ -43,6 +44,20 @@ pub async fn audit(
     let event = db::events::find_event(pool, event_id)
         .await?
         .ok_or(OpError::EventNotFound)?;
+    db::retry::retry_lock_conflicts("audit", || {
+        audit_in_one_transaction(redis, pool, &event, repair)
+    })
+    .await
+}
+
+/// One attempt at an audit, under the inventory's share locks.
+async fn audit_in_one_transaction(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event: &db::events::EventRow,
+    repair: bool,
+) -> Result<AuditReport, OpError> {
+    let event_id = event.id.as_str();
     // Share locks keep MySQL still while Redis is read (and repaired), so a booking
     // committing in between cannot show up as a false divergence, nor be undone by
     // the repair.

@@ -13,6 +13,7 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod live;
+mod lock_order;
 mod lua;
 mod metrics;
 mod openapi;
