@@ -52,8 +52,8 @@ pub async fn find(
 /// gets a `cancelled` tombstone, so the reconciler, which takes the same locks, never
 /// persists it afterwards. Only after the COMMIT does `cancel.lua` free the seats in
 /// Redis, so Redis never offers a seat MySQL still has booked. If the process dies in
-/// between, a retried DELETE (or the reconciler, which sees the tombstone) finishes
-/// the Redis side. A lock conflict in the MySQL part is retried as a whole
+/// between, a retried DELETE (or the reconciler, which sees the tombstone, or an audit
+/// repair, which sees the cancelled booking) finishes the Redis side. A lock conflict in the MySQL part is retried as a whole
 /// transaction (`db::retry`).
 pub async fn cancel(
     redis: &RedisStore,
