@@ -6,6 +6,10 @@
 //! so they cannot deadlock each other; and a booking row is only ever read or written
 //! by a transaction that holds all of its seats, which serialises everything that
 //! happens to one booking (reconciler redelivery, cancellation) through those locks.
+//! Readers that lock seat rows (warm and audit share-lock a whole inventory, see
+//! `db::events::lock_inventory`) take them in the same seat id order, for the same
+//! reason. A deadlock with anything outside this rule is retried as a whole
+//! transaction (`db::retry`).
 
 use sqlx::mysql::MySqlRow;
 use sqlx::MySqlConnection;

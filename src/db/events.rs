@@ -155,16 +155,22 @@ pub struct InventorySeat {
     pub state: String,
 }
 
-/// Reads the whole inventory of an event in ordinal order, share-locking every seat
-/// row until the transaction ends: while warm or audit copies these states into Redis,
-/// no booking or cancellation can commit and make them stale.
+/// Reads the whole inventory of an event, share-locking every seat row until the
+/// transaction ends: while warm or audit copies these states into Redis, no booking
+/// or cancellation can commit and make them stale. Returned in ordinal order.
+///
+/// The rows are locked in seat id order (the primary key's), the one order every
+/// writer of seat rows uses (see `db::bookings`). Locked in ordinal order instead, a
+/// warm during a drop would hold a seat that a reconciler or cancel wants next while
+/// waiting for one that transaction holds: a deadlock. `FORCE INDEX (PRIMARY)` keeps
+/// the optimizer from walking the ordinal index, whose order is the lock order.
 pub async fn lock_inventory(
     conn: &mut MySqlConnection,
     event_id: &str,
 ) -> Result<Vec<InventorySeat>, sqlx::Error> {
-    sqlx::query(
-        "SELECT seat_id, ordinal, status, booking_id FROM seats WHERE event_id = ? \
-         ORDER BY ordinal LOCK IN SHARE MODE",
+    let mut seats = sqlx::query(
+        "SELECT seat_id, ordinal, status, booking_id FROM seats FORCE INDEX (PRIMARY) \
+         WHERE event_id = ? ORDER BY seat_id LOCK IN SHARE MODE",
     )
     .bind(event_id)
     .try_map(|row: MySqlRow| {
@@ -175,7 +181,9 @@ pub async fn lock_inventory(
         })
     })
     .fetch_all(conn)
-    .await
+    .await?;
+    seats.sort_unstable_by_key(|s| s.ordinal);
+    Ok(seats)
 }
 
 /// `(user, booking id, seats held)` of every confirmed booking of the event, to

@@ -5,6 +5,7 @@
 pub mod bookings;
 pub mod deployment;
 pub mod events;
+pub mod retry;
 pub mod sync_claim;
 
 use anyhow::Context;

@@ -6,20 +6,52 @@
 //! holdings row, then the seat rows sorted by id) so claims cannot deadlock, and
 //! `SKIP LOCKED` for best available so concurrent quantity claims do not queue on the
 //! same first free seat. Same contract as the Redis path otherwise: all or nothing,
-//! per-user limit, idempotency (outcomes recorded in `claim_idempotency`).
+//! per-user limit, idempotency (outcomes recorded in `claim_idempotency` and replayed
+//! for [`IDEMPOTENCY_TTL`]). User ids and idempotency keys are `VARBINARY` columns, so
+//! they compare byte for byte, trailing spaces included (see the migration
+//! `20261201000001_sync_claims_binary.sql`).
 
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{MySqlConnection, Row};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::bookings::{self, BookingRow};
 use super::{is_duplicate_key, text};
 use crate::claims::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
 use crate::domain::BookingStatus;
 
+/// How long a recorded claim outcome is replayed (the contract's 24 h). Older records
+/// count as absent: the key is free again.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// One claim in this many starts a purge of expired idempotency records.
+const PURGE_EVERY: u64 = 1000;
+
+/// Expired records deleted per purge. At least [`PURGE_EVERY`], since every claim
+/// records at most one, so purges keep up with any claim rate.
+const PURGE_BATCH: u64 = 1000;
+
+/// Claims made by this process, to start a purge every [`PURGE_EVERY`] of them.
+static CLAIMS: AtomicU64 = AtomicU64::new(0);
+
 /// Books the claim in MySQL, or says why not. Takes the Redis path's request
 /// (`now_ms` is unused: MySQL stamps the rows) and gives its outcomes, with
-/// `Confirmed` in place of `Pending`.
+/// `Confirmed` in place of `Pending`. Now and then starts a purge of expired
+/// idempotency records in the background.
 pub async fn claim(pool: &MySqlPool, req: &ClaimRequest<'_>) -> Result<ClaimOutcome, sqlx::Error> {
+    if CLAIMS
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(PURGE_EVERY)
+    {
+        let pool = pool.clone();
+        // Off the claim's path: the claim neither waits for it nor fails with it.
+        tokio::spawn(async move {
+            if let Err(err) = purge_expired_idempotency(&pool).await {
+                tracing::warn!(error = %err, "purging expired idempotency records failed");
+            }
+        });
+    }
     let mut tx = pool.begin().await?;
     if let Some((key, fp)) = req.idempotency {
         if let Some(replay) = recorded(&mut tx, req, key, fp).await? {
@@ -68,24 +100,46 @@ async fn recorded_or_reused(
 }
 
 /// The recorded answer for this key, if any: a replay, or `KeyReused` for another body.
+///
+/// A record older than [`IDEMPOTENCY_TTL`] is absent as far as the contract goes; it is
+/// deleted here so that this claim's record can take its place. The DELETE locks that
+/// one existing row only (no gap lock, which concurrent inserts would queue on) and
+/// checks the age again, so a fresh record a concurrent request with the same key put
+/// in its place is kept, and this request then meets it as a duplicate key.
 async fn recorded(
     conn: &mut MySqlConnection,
     req: &ClaimRequest<'_>,
     key: &str,
     fp: &str,
 ) -> Result<Option<ClaimOutcome>, sqlx::Error> {
+    let ttl_secs = IDEMPOTENCY_TTL.as_secs();
     let row = sqlx::query(
-        "SELECT fingerprint, outcome FROM claim_idempotency \
-         WHERE event_id = ? AND user_id = ? AND idem_key = ?",
+        "SELECT fingerprint, outcome, \
+         CAST(created_at < NOW(3) - INTERVAL ? SECOND AS SIGNED) AS expired \
+         FROM claim_idempotency WHERE event_id = ? AND user_id = ? AND idem_key = ?",
     )
+    .bind(ttl_secs)
     .bind(req.event_id)
     .bind(req.user_id)
     .bind(key)
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
         return Ok(None);
     };
+    if row.try_get::<i64, _>("expired")? != 0 {
+        sqlx::query(
+            "DELETE FROM claim_idempotency WHERE event_id = ? AND user_id = ? AND idem_key = ? \
+             AND created_at < NOW(3) - INTERVAL ? SECOND",
+        )
+        .bind(req.event_id)
+        .bind(req.user_id)
+        .bind(key)
+        .bind(ttl_secs)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(None);
+    }
     if text(&row, "fingerprint")? != fp {
         return Ok(Some(ClaimOutcome::KeyReused));
     }
@@ -98,6 +152,27 @@ async fn recorded(
         first: Box::new(outcome),
         answered: None,
     }))
+}
+
+/// Deletes up to a batch of idempotency records older than [`IDEMPOTENCY_TTL`], of
+/// every event, oldest first; returns how many. Claims treat such records as absent
+/// anyway (see `recorded`): this only keeps the table from growing for ever. One
+/// short autocommit statement on the records' age index, so it holds its locks briefly
+/// and only on old rows (and the gap next to the oldest fresh one).
+pub async fn purge_expired_idempotency(pool: &MySqlPool) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM claim_idempotency WHERE created_at < NOW(3) - INTERVAL ? SECOND \
+         ORDER BY created_at LIMIT ?",
+    )
+    .bind(IDEMPOTENCY_TTL.as_secs())
+    .bind(PURGE_BATCH)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if deleted > 0 {
+        tracing::info!(deleted, "purged expired idempotency records");
+    }
+    Ok(deleted)
 }
 
 async fn decide(

@@ -1,12 +1,14 @@
 //! Audit: compare an event's seats in Redis and MySQL, and optionally repair Redis.
 
 use serde::Serialize;
+use sqlx::MySqlConnection;
 use sqlx::MySqlPool;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{OpError, WARM_CHUNK};
 use crate::claims::RedisStore;
 use crate::db;
+use crate::domain::BookingStatus;
 
 /// One seat whose states differ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -33,7 +35,10 @@ const MISSING: &str = "missing";
 /// on its way to MySQL. With `repair`, Redis takes MySQL's state for every divergent
 /// seat (pending claims untouched) and its counters are recounted; seats missing from
 /// their place in Redis's order list are put back in it too (not a divergence: no state
-/// differs).
+/// differs); and a booking that Redis still shows holding seats but MySQL has
+/// cancelled is cancelled in Redis too, record and owner's tally with its seats (see
+/// [`finish_cancellations`]). A lock conflict is retried as a whole transaction (`db::retry`): the
+/// audit reads both sides again, and a repair already made finds nothing left to do.
 pub async fn audit(
     redis: &RedisStore,
     pool: &MySqlPool,
@@ -43,6 +48,20 @@ pub async fn audit(
     let event = db::events::find_event(pool, event_id)
         .await?
         .ok_or(OpError::EventNotFound)?;
+    db::retry::retry_lock_conflicts("audit", || {
+        audit_in_one_transaction(redis, pool, &event, repair)
+    })
+    .await
+}
+
+/// One attempt at an audit, under the inventory's share locks.
+async fn audit_in_one_transaction(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event: &db::events::EventRow,
+    repair: bool,
+) -> Result<AuditReport, OpError> {
+    let event_id = event.id.as_str();
     // Share locks keep MySQL still while Redis is read (and repaired), so a booking
     // committing in between cannot show up as a false divergence, nor be undone by
     // the repair.
@@ -58,6 +77,8 @@ pub async fn audit(
     let mut divergences = Vec::new();
     // In ordinal order (the inventory's), as `warm.lua` wants them.
     let mut repairs = Vec::new();
+    // Bookings that Redis shows holding a seat MySQL says they do not hold.
+    let mut stale_bookings = BTreeSet::new();
     for seat in &inventory {
         let (state, ordinal) = match in_redis.remove(&seat.seat) {
             Some((state, ordinal)) => (Some(state), Some(ordinal)),
@@ -69,6 +90,9 @@ pub async fn audit(
         let misplaced = ordinal != Some(seat.ordinal);
         let pending = state.as_deref().is_some_and(|s| s.starts_with("pending:"));
         if !pending && state.as_deref() != Some(seat.state.as_str()) {
+            if let Some(bid) = state.as_deref().and_then(|s| s.strip_prefix("booked:")) {
+                stale_bookings.insert(bid.to_owned());
+            }
             divergences.push(Divergence {
                 seat: seat.seat.clone(),
                 redis: state.unwrap_or_else(|| MISSING.to_owned()),
@@ -95,6 +119,9 @@ pub async fn audit(
         for chunk in repairs.chunks(WARM_CHUNK) {
             redis.warm_chunk(event_id, chunk).await?;
         }
+        // Seats first, then the bookings: seats go straight from their stale booking to
+        // MySQL's state, never through `available` on the way to another booking.
+        finish_cancellations(redis, &mut tx, event_id, &stale_bookings).await?;
         redis
             .warm_finish(
                 event_id,
@@ -111,4 +138,37 @@ pub async fn audit(
         divergences,
         repaired,
     })
+}
+
+/// Finishes in Redis the cancellations MySQL committed but Redis never heard of.
+///
+/// Cancel commits in MySQL first and runs `cancel.lua` second; a crash in between
+/// leaves Redis with the booking `confirmed`, its seats booked and its seats still
+/// counted against the owner's per-user limit. The seat states alone are repaired like
+/// any divergence; for each booking among `bookings` (those Redis showed on a divergent
+/// seat) that MySQL has cancelled, `cancel.lua` does the rest, as the cancel would
+/// have: the record says `cancelled` and the owner's tally forgets the booking. Read
+/// under the caller's share locks on the seats, which every writer of a booking row
+/// must lock first, so MySQL's status cannot change meanwhile. Any other status is
+/// left alone: the seat repair already put Redis's seats in line with MySQL.
+async fn finish_cancellations(
+    redis: &RedisStore,
+    conn: &mut MySqlConnection,
+    event_id: &str,
+    bookings: &BTreeSet<String>,
+) -> Result<(), OpError> {
+    for booking_id in bookings {
+        let Some(row) = db::bookings::find_booking(&mut *conn, booking_id).await? else {
+            continue;
+        };
+        if row.event_id != event_id || row.status != BookingStatus::Cancelled {
+            continue;
+        }
+        redis
+            .cancel(event_id, booking_id, &row.user_id, &row.seats)
+            .await?;
+        tracing::warn!(event.id = %event_id, booking.id = %booking_id,
+            "audit finished a cancellation Redis had missed");
+    }
+    Ok(())
 }

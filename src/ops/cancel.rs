@@ -52,8 +52,9 @@ pub async fn find(
 /// gets a `cancelled` tombstone, so the reconciler, which takes the same locks, never
 /// persists it afterwards. Only after the COMMIT does `cancel.lua` free the seats in
 /// Redis, so Redis never offers a seat MySQL still has booked. If the process dies in
-/// between, a retried DELETE (or the reconciler, which sees the tombstone) finishes
-/// the Redis side.
+/// between, a retried DELETE (or the reconciler, which sees the tombstone, or an audit
+/// repair, which sees the cancelled booking) finishes the Redis side. A lock conflict in the MySQL part is retried as a whole
+/// transaction (`db::retry`).
 pub async fn cancel(
     redis: &RedisStore,
     pool: &MySqlPool,
@@ -65,18 +66,45 @@ pub async fn cancel(
     if booking.status == BookingStatus::Rejected {
         return Err(OpError::BookingRejected);
     }
+    let newly_cancelled =
+        db::retry::retry_lock_conflicts("cancel", || cancel_in_mysql(pool, event_id, &booking))
+            .await?;
+
+    match redis
+        .cancel(event_id, booking_id, &booking.user_id, &booking.seats)
+        .await?
+    {
+        Some(BookingStatus::Rejected) => return Err(OpError::BookingRejected),
+        _ => booking.status = BookingStatus::Cancelled,
+    }
+    booking.reason = None;
+    if newly_cancelled {
+        crate::telemetry::bookings_settled("cancelled", 1);
+    }
+    tracing::info!(event.id = %event_id, booking.id = %booking_id, "booking cancelled");
+    Ok(booking)
+}
+
+/// The MySQL part of [`cancel`], one whole transaction: true when this call cancelled
+/// the booking, false when MySQL had it cancelled already (a repeated DELETE).
+async fn cancel_in_mysql(
+    pool: &MySqlPool,
+    event_id: &str,
+    booking: &Booking,
+) -> Result<bool, OpError> {
+    let booking_id = booking.booking_id.as_str();
+    // Seat id order: the lock order of every writer (see `db::bookings`).
     let mut seats = booking.seats.clone();
     seats.sort_unstable();
     seats.dedup();
 
     let mut tx = pool.begin().await?;
     db::bookings::lock_seats(&mut tx, event_id, &seats).await?;
-    // False when MySQL had it cancelled already (a repeated DELETE).
     let newly_cancelled = match db::bookings::find_booking(&mut *tx, booking_id).await? {
         Some(row) if row.status == BookingStatus::Rejected => return Err(OpError::BookingRejected),
         Some(row) if row.status == BookingStatus::Confirmed => {
             db::bookings::cancel_confirmed(&mut tx, event_id, booking_id).await?;
-            // The `mysql` strategy's per-user tally (the Redis one is freed below).
+            // The `mysql` strategy's per-user tally (the Redis one is freed by the caller).
             db::sync_claim::release_holdings(&mut tx, event_id, &row.user_id, row.seats.len())
                 .await?;
             true
@@ -96,18 +124,5 @@ pub async fn cancel(
         }
     };
     tx.commit().await?;
-
-    match redis
-        .cancel(event_id, booking_id, &booking.user_id, &booking.seats)
-        .await?
-    {
-        Some(BookingStatus::Rejected) => return Err(OpError::BookingRejected),
-        _ => booking.status = BookingStatus::Cancelled,
-    }
-    booking.reason = None;
-    if newly_cancelled {
-        crate::telemetry::bookings_settled("cancelled", 1);
-    }
-    tracing::info!(event.id = %event_id, booking.id = %booking_id, "booking cancelled");
-    Ok(booking)
+    Ok(newly_cancelled)
 }

@@ -23,10 +23,34 @@ pub async fn warm(
 }
 
 /// [`warm`], reporting its progress to `progress` (for the admin CLI's progress bar).
+///
+/// A lock conflict (a deadlock with a transaction that locks seats against the rule,
+/// a lock wait timeout) is retried as a whole: a fresh transaction reads and copies
+/// the inventory again (`db::retry`); warming the same states twice is harmless.
 pub async fn warm_with_progress(
     redis: &RedisStore,
     pool: &MySqlPool,
     event_id: &str,
+    progress: Option<Progress<'_>>,
+) -> Result<SeatCounts, OpError> {
+    let event = db::events::find_event(pool, event_id)
+        .await?
+        .ok_or(OpError::EventNotFound)?;
+    let counts = db::retry::retry_lock_conflicts("warm", || {
+        warm_in_one_transaction(redis, pool, &event, progress)
+    })
+    .await?;
+    tracing::info!(event.id = %event_id, seats = counts.seats_total, available = counts.available,
+        pending = counts.pending, booked = counts.booked, "event warmed and on sale");
+    Ok(counts)
+}
+
+/// One attempt at warming: the inventory locked, copied into Redis, the sale opened,
+/// and the locks released by the COMMIT.
+async fn warm_in_one_transaction(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    event: &db::events::EventRow,
     progress: Option<Progress<'_>>,
 ) -> Result<SeatCounts, OpError> {
     let report = |done: usize, total: usize| {
@@ -34,9 +58,7 @@ pub async fn warm_with_progress(
             progress(done as u64, total as u64);
         }
     };
-    let event = db::events::find_event(pool, event_id)
-        .await?
-        .ok_or(OpError::EventNotFound)?;
+    let event_id = event.id.as_str();
     let mut tx = pool.begin().await?;
     let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
     report(0, inventory.len());
@@ -74,7 +96,5 @@ pub async fn warm_with_progress(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    tracing::info!(event.id = %event_id, seats = counts.seats_total, available = counts.available,
-        pending = counts.pending, booked = counts.booked, "event warmed and on sale");
     Ok(counts)
 }

@@ -139,3 +139,86 @@ async fn the_baseline_keeps_the_rest_of_the_contract() {
     let r = app.get_booking(&event, id, &app.user_token("alice")).await;
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
 }
+
+/// Claims `body` as `user` with `key`, expects 201; returns the booking id.
+async fn created(app: &TestApp, event: &str, user: &str, body: Value, key: Option<&str>) -> String {
+    let r = app.claim(event, user, &body, key).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{user:?}: {body}");
+    body["booking_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn users_whose_ids_differ_by_a_trailing_space_have_their_own_limits_and_keys() {
+    let app = baseline().await;
+    let event = app.event_with(&seat_names(8), 2).await;
+
+    // Limits: each has all of the per-user limit (2).
+    created(&app, &event, "alice", json!({"quantity": 2}), None).await;
+    created(&app, &event, "alice ", json!({"quantity": 2}), None).await;
+    let r = app
+        .claim(&event, "alice ", &json!({"quantity": 1}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Idempotency keys: the same key of two users names two records.
+    let first = created(&app, &event, "carol", json!({"quantity": 1}), Some("k1")).await;
+    let second = created(&app, &event, "carol ", json!({"quantity": 1}), Some("k1")).await;
+    assert_ne!(first, second, "\"carol \" got carol's recorded answer");
+    let r = app
+        .claim(&event, "carol ", &json!({"quantity": 1}), Some("k1"))
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["booking_id"], second);
+    let r = app
+        .get_booking(&event, &second, &app.user_token("carol "))
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["user_id"], "carol ");
+}
+
+#[tokio::test]
+async fn an_idempotency_record_older_than_a_day_is_not_replayed() {
+    let app = baseline().await;
+    let event = app.event_with(&seat_names(8), 8).await;
+    let age = |key: &'static str| {
+        let (db, event) = (app.db.clone(), event.clone());
+        async move {
+            sqlx::query(
+                "UPDATE claim_idempotency SET created_at = NOW(3) - INTERVAL 25 HOUR \
+                 WHERE event_id = ? AND idem_key = ?",
+            )
+            .bind(event)
+            .bind(key)
+            .execute(&db)
+            .await
+            .unwrap()
+            .rows_affected()
+        }
+    };
+
+    let first = created(&app, &event, "alice", json!({"quantity": 1}), Some("k1")).await;
+    assert_eq!(age("k1").await, 1);
+    // Past 24 h the key is free again: a new claim, even with another body.
+    let second = created(&app, &event, "alice", json!({"quantity": 2}), Some("k1")).await;
+    assert_ne!(first, second);
+    // And the new answer is the one recorded.
+    let replay = created(&app, &event, "alice", json!({"quantity": 2}), Some("k1")).await;
+    assert_eq!(replay, second);
+
+    // Expired records are deleted, fresh ones kept.
+    created(&app, &event, "alice", json!({"quantity": 1}), Some("k2")).await;
+    assert_eq!(age("k2").await, 1);
+    assert!(
+        seatgate::db::sync_claim::purge_expired_idempotency(&app.db)
+            .await
+            .unwrap()
+            >= 1
+    );
+    let (left,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM claim_idempotency WHERE event_id = ?")
+            .bind(&event)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(left, 1, "only k1's fresh record is left");
+}

@@ -14,6 +14,7 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod live;
+mod lock_order;
 mod lua;
 mod metrics;
 mod namespace;
