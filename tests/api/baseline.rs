@@ -23,7 +23,7 @@ async fn the_baseline_has_exactly_one_winner_among_five_hundred() {
             let event = &event;
             async move {
                 let r = app
-                    .claim(event, &format!("u{u}"), &json!({"seats": ["S0002"]}), None)
+                    .claim_retrying(event, &format!("u{u}"), &json!({"seats": ["S0002"]}))
                     .await;
                 (r.status(), r.json::<Value>().await.unwrap())
             }

@@ -108,7 +108,7 @@ async fn the_live_page_shows_seats_turn_pending_then_booked_in_a_real_browser() 
     let claims = (0..hot.len() * 25).map(|i| {
         let (app, event, seat) = (&app, &event, &hot[i % hot.len()]);
         async move {
-            app.claim(event, &format!("fan{i}"), &json!({ "seats": [seat] }), None)
+            app.claim_retrying(event, &format!("fan{i}"), &json!({ "seats": [seat] }))
                 .await
                 .status()
         }

@@ -56,6 +56,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.database_url = format!("{MYSQL_SERVER}/{db_name}");
     settings.redis_namespace = format!("sgt{id}:");
     settings.db_max_connections = 16;
+    // The tests share two cores with each other: a Redis call can take longer than a
+    // production bound while a storm test runs beside it. Tests of the bound itself
+    // set their own.
+    settings.redis_timeout = Duration::from_secs(5);
     // Tests make many claims per user on purpose; the limit has a test of its own.
     settings.user_rate = 0.0;
     adjust(&mut settings);
@@ -234,6 +238,38 @@ impl TestApp {
             req = req.header("Idempotency-Key", key);
         }
         req.send().await.unwrap()
+    }
+
+    /// Claims as a well-behaved client does in a drop: with an `Idempotency-Key`, and
+    /// the same request again after a 503 (whose outcome is unknown; the retry with the
+    /// same key tells). Storm tests use it so that a loaded machine, where a Redis
+    /// call may pass its bound, slows them down instead of failing them.
+    pub async fn claim_retrying(&self, event: &str, user: &str, body: &Value) -> Response {
+        let key = uuid::Uuid::now_v7().to_string();
+        self.claim_retrying_with_key(event, user, body, &key).await
+    }
+
+    /// [`TestApp::claim_retrying`] with the caller's `Idempotency-Key` (to find again
+    /// what earlier requests with it did). Every 503 must carry `Retry-After`.
+    pub async fn claim_retrying_with_key(
+        &self,
+        event: &str,
+        user: &str,
+        body: &Value,
+        key: &str,
+    ) -> Response {
+        let give_up = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.claim(event, user, body, Some(key)).await;
+            if r.status() != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > give_up {
+                return r;
+            }
+            assert!(
+                r.headers().contains_key("retry-after"),
+                "a 503 without Retry-After"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Claims and expects a 202; returns the booking id.

@@ -20,7 +20,7 @@ struct Lab {
 impl Lab {
     async fn new(url: &str, seats: &[&str], booked: &[(&str, &str)], limit: u32) -> Self {
         let ns = format!("sgl{}:", uuid::Uuid::now_v7().simple());
-        let store = RedisStore::connect(url, &ns, Duration::from_secs(2))
+        let store = RedisStore::connect(url, &ns, Duration::from_secs(10))
             .await
             .unwrap();
         let event = "lab".to_owned();
@@ -166,7 +166,7 @@ async fn claim_lua_claims_all_or_nothing_and_writes_the_outbox_in_the_same_step(
     assert_eq!(lab.counts().await, (0, 2, 1));
 
     let missing = Lab::new(REDIS_URL, &["A1"], &[], 4).await;
-    let other = RedisStore::connect(REDIS_URL, "sgl-none:", Duration::from_secs(2))
+    let other = RedisStore::connect(REDIS_URL, "sgl-none:", Duration::from_secs(10))
         .await
         .unwrap();
     let seats = vec!["A1".to_owned()];

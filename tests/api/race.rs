@@ -20,7 +20,7 @@ async fn storm(
     let results: Vec<(String, StatusCode, Value)> = stream::iter(requests)
         .map(|(user, seat)| async move {
             let r = app
-                .claim(event, &user, &json!({ "seats": [seat] }), None)
+                .claim_retrying(event, &user, &json!({ "seats": [seat] }))
                 .await;
             let status = r.status();
             (seat, status, r.json::<Value>().await.unwrap())
@@ -132,7 +132,7 @@ async fn concurrent_best_available_claims_never_share_a_seat() {
             let event = &event;
             async move {
                 let r = app
-                    .claim(event, &format!("user-{u}"), &json!({ "quantity": 1 }), None)
+                    .claim_retrying(event, &format!("user-{u}"), &json!({ "quantity": 1 }))
                     .await;
                 (r.status(), r.json::<Value>().await.unwrap())
             }

@@ -81,7 +81,7 @@ async fn a_waiting_claim_learns_of_its_rejection_when_it_happens() {
                 .unwrap()
         })
     };
-    eventually("the claim is pending", Duration::from_secs(5), || async {
+    eventually("the claim is pending", Duration::from_secs(30), || async {
         (app.event_json(&event).await["pending"] == 1).then_some(())
     })
     .await;
