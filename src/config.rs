@@ -70,6 +70,9 @@ pub struct Settings {
     pub claim_deadline: Duration,
     /// The listener's backlog, connection cap and per-connection timeouts.
     pub server: crate::server::ServerLimits,
+    /// Oldest a served public seat map may be (one store read per event per interval,
+    /// however many readers).
+    pub seat_map_max_age: Duration,
 }
 
 /// Shortest admin token accepted, in characters.
@@ -120,6 +123,7 @@ impl Settings {
             db_max_connections: 32,
             claim_deadline: Duration::from_secs(300),
             server: crate::server::ServerLimits::default(),
+            seat_map_max_age: crate::live::snapshot::SNAPSHOT_MAX_AGE,
         }
     }
 }

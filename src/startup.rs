@@ -15,7 +15,7 @@ use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
-use crate::live::{source::Source, LiveHub};
+use crate::live::{snapshot::SeatMaps, source::Source, LiveHub};
 use crate::reconciler::{backoff, Reconciler, ReconcilerConfig};
 use crate::server::{self, HttpListener, ServerLimits};
 
@@ -88,13 +88,16 @@ impl Application {
         let listener = HttpListener::bind(&settings.http_addr, settings.server.listen_backlog)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        let source = Source::new(settings.claim_strategy, redis.clone(), pool.clone());
+        let seat_maps = SeatMaps::with_max_age(source.clone(), settings.seat_map_max_age);
         let live = LiveHub::new(
-            Source::new(settings.claim_strategy, redis.clone(), pool.clone()),
+            source,
             settings.max_live_streams,
             settings.max_live_streams_per_client,
         );
         let state = AppState::new(Shared {
             live,
+            seat_maps,
             redis,
             db: pool,
             auth: Arc::new(Auth::new(&settings.admin_token, &settings.jwt_secret)),

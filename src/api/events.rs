@@ -2,6 +2,8 @@
 //! is not on sale (not warmed) is answered as unknown.
 
 use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -14,7 +16,8 @@ use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
 use crate::config::ClaimStrategy;
 use crate::db::sync_claim;
-use crate::domain::{is_valid_event_id, SeatStatus};
+use crate::domain::is_valid_event_id;
+use crate::live::snapshot::SeatMap;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -70,30 +73,27 @@ async fn get_event(
     }))
 }
 
-/// An event's seat map, in best-available order.
-#[derive(Debug, Serialize, ToSchema)]
-struct SeatMap {
-    event_id: String,
-    seats: Vec<SeatView>,
-}
-
-/// One seat and its status.
-#[derive(Debug, Serialize, ToSchema)]
-struct SeatView {
-    id: String,
-    /// `available`, `pending` or `booked` (the mysql claim strategy has no `pending`).
-    #[schema(value_type = SeatStatus)]
-    status: String,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/seats",
     tag = "events",
     summary = "The seat map of an event on sale",
-    params(("id" = String, Path, description = "Event id")),
+    description = "Served from a snapshot shared by all readers, at most 200 ms old. \
+        Carries an `ETag`; a request whose `If-None-Match` names it is answered 304 \
+        without a body. `Cache-Control: public, max-age=1` lets a CDN absorb readers.",
+    params(
+        ("id" = String, Path, description = "Event id"),
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "The `ETag` of a map already held"),
+    ),
     responses(
-        (status = 200, description = "Every seat with its status", body = SeatMap),
+        (status = 200, description = "Every seat with its status", body = SeatMap,
+            headers(
+                ("ETag" = String, description = "Validator of this map"),
+                ("Cache-Control" = String, description = "`public, max-age=1`"),
+            )),
+        (status = 304, description = "The map named by `If-None-Match` is current",
+            headers(("ETag" = String, description = "Validator of this map"))),
         (status = 404, response = inline(EventNotFound)),
         (status = 503, response = inline(Unavailable)),
     ),
@@ -102,27 +102,64 @@ struct SeatView {
 async fn get_seats(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<SeatMap>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     app.ensure_on_sale(&id).await?;
-    let seats: Vec<SeatView> = match app.strategy {
-        ClaimStrategy::Redis => app
-            .redis
-            .seat_states(&id)
-            .await?
-            .into_iter()
-            .map(|s| SeatView {
-                status: SeatStatus::from_state(&s.state).as_str().to_owned(),
-                id: s.seat,
-            })
-            .collect(),
-        ClaimStrategy::Mysql => sync_claim::seat_map(&app.db, &id)
-            .await?
-            .into_iter()
-            .map(|(id, status)| SeatView { id, status })
-            .collect(),
-    };
-    Ok(Json(SeatMap {
-        event_id: id,
-        seats,
-    }))
+    let snapshot = app.seat_maps.get(&id).await.map_err(|err| {
+        tracing::error!(event.id = %id, error = %format!("{err:#}"), "cannot read the seat map");
+        ApiError::Unavailable
+    })?;
+    let etag = HeaderValue::from_str(&snapshot.etag).expect("a hex etag is a header value");
+    let cache = HeaderValue::from_static("public, max-age=1");
+    if if_none_match(&headers, &snapshot.etag) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache),
+        ],
+        snapshot.body,
+    )
+        .into_response())
+}
+
+/// True when `If-None-Match` names `etag` (or is `*`), weak or strong (RFC 9110,
+/// section 13.1.2: the comparison for `If-None-Match` is weak).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert!(if_none_match(&with("\"abc\""), "\"abc\""));
+        assert!(if_none_match(&with("W/\"abc\""), "\"abc\""));
+        assert!(if_none_match(&with("\"x\", \"abc\""), "\"abc\""));
+        assert!(if_none_match(&with("*"), "\"abc\""));
+        assert!(!if_none_match(&with("\"abd\""), "\"abc\""));
+        assert!(!if_none_match(&HeaderMap::new(), "\"abc\""));
+    }
 }

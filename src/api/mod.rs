@@ -82,6 +82,8 @@ pub struct Shared {
     pub strategy: ClaimStrategy,
     /// Watchers of the live seat maps (`GET /v1/events/{id}/stream`).
     pub live: crate::live::LiveHub,
+    /// Seat map snapshots shared by all readers of `GET /v1/events/{id}/seats`.
+    pub seat_maps: crate::live::snapshot::SeatMaps,
 }
 
 /// Every route of the API with its OpenAPI description: one declaration, so what is

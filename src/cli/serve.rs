@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// byte moving.
     #[arg(long, env = "SEATGATE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
     pub idle_timeout_ms: u64,
+    /// Milliseconds a served public seat map may be old: one store read per event per
+    /// interval, however many readers.
+    #[arg(long, env = "SEATGATE_SEAT_MAP_MAX_AGE_MS", default_value_t = 200)]
+    pub seat_map_max_age_ms: u64,
 }
 
 impl ServeArgs {
@@ -104,6 +108,7 @@ impl ServeArgs {
                 header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
                 idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
             },
+            seat_map_max_age: Duration::from_millis(self.seat_map_max_age_ms),
         })
     }
 }

@@ -22,6 +22,7 @@
 //! "claims_per_sec", "outbox_length", "reconciler_lag_ms"}` (`claims_total` and
 //! `claims_per_sec` are `null` under the mysql strategy, which has no outbox).
 
+pub mod snapshot;
 pub mod source;
 
 use serde_json::json;

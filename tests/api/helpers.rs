@@ -60,6 +60,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     // production bound while a storm test runs beside it. Tests of the bound itself
     // set their own.
     settings.redis_timeout = Duration::from_secs(5);
+    // Tests read the seat map right after changing it; the snapshot's interval has a
+    // test of its own.
+    settings.seat_map_max_age = Duration::ZERO;
     // Tests make many claims per user on purpose; the limit has a test of its own.
     settings.user_rate = 0.0;
     adjust(&mut settings);

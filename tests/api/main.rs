@@ -22,4 +22,5 @@ mod openapi;
 mod outbox;
 mod proxy;
 mod race;
+mod seat_map;
 mod wait;
