@@ -82,8 +82,11 @@ pub struct SeatMaps {
     max_age: Duration,
     /// Per event: the latest snapshot, behind an async lock that one refresh at a
     /// time holds (readers of a fresh snapshot only take it briefly).
-    events: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<SeatMapSnapshot>>>>>>,
+    events: Arc<Mutex<HashMap<String, Slot>>>,
 }
+
+/// One event's latest snapshot; its lock is held by the one refresh in flight.
+type Slot = Arc<tokio::sync::Mutex<Option<SeatMapSnapshot>>>;
 
 impl SeatMaps {
     /// Snapshots refreshed at most every `max_age` (0: every read goes to the store,
