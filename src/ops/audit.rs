@@ -150,8 +150,9 @@ async fn audit_in_one_transaction(
 /// have: the record says `cancelled` and the owner's tally forgets the booking. Read
 /// under the caller's share locks on the seats, which every writer of a booking row
 /// must lock first, so MySQL's status cannot change meanwhile. Any other status is
-/// left alone: the seat repair already put Redis's seats in line with MySQL.
-async fn finish_cancellations(
+/// left alone: the seat repair already put Redis's seats in line with MySQL. Warm
+/// calls it too, for the bookings on the seats it overwrites.
+pub(super) async fn finish_cancellations(
     redis: &RedisStore,
     conn: &mut MySqlConnection,
     event_id: &str,

@@ -1,8 +1,9 @@
 //! Warm: copy an event's inventory from MySQL into Redis and put it on sale.
 
 use sqlx::MySqlPool;
+use std::collections::{BTreeSet, HashMap};
 
-use super::{OpError, WARM_CHUNK};
+use super::{audit, OpError, WARM_CHUNK};
 use crate::claims::{RedisStore, SeatCounts};
 use crate::db;
 
@@ -13,7 +14,8 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 /// Warms the event and opens its sale. Safe at any time, also during a drop: the seat
 /// rows stay share-locked while Redis is written, so no booking or cancellation can
 /// commit in between and make the copied states stale; seats of pending claims are
-/// left alone by `warm.lua`.
+/// left alone by `warm.lua`. A cancellation MySQL committed and Redis never heard of
+/// (its process died in between) is finished in Redis, as audit repair finishes it.
 pub async fn warm(
     redis: &RedisStore,
     pool: &MySqlPool,
@@ -62,6 +64,24 @@ async fn warm_in_one_transaction(
     let mut tx = pool.begin().await?;
     let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
     report(0, inventory.len());
+    // Bookings Redis shows holding a seat that MySQL has in another state. Read before
+    // the seats are overwritten: afterwards nothing in the seats names them, and one
+    // whose cancellation died between its MySQL COMMIT and cancel.lua would stay
+    // `confirmed` in Redis, counted against its owner's limit, with its seats sold again.
+    let in_redis: HashMap<String, String> = redis
+        .seat_states(event_id)
+        .await?
+        .into_iter()
+        .map(|s| (s.seat, s.state))
+        .collect();
+    let stale_bookings: BTreeSet<String> = inventory
+        .iter()
+        .filter_map(|seat| {
+            let state = in_redis.get(&seat.seat)?;
+            let bid = state.strip_prefix("booked:")?;
+            (*state != seat.state).then(|| bid.to_owned())
+        })
+        .collect();
     let mut chunk = Vec::with_capacity(WARM_CHUNK);
     let mut done = 0;
     for seats in inventory.chunks(WARM_CHUNK) {
@@ -75,6 +95,8 @@ async fn warm_in_one_transaction(
         done += seats.len();
         report(done, inventory.len());
     }
+    // Seats first, then the bookings, as audit repair does (see `finish_cancellations`).
+    audit::finish_cancellations(redis, &mut tx, event_id, &stale_bookings).await?;
     // Per-user tallies of confirmed bookings (rebuilt after a Redis loss; rewriting
     // the same numbers otherwise).
     let holdings = db::events::confirmed_holdings(&mut tx, event_id).await?;

@@ -706,3 +706,43 @@ async fn audit_repair_finishes_a_cancel_that_died_between_its_commit_and_redis()
     );
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
+
+#[tokio::test]
+async fn warm_finishes_a_cancel_that_died_between_its_commit_and_redis() {
+    // Found by `lua_model`: warm copied the seats of such a booking from MySQL
+    // (available) and left its record `confirmed` and its seats on the owner's tally, so
+    // Redis kept answering it confirmed, its seats were sold again, and no audit saw a
+    // divergence any more.
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(3), 2).await;
+    let id = app
+        .claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
+        .await;
+    app.settled(&event).await;
+
+    // The cancel's MySQL transaction committed; the process died before cancel.lua.
+    sqlx::query("UPDATE bookings SET status = 'cancelled' WHERE id = ?")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE seats SET status = 'available', booking_id = NULL WHERE event_id = ? AND booking_id = ?",
+    )
+    .bind(&event)
+    .bind(&id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    assert_eq!(app.warm(&event).await.status(), StatusCode::OK);
+    assert_eq!(app.seat_status(&event, "S0001").await, "available");
+    let r = app.get_booking(&event, &id, &app.user_token("alice")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
+    // Her tally no longer counts the cancelled seats: the full limit (2) is hers again.
+    app.claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
+        .await;
+    app.settled(&event).await;
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}

@@ -10,15 +10,20 @@ use std::time::Duration;
 use crate::helpers::REDIS_URL;
 
 /// A store under a fresh namespace, with one warmed event of `seats` (all available
-/// unless `booked` names some), removed on drop.
-struct Lab {
+/// unless `booked` names some), removed on drop. Also the ground `lua_model` runs on.
+pub(crate) struct Lab {
     url: String,
-    store: RedisStore,
-    event: String,
+    pub(crate) store: RedisStore,
+    pub(crate) event: String,
 }
 
 impl Lab {
-    async fn new(url: &str, seats: &[&str], booked: &[(&str, &str)], limit: u32) -> Self {
+    pub(crate) async fn new(
+        url: &str,
+        seats: &[&str],
+        booked: &[(&str, &str)],
+        limit: u32,
+    ) -> Self {
         let ns = format!("sgl{}:", uuid::Uuid::now_v7().simple());
         let store = RedisStore::connect(url, &ns, Duration::from_secs(10))
             .await

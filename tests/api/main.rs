@@ -16,6 +16,7 @@ mod lifecycle;
 mod live;
 mod lock_order;
 mod lua;
+mod lua_model;
 mod metrics;
 mod namespace;
 mod openapi;
