@@ -150,8 +150,12 @@ seed=${FUZZ_SEED:-$RANDOM}
 
 # Path values: generated, and half of the time one that names real data.
 # The live stream never ends: read its first event (the snapshot) and hang up.
+# No cache: it would be written into the working tree (.schemathesis/).
 cat >"$work/data.toml" <<EOF
 max-stream-events = 1
+
+[cache]
+enabled = false
 
 [dictionaries.event_ids]
 values = ["fuzz-on-sale", "fuzz-not-warmed"]
