@@ -40,10 +40,11 @@ struct CreateEvent {
     #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// The seat ids (each 1 to 32 characters, unique), in best-available order.
-    #[schema(min_items = 1, max_items = 100000)]
+    #[schema(schema_with = super::openapi::event_seats)]
     seats: Vec<String>,
-    /// Most seats one user may hold in this event (pending plus confirmed); 4 when absent.
-    #[schema(minimum = 1, maximum = 100, default = 4, nullable = false)]
+    /// Most seats one user may hold in this event (pending plus confirmed); 4 when
+    /// absent or null.
+    #[schema(minimum = 1, maximum = 100, default = 4)]
     per_user_limit: Option<u32>,
 }
 

@@ -49,7 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct ClaimBody {
     /// Specific seats, unique, all or nothing.
-    #[schema(min_items = 1)]
+    #[schema(schema_with = super::openapi::claim_seats)]
     seats: Option<Vec<String>>,
     /// Best available: this many of the lowest-ordinal free seats.
     #[schema(minimum = 1)]

@@ -2,6 +2,7 @@
 //! plain text (and say 422 for bad JSON); the contract wants JSON 400s and 413s.
 
 use axum::body::{Body, Bytes};
+use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::FromRequestParts;
 use futures::StreamExt;
@@ -22,7 +23,17 @@ pub struct ApiQuery<T>(pub T);
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        ApiError::InvalidRequest(rejection.body_text())
+        match &rejection {
+            // A path segment that is not UTF-8 (`%FF`) can name no event, seat or
+            // booking: answered like any other path that names nothing, with the 404
+            // every operation with path parameters documents (not an undocumented 400).
+            PathRejection::FailedToDeserializePathParams(e)
+                if matches!(e.kind(), ErrorKind::InvalidUtf8InPathParam { .. }) =>
+            {
+                ApiError::RouteNotFound
+            }
+            _ => ApiError::InvalidRequest(rejection.body_text()),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,6 +18,7 @@ use utoipa_axum::routes;
 
 use super::error::{ErrorBody, ErrorCode};
 use super::AppState;
+use crate::domain::{PER_USER_LIMIT_MAX, SEATS_MAX, SEAT_ID_MAX};
 
 /// The 503 most operations document: `unavailable`, with `Retry-After`.
 #[derive(ToResponse)]
@@ -30,6 +32,37 @@ pub struct Unavailable(#[allow(dead_code)] ErrorBody);
 #[derive(ToResponse)]
 #[response(description = "`event_not_found`: unknown, or not on sale (not warmed)")]
 pub struct EventNotFound(#[allow(dead_code)] ErrorBody);
+
+/// A list of seat ids in a request body: unique, each 1 to 32 characters (and matching
+/// `pattern`, if given). Written by hand because `ToSchema` cannot constrain the items
+/// of a `Vec<String>`, and a document without the constraints has fuzzers (and
+/// clients) send what is always refused.
+fn seat_ids(max_items: usize, pattern: Option<&str>) -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(SEAT_ID_MAX))
+                .pattern(pattern),
+        )
+        .min_items(Some(1))
+        .max_items(Some(max_items))
+        .unique_items(true)
+}
+
+/// `seats` of `POST /v1/admin/events`: 1 to 100,000 unique seat ids, none ending with a
+/// space (MySQL's PAD SPACE comparison would make `"A1 "` and `"A1"` one row).
+pub fn event_seats() -> Array {
+    seat_ids(SEATS_MAX, Some("[^ ]$")).build()
+}
+
+/// `seats` of a claim: 1 to 100 unique seat ids (`null` counts as absent).
+pub fn claim_seats() -> Array {
+    seat_ids(PER_USER_LIMIT_MAX as usize, None)
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .build()
+}
 
 /// The name of the admin bearer token's security scheme.
 pub const ADMIN_TOKEN: &str = "admin_token";

@@ -244,6 +244,54 @@ async fn unknown_events_are_404() {
 }
 
 #[tokio::test]
+async fn paths_that_are_not_utf8_are_404_like_any_path_naming_nothing() {
+    let app = spawn_app().await;
+    let user = app.user_token("alice");
+    let booking = "01890f6e-7c1a-7cc2-8a3b-3f2b1d6c9e55";
+    let admin = Some(app.admin_token.as_str());
+    let requests = [
+        (Method::GET, "/v1/events/%FF".to_owned(), None),
+        (Method::GET, "/v1/events/%FF/seats".to_owned(), None),
+        (Method::GET, "/v1/events/%FF/stream".to_owned(), None),
+        (Method::GET, "/live/%FF".to_owned(), None),
+        (Method::POST, "/v1/admin/events/%FF/warm".to_owned(), admin),
+        (Method::GET, "/v1/admin/events/%FF/audit".to_owned(), admin),
+        (
+            Method::POST,
+            "/v1/events/%FF/bookings".to_owned(),
+            Some(&*user),
+        ),
+        (
+            Method::GET,
+            format!("/v1/events/%FF/bookings/{booking}"),
+            Some(&*user),
+        ),
+        (
+            Method::GET,
+            "/v1/events/e/bookings/%FF%FE".to_owned(),
+            admin,
+        ),
+        (
+            Method::DELETE,
+            "/v1/events/e/bookings/%FF".to_owned(),
+            admin,
+        ),
+    ];
+    for (method, path, token) in requests {
+        expect(
+            &app,
+            method,
+            &path,
+            token,
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn user_endpoints_need_a_valid_hs256_token() {
     let app = spawn_app().await;
     let event = app.event_with(&seat_names(3), 4).await;
