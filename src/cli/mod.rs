@@ -6,6 +6,7 @@ pub mod drop;
 pub mod plot;
 pub mod reconcile;
 pub mod serve;
+pub mod storm;
 pub mod token;
 
 use clap::{Args, Parser, Subcommand};
@@ -32,6 +33,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Load-test a gateway with a reproducible ticket drop (closed or open loop) and verify it.
     Drop(drop::DropArgs),
+    /// Open N connections to a gateway at once, one claim each, and report the time to
+    /// first answer and the kernel's listen-queue overflows.
+    Storm(storm::StormArgs),
     /// Prepare a drop: create events from a CSV or a row pattern, warm, audit, list.
     Admin(admin::AdminArgs),
     /// Render the benchmarks' results as SVG plots (latency, throughput, reconciler).
@@ -62,6 +66,7 @@ impl Cli {
                         Command::Reconcile(args) => reconcile::run(args).await,
                         Command::Demo(args) => demo::run(args).await,
                         Command::Drop(args) => drop::run(args).await,
+                        Command::Storm(args) => storm::run(args).await,
                         Command::Admin(args) => admin::run(args).await,
                         Command::Token(_) | Command::Plot(_) => unreachable!("handled above"),
                     }

@@ -15,6 +15,8 @@
 //! - [`runner`]: one drop, closed or open loop.
 //! - [`verify`]: the confirmation wait and the MySQL, Redis and audit checks.
 //! - [`report`]: the JSON report and the tables.
+//! - [`storm`]: a connection storm (`seatgate storm`): N fresh connections at once,
+//!   one claim each, timed to the first answer, with the kernel's listen counters.
 
 pub mod client;
 pub mod gateway;
@@ -23,6 +25,7 @@ pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod stores;
+pub mod storm;
 pub mod verify;
 pub mod watchers;
 
