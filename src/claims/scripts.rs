@@ -70,7 +70,9 @@ pub enum ClaimOutcome {
 }
 
 impl ClaimOutcome {
-    pub(crate) fn parse(value: Value) -> Result<Self, StoreError> {
+    /// Reads `claim.lua`'s reply. Any reply the script cannot give is an error, never a
+    /// panic (public for the `script_reply` fuzz target in `fuzz/`).
+    pub fn parse(value: Value) -> Result<Self, StoreError> {
         let Value::Array(items) = value else {
             return Err(StoreError::unexpected("claim", &value));
         };
@@ -139,11 +141,9 @@ impl ClaimOutcome {
 }
 
 /// The booking status a settle script (confirm, reject, cancel) left behind, or
-/// `None` when Redis had no record of the booking.
-pub(crate) fn parse_status(
-    script: &str,
-    value: Value,
-) -> Result<Option<BookingStatus>, StoreError> {
+/// `None` when Redis had no record of the booking (public for the `script_reply` fuzz
+/// target in `fuzz/`).
+pub fn parse_status(script: &str, value: Value) -> Result<Option<BookingStatus>, StoreError> {
     let s = string(value)?;
     if s == "missing" {
         return Ok(None);
