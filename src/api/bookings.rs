@@ -75,7 +75,7 @@ impl ParsedClaim {
     /// Parses and validates a claim body. Everything the contract can refuse with a
     /// 400 is refused here, before any Redis call, so no malformed claim (a megabyte
     /// seat id, thousands of seats) ever reaches Redis or its idempotency records.
-    fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
         let value: serde_json::Value = json_body(bytes)?;
         let fingerprint = fingerprint(&value);
         let body: ClaimBody = serde_json::from_value(value)
@@ -140,7 +140,7 @@ fn fingerprint(value: &serde_json::Value) -> String {
 }
 
 /// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -401,7 +401,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// The `wait=N` preference (RFC 7240), capped at [`MAX_WAIT`]. Preferences that are
 /// malformed or unknown are ignored, as the RFC asks.
-fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+pub fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get_all("prefer")
         .iter()

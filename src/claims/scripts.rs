@@ -70,7 +70,9 @@ pub enum ClaimOutcome {
 }
 
 impl ClaimOutcome {
-    pub(crate) fn parse(value: Value) -> Result<Self, StoreError> {
+    /// Reads `claim.lua`'s reply. Any reply the script cannot give is an error, never a
+    /// panic (public for the `script_reply` fuzz target in `fuzz/`).
+    pub fn parse(value: Value) -> Result<Self, StoreError> {
         let Value::Array(items) = value else {
             return Err(StoreError::unexpected("claim", &value));
         };
@@ -104,7 +106,9 @@ impl ClaimOutcome {
                     .map(integer)
                     .transpose()?
                     .ok_or_else(|| StoreError::Reply("claim: limit without value".into()))?;
-                Self::UserLimit(u32::try_from(limit).unwrap_or(0))
+                let limit = u32::try_from(limit)
+                    .map_err(|_| StoreError::Reply(format!("claim: limit {limit}")))?;
+                Self::UserLimit(limit)
             }
             "unknown" => Self::UnknownSeats(strings(rest)?),
             "not_found" => Self::EventNotFound,
@@ -139,11 +143,9 @@ impl ClaimOutcome {
 }
 
 /// The booking status a settle script (confirm, reject, cancel) left behind, or
-/// `None` when Redis had no record of the booking.
-pub(crate) fn parse_status(
-    script: &str,
-    value: Value,
-) -> Result<Option<BookingStatus>, StoreError> {
+/// `None` when Redis had no record of the booking (public for the `script_reply` fuzz
+/// target in `fuzz/`).
+pub fn parse_status(script: &str, value: Value) -> Result<Option<BookingStatus>, StoreError> {
     let s = string(value)?;
     if s == "missing" {
         return Ok(None);
@@ -230,5 +232,23 @@ mod tests {
         assert!(ClaimOutcome::parse(Value::Array(vec![])).is_err());
         assert!(ClaimOutcome::parse(Value::Array(vec![bulk("what")])).is_err());
         assert!(ClaimOutcome::parse(Value::Array(vec![bulk("pending")])).is_err());
+    }
+
+    #[test]
+    fn a_limit_outside_u32_is_an_error_not_a_limit_of_zero() {
+        // Found by the script_reply fuzz target: 2^32 + 1028 was read as a limit of 0.
+        for limit in [
+            Value::Int(4_294_968_324),
+            Value::Int(-1),
+            bulk("4294967296"),
+        ] {
+            let v = Value::Array(vec![bulk("limit"), limit.clone()]);
+            assert!(ClaimOutcome::parse(v).is_err(), "{limit:?}");
+        }
+        let v = Value::Array(vec![bulk("limit"), Value::Int(i64::from(u32::MAX))]);
+        assert_eq!(
+            ClaimOutcome::parse(v).unwrap(),
+            ClaimOutcome::UserLimit(u32::MAX)
+        );
     }
 }
