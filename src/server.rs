@@ -1,6 +1,7 @@
 //! The HTTP server loop: how connections are accepted and what each may cost.
 //!
-//! `axum::serve` listens with the kernel's default backlog (128), puts no bound on
+//! `axum::serve` listens with a backlog of 128 (tokio's `TcpListener::bind`, as the
+//! standard library), puts no bound on
 //! open connections and none on how long a client may take to send a request, so in
 //! the first second of a drop the accept queue overflows (clients wait 1 s, 3 s, 7 s
 //! for SYN retransmits before their claim is read) and a slowloris client keeps a
@@ -37,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tower::ServiceExt;
 
 /// What the server allows each client.
@@ -145,7 +146,10 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    // At most u32::MAX: shutdown waits for all permits with one `acquire_many(u32)`.
+    let max = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
@@ -284,14 +288,21 @@ impl Cut {
     }
 }
 
-/// Resolves when the connection breaks one of its limits.
+/// Resolves when the connection breaks one of its limits. It sleeps until the
+/// earliest moment a limit could be broken and checks again then, so a connection
+/// costs a timer wake-up per timeout, not one per tick. Activity only moves that
+/// moment later, except the first byte of a request head, which starts the (shorter)
+/// header clock: that wakes the watchdog at once.
 async fn watchdog(activity: &Activity, limits: ServerLimits) -> Cut {
-    let every = (limits.header_timeout.min(limits.idle_timeout) / 4)
-        .clamp(Duration::from_millis(20), Duration::from_secs(1));
     loop {
-        tokio::time::sleep(every).await;
-        if let Some(cut) = activity.verdict(now_ms(), limits) {
-            return cut;
+        match activity.verdict(now_ms(), limits) {
+            Ok(cut) => return cut,
+            Err(wait) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = activity.head_started.notified() => {}
+                }
+            }
         }
     }
 }
@@ -314,6 +325,8 @@ struct Activity {
     head_started_ms: AtomicU64,
     /// When a byte last moved either way, or a request last ended.
     last_active_ms: AtomicU64,
+    /// Wakes the watchdog when a request head starts (`head_started_ms` set).
+    head_started: Notify,
 }
 
 impl Activity {
@@ -322,16 +335,22 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             head_started_ms: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(now_ms()),
+            head_started: Notify::new(),
         }
     }
 
     fn on_read(&self, now: u64) {
         self.last_active_ms.store(now, Ordering::Relaxed);
         if self.in_flight.load(Ordering::Acquire) == 0 {
-            // Only the first byte of a head starts its clock.
-            let _ =
-                self.head_started_ms
-                    .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+            // Only the first byte of a head starts its clock, and wakes the watchdog
+            // (which may be asleep for a whole idle timeout).
+            if self
+                .head_started_ms
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.head_started.notify_one();
+            }
         }
     }
 
@@ -349,20 +368,30 @@ impl Activity {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// The limit the connection breaks at `now`, if any. Never one while a request is
-    /// in flight.
-    fn verdict(&self, now: u64, limits: ServerLimits) -> Option<Cut> {
+    /// The limit the connection breaks at `now`, or how long until it could break one
+    /// at the earliest. Never a cut while a request is in flight.
+    fn verdict(&self, now: u64, limits: ServerLimits) -> Result<Cut, Duration> {
+        // A request in flight may end any moment; the idle clock then starts from its
+        // end, so the earliest cut is a whole idle timeout away.
+        let recheck_in_flight = limits.idle_timeout.min(limits.header_timeout);
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+            return Err(recheck_in_flight);
         }
-        let head_started = self.head_started_ms.load(Ordering::Acquire);
-        if head_started != 0 {
-            let waited = Duration::from_millis(now.saturating_sub(head_started));
-            return (waited > limits.header_timeout).then_some(Cut::SlowHeader);
+        let (since, limit, cut) = match self.head_started_ms.load(Ordering::Acquire) {
+            0 => (
+                self.last_active_ms.load(Ordering::Relaxed),
+                limits.idle_timeout,
+                Cut::Idle,
+            ),
+            started => (started, limits.header_timeout, Cut::SlowHeader),
+        };
+        let waited = Duration::from_millis(now.saturating_sub(since));
+        if waited > limit {
+            Ok(cut)
+        } else {
+            // Just past the limit, at millisecond resolution.
+            Err(limit - waited + Duration::from_millis(1))
         }
-        let idle =
-            Duration::from_millis(now.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)));
-        (idle > limits.idle_timeout).then_some(Cut::Idle)
     }
 }
 
@@ -486,17 +515,18 @@ mod tests {
             in_flight: AtomicUsize::new(0),
             head_started_ms: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(1),
+            head_started: Notify::new(),
         };
         a.on_read(10);
         a.on_read(50); // a trickle does not restart the clock
-        assert_eq!(a.verdict(110, limits()), None);
-        assert_eq!(a.verdict(111, limits()), Some(Cut::SlowHeader));
+        assert_eq!(a.verdict(110, limits()), Err(Duration::from_millis(1)));
+        assert_eq!(a.verdict(111, limits()), Ok(Cut::SlowHeader));
         // Once the head is read, the request is in flight and never cut.
         a.request_started();
-        assert_eq!(a.verdict(10_000, limits()), None);
+        assert!(a.verdict(10_000, limits()).is_err());
         a.request_ended(10_000);
-        assert_eq!(a.verdict(10_500, limits()), None);
-        assert_eq!(a.verdict(11_001, limits()), Some(Cut::Idle));
+        assert_eq!(a.verdict(10_500, limits()), Err(Duration::from_millis(501)));
+        assert_eq!(a.verdict(11_001, limits()), Ok(Cut::Idle));
     }
 
     #[test]
@@ -505,11 +535,12 @@ mod tests {
             in_flight: AtomicUsize::new(0),
             head_started_ms: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(1),
+            head_started: Notify::new(),
         };
-        assert_eq!(a.verdict(900, limits()), None);
+        assert_eq!(a.verdict(900, limits()), Err(Duration::from_millis(102)));
         // Idle for a while, then a request begins: its head gets the full header time.
         a.on_read(950);
-        assert_eq!(a.verdict(1040, limits()), None);
-        assert_eq!(a.verdict(1051, limits()), Some(Cut::SlowHeader));
+        assert_eq!(a.verdict(1040, limits()), Err(Duration::from_millis(11)));
+        assert_eq!(a.verdict(1051, limits()), Ok(Cut::SlowHeader));
     }
 }
