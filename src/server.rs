@@ -261,7 +261,8 @@ async fn serve_connection(
                 return;
             }
             cut = &mut watchdog => {
-                tracing::debug!(client = %peer, reason = cut.as_str(), "closing connection");
+                // No client address: it is personal data, and the reason is what matters.
+                tracing::debug!(reason = cut.as_str(), "closing connection");
                 return;
             }
             _ = stop.wait_for(|s| *s), if !stopping => {
