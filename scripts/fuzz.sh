@@ -35,8 +35,12 @@ flags=(--sanitizer none --debug-assertions --target-dir "$target_dir")
 targets=${FUZZ_TARGETS:-$(cargo fuzz list)}
 
 echo "[fuzz] building: ${targets//$'\n'/ }"
-# shellcheck disable=SC2086 # one word per target
-for t in $targets; do cargo fuzz build "${flags[@]}" "$t"; done
+if [ -z "${FUZZ_TARGETS:-}" ]; then
+  cargo fuzz build "${flags[@]}"   # every target in one cargo build
+else
+  # shellcheck disable=SC2086 # one word per target
+  for t in $targets; do cargo fuzz build "${flags[@]}" "$t"; done
+fi
 
 failed=()
 for t in $targets; do
