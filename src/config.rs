@@ -1,5 +1,6 @@
 //! Runtime settings, read from `SEATGATE_*` environment variables or `serve` flags
-//! (see `cli`). The names are part of the contract in ARCHITECTURE.md.
+//! (see `cli`). The names are a public interface (README.md, "Configuration"): renaming
+//! one breaks deployments.
 
 use std::fmt;
 use std::time::Duration;

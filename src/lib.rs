@@ -2,8 +2,8 @@
 //!
 //! The flow, and where each part lives:
 //!
-//! - [`api`]: the HTTP contract of ARCHITECTURE.md (axum). The claim handler makes one
-//!   Redis call and never touches MySQL.
+//! - [`api`]: the HTTP contract (axum), documented at `/openapi.json`. The claim
+//!   handler makes one Redis call and never touches MySQL.
 //! - [`claims`]: Redis. Key names, the Lua scripts of `lua/` and their replies as
 //!   types. `claim.lua` claims seats atomically *and* appends the claim to the event's
 //!   outbox stream in the same step, so no acknowledged claim can be forgotten.

@@ -239,7 +239,7 @@ impl PrivateRedis {
     /// Starts `redis-server` and waits until it answers PING.
     ///
     /// With `appendonly`, writes go to an AOF fsynced every second
-    /// (`appendfsync everysec`, the durability ARCHITECTURE.md assumes), so data
+    /// (`appendfsync everysec`, what README.md's durability contract assumes), so data
     /// survives [`kill`](Self::kill) + [`restart`](Self::restart). RDB snapshots are
     /// off either way.
     pub async fn start(appendonly: bool) -> anyhow::Result<Self> {

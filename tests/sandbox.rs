@@ -1,10 +1,12 @@
 //! The private servers of `seatgate::sandbox`: they start, answer, die on `kill()` and
 //! come back on `restart()` with what they had made durable.
 //!
-//! Each test skips (with a message) when its server binary is not installed; CI
-//! installs both, so there they run.
+//! Each test skips (with a message) when its server binary is not installed, unless
+//! `SEATGATE_REQUIRE_SERVERS=1` (set by `.ci/run`), where it fails (see `common`).
 
-use seatgate::sandbox::{binary_on_path, PrivateMysql, PrivateRedis};
+mod common;
+
+use seatgate::sandbox::{PrivateMysql, PrivateRedis};
 use std::time::Duration;
 
 async fn ping(url: &str) -> redis::RedisResult<String> {
@@ -23,8 +25,7 @@ async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
 
 #[tokio::test]
 async fn a_private_redis_survives_kill_and_restart_with_its_aof() {
-    if binary_on_path("redis-server").is_none() {
-        eprintln!("skipped: redis-server is not installed");
+    if !common::redis_server_installed() {
         return;
     }
     let mut redis = PrivateRedis::start(true).await.expect("redis starts");
@@ -64,8 +65,7 @@ async fn a_private_redis_survives_kill_and_restart_with_its_aof() {
 
 #[tokio::test]
 async fn a_private_mysql_answers_and_keeps_committed_rows_across_a_crash() {
-    if !PrivateMysql::available() {
-        eprintln!("skipped: mariadbd is not installed (apt-get install mariadb-server)");
+    if !common::mysql_server_installed() {
         return;
     }
     let mut mysql = PrivateMysql::start().await.expect("mariadbd starts");

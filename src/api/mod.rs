@@ -1,5 +1,6 @@
-//! The HTTP API of ARCHITECTURE.md: one module per resource, each with its `router()`,
-//! merged here.
+//! The HTTP API: one module per resource, each with its `router()`, merged here. The
+//! contract (paths, bodies, status and error codes) is the OpenAPI document served at
+//! `/openapi.json`, generated from these handlers; README.md's API section summarises it.
 
 pub mod admin;
 pub mod auth;

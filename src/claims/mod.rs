@@ -3,8 +3,8 @@
 //! [`RedisStore`] wraps one [`ConnectionManager`]: a multiplexed connection that
 //! pipelines every concurrent request on one socket and reconnects by itself. On this
 //! workload it carries about three times the throughput of a small connection pool
-//! (see ARCHITECTURE.md), because hundreds of concurrent claims share one socket
-//! instead of queueing for a few. Nothing here ever blocks the connection: blocking
+//! (BENCHMARKS.md, "Redis connection"), because hundreds of concurrent claims share one
+//! socket instead of queueing for a few. Nothing here ever blocks the connection: blocking
 //! stream reads use their own connection (see `reconciler`).
 //!
 //! Every call is bounded by a timeout, so a stalled Redis turns into a quick

@@ -14,6 +14,7 @@ use seatgate::claims::keys::RECONCILER_GROUP;
 use seatgate::reconciler::{Reconciler, ReconcilerConfig};
 use seatgate::sandbox::{PrivateMysql, PrivateRedis};
 
+use crate::common::{mysql_server_installed, redis_server_installed};
 use crate::helpers::*;
 use crate::proxy::{FaultyProxy, Mode};
 
@@ -67,8 +68,7 @@ async fn final_read(app: &TestApp, event: &str, won: &HashMap<String, String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_killed_mid_drop_loses_no_acknowledged_claim() {
-    if !PrivateMysql::available() {
-        eprintln!("skipped: mariadbd is not installed");
+    if !mysql_server_installed() {
         return;
     }
     let mut mysql = PrivateMysql::start().await.unwrap();
@@ -160,8 +160,7 @@ async fn redis_down_answers_503_with_retry_after_and_recovers_with_its_aof() {
 
 /// A private redis-server with an AOF fsynced on every write, so a kill loses nothing.
 async fn private_redis_aof() -> Option<PrivateRedis> {
-    if seatgate::sandbox::binary_on_path("redis-server").is_none() {
-        eprintln!("skipped: redis-server is not installed");
+    if !redis_server_installed() {
         return None;
     }
     let redis = PrivateRedis::start(true).await.unwrap();
@@ -382,8 +381,7 @@ async fn shutdown_in_the_middle_of_a_drop_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_starts_while_redis_and_mysql_are_down_and_recovers_when_they_return() {
-    if !PrivateMysql::available() {
-        eprintln!("skipped: mariadbd is not installed");
+    if !mysql_server_installed() {
         return;
     }
     let Some(mut redis) = private_redis().await else {

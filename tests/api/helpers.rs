@@ -132,10 +132,10 @@ impl Drop for ScratchDatabase {
 }
 
 /// A private redis-server for tests that must do what the shared one must not suffer
-/// (SCRIPT FLUSH, kills). `None`, with a message, when redis-server is not installed.
+/// (SCRIPT FLUSH, kills). `None` when redis-server is not installed and the test is to
+/// be skipped (see `common`).
 pub async fn private_redis() -> Option<seatgate::sandbox::PrivateRedis> {
-    if seatgate::sandbox::binary_on_path("redis-server").is_none() {
-        eprintln!("skipped: redis-server is not installed");
+    if !crate::common::redis_server_installed() {
         return None;
     }
     Some(

@@ -7,6 +7,8 @@ mod bad_input;
 mod baseline;
 mod bookings;
 mod browser;
+#[path = "../common/mod.rs"]
+mod common;
 mod connections;
 mod faults;
 mod health;

@@ -1,4 +1,4 @@
-//! `GET /openapi.json`: the document names every route of ARCHITECTURE.md, and every
+//! `GET /openapi.json`: the document names every route of the HTTP API, and every
 //! operation it names is served by the real router (and nothing else is served on its
 //! paths), so the document and the code cannot drift apart unnoticed.
 
@@ -20,8 +20,8 @@ enum Security {
     UserOrAdmin,
 }
 
-/// Every route of ARCHITECTURE.md's HTTP API (and the operations endpoints), written
-/// out by hand: method, path template, security.
+/// Every route of the HTTP API (and the operations endpoints), written out by hand:
+/// method, path template, security.
 const ROUTES: &[(&str, &str, Security)] = &[
     ("post", "/v1/admin/events", Security::Admin),
     ("post", "/v1/admin/events/{id}/warm", Security::Admin),
@@ -164,7 +164,7 @@ async fn openapi_json_is_an_openapi_3_document_naming_every_route() {
         }
     }
     // And nothing else: a route the document adds must be added to ROUTES (and to
-    // ARCHITECTURE.md) too.
+    // README.md's API table) too.
     let mut documented: Vec<(String, String)> = operations(&doc)
         .into_iter()
         .map(|(path, method, _)| (method, path))
