@@ -13,6 +13,7 @@
 //! - [`db`]: MySQL, the system of record (migrations in `migrations/`).
 //! - [`deployment`]: one Redis namespace belongs to one MySQL database.
 //! - [`ops`]: warm, audit and cancel, which span both stores.
+//! - [`clock`]: the wall clock as Unix time.
 //! - [`server`]: the HTTP server loop (listen backlog, connection cap, header and idle
 //!   timeouts).
 //! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod claims;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod deployment;

@@ -102,11 +102,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// Signs a user JWT (HS256) valid for `ttl_secs` (the `token` subcommand, tests, the
 /// demo).
 pub fn sign_user_token(jwt_secret: &Secret, user_id: &str, ttl_secs: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    sign_claims(jwt_secret, user_id, now + ttl_secs)
+    sign_claims(jwt_secret, user_id, crate::clock::unix_secs() + ttl_secs)
 }
 
 /// Signs a JWT with the given `exp` (tests use it for expired tokens).

@@ -273,7 +273,7 @@ async fn claim(
         booking_id: &booking_id,
         selection,
         idempotency: key.zip(fingerprint),
-        now_ms: now_ms(),
+        now_ms: crate::clock::unix_millis(),
     };
     let outcome = match app.strategy {
         ClaimStrategy::Redis => app.redis.claim(&request).await?,
@@ -573,13 +573,6 @@ async fn cancel_booking(
     )
     .await?;
     Ok(Json(booking))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
@@ -145,13 +145,7 @@ pub struct Plan {
 
 /// `<prefix>-<unix millis>`: an event id unique per run.
 pub fn event_id(prefix: &str) -> anyhow::Result<String> {
-    Ok(format!(
-        "{prefix}-{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .context("the clock is before 1970")?
-            .as_millis()
-    ))
+    Ok(format!("{prefix}-{}", crate::clock::unix_millis()))
 }
 
 /// The name of a claim strategy, as the command line spells it.
