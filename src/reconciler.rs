@@ -43,6 +43,10 @@ use crate::db::{self, bookings::BookingRow};
 use crate::domain::{reasons, BookingStatus};
 use crate::telemetry;
 
+mod decide;
+
+use decide::{decide, Decision, Follow};
+
 /// Redis follow-ups (`confirm.lua` and its notification) of one batch in flight at
 /// once, after its COMMIT: Redis calls only, pipelined on one multiplexed connection, so
 /// many can be in flight without holding anything else.
@@ -446,6 +450,9 @@ impl Reconciler {
     /// 4. if a seat is missing or booked by another booking, reject (recorded in
     ///    MySQL, and in Redis while the locks are held);
     /// 5. otherwise book; after the COMMIT, confirm in Redis.
+    ///
+    /// Steps 2 to 5 are decided by [`decide::decide`] from what was read under the
+    /// locks; this function does the reading and carries the decisions out.
     async fn settle_all_unbounded(
         &self,
         claims: &[Claim],
@@ -491,50 +498,44 @@ impl Reconciler {
         let mut rejects: Vec<(usize, &Claim, &'static str)> = Vec::new();
         for (i, (claim, redis_status)) in claims.iter().zip(in_redis).enumerate() {
             let key = |seat: &String| (claim.event_id.clone(), seat.clone());
-            if let Some(row) = known.get(claim.booking_id.as_str()) {
-                match row.status {
-                    BookingStatus::Confirmed => after.push(After::Confirm),
-                    BookingStatus::Cancelled => after.push(After::Cancel),
-                    BookingStatus::Rejected | BookingStatus::Pending => {
-                        let reason = reason_of(row.reason.as_deref());
-                        rejects.push((i, claim, reason));
-                        after.push(After::Nothing);
-                    }
-                }
-                outcomes.push(None);
-                continue;
-            }
-            if redis_status != Some(BookingStatus::Pending) {
-                outcomes.push(Some(Settled::AlreadySettled(redis_status)));
-                after.push(After::Nothing);
-                continue;
-            }
-            let all_exist = claim
+            let locked: Vec<Option<&db::bookings::LockedSeat>> = claim
                 .seats
                 .iter()
-                .all(|seat| seats.contains_key(&key(seat)));
-            let taken = claim.seats.iter().any(|seat| {
-                seats
-                    .get(&key(seat))
-                    .is_some_and(|l| l.taken_by_other(&claim.booking_id))
-            });
-            let reason = if !all_exist {
-                Some(reasons::EVENT_NOT_FOUND)
-            } else if taken {
-                Some(reasons::SEATS_TAKEN)
-            } else {
-                give_up
-            };
-            match reason {
-                Some(reason) => {
-                    if all_exist {
+                .map(|seat| seats.get(&key(seat)))
+                .collect();
+            let decision = decide(
+                claim,
+                known.get(claim.booking_id.as_str()),
+                redis_status,
+                &locked,
+                give_up,
+            );
+            match decision {
+                Decision::FollowMysql(follow) => {
+                    match follow {
+                        Follow::Confirm => after.push(After::Confirm),
+                        Follow::Cancel => after.push(After::Cancel),
+                        Follow::Reject(reason) => {
+                            rejects.push((i, claim, reason));
+                            after.push(After::Nothing);
+                        }
+                    }
+                    outcomes.push(None);
+                }
+                Decision::AlreadySettled(redis_status) => {
+                    outcomes.push(Some(Settled::AlreadySettled(redis_status)));
+                    after.push(After::Nothing);
+                }
+                Decision::Reject { reason, record } => {
+                    if record {
                         rows.push(row(claim, BookingStatus::Rejected, Some(reason)));
                     }
                     rejects.push((i, claim, reason));
                     outcomes.push(Some(Settled::Rejected(reason)));
                     after.push(After::Nothing);
                 }
-                None => {
+                Decision::Persist => {
+                    // Later claims of the batch see these seats booked.
                     for seat in &claim.seats {
                         if let Some(l) = seats.get_mut(&key(seat)) {
                             l.status = "booked".into();
@@ -947,21 +948,6 @@ fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, 
             (seat.clone(), state)
         })
         .collect()
-}
-
-/// The `'static` reason constant matching a recorded reason (reasons recorded in
-/// MySQL are always one of them).
-fn reason_of(recorded: Option<&str>) -> &'static str {
-    [
-        reasons::SEATS_TAKEN,
-        reasons::EVENT_NOT_FOUND,
-        reasons::DEADLINE_EXCEEDED,
-        reasons::PERSIST_FAILED,
-        reasons::MALFORMED_CLAIM,
-    ]
-    .into_iter()
-    .find(|r| Some(*r) == recorded)
-    .unwrap_or(reasons::SEATS_TAKEN)
 }
 
 fn row(claim: &Claim, status: BookingStatus, reason: Option<&str>) -> BookingRow {
