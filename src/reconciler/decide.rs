@@ -1,10 +1,10 @@
 //! The per-claim decision of a settle, as a pure function.
 //!
-//! The settle transaction (see the protocol in the module above) gathers everything a
-//! decision depends on while it holds the claim's seat locks: the seat rows, the
-//! booking row MySQL may already have, and whether Redis still holds the claim as
-//! pending. [`decide`] turns that reading into a [`Decision`]; the transaction then
-//! carries it out. Keeping the decision apart from the I/O lets every branch of the
+//! The settle transaction (see the at-least-once protocol in `reconciler`) gathers
+//! everything a decision depends on while it holds the claim's seat locks: the seat
+//! rows, the booking row MySQL may already have, and whether Redis still holds the
+//! claim as pending. [`decide`] turns that reading into a [`Decision`]; the
+//! transaction then carries it out. Keeping the decision apart from the I/O lets every branch of the
 //! at-least-once protocol be tested without a database or Redis.
 
 use crate::db::bookings::{BookingRow, LockedSeat};
