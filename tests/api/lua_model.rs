@@ -13,7 +13,7 @@
 //!   updates these by the rules the scripts' headers document, written again from those
 //!   headers in Rust, never by reading Redis.
 //! - **MySQL's truth**: which booking each seat is booked by, and the booking rows
-//!   (confirmed, cancelled or rejected). The callers' protocols, as `reconciler.rs`,
+//!   (confirmed, cancelled or rejected). The callers' protocols, as `reconciler/`,
 //!   `ops/cancel.rs`, `ops/warm.rs` and `ops/audit.rs` follow them, decide how MySQL
 //!   changes and what each script is passed (the seats' MySQL states for `reject.lua`,
 //!   the inventory for `warm.lua`, the confirmed holdings for the tallies).
@@ -458,7 +458,7 @@ impl Model {
 
     // ---- The callers' protocols: what MySQL does and which script follows. ----
 
-    /// The reconciler settling `bid`'s outbox entry (`reconciler.rs`, `settle`): MySQL
+    /// The reconciler settling `bid`'s outbox entry (`reconciler/settle.rs`): MySQL
     /// changes, and the script call that follows, if any, and whether it runs before
     /// the COMMIT (a rejection, run under the seats' locks; `Then::Never` loses its
     /// COMMIT).

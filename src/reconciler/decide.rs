@@ -1,0 +1,299 @@
+//! The per-claim decision of a settle, as a pure function.
+//!
+//! The settle transaction (see the at-least-once protocol in `reconciler`) gathers
+//! everything a decision depends on while it holds the claim's seat locks: the seat
+//! rows, the booking row MySQL may already have, and whether Redis still holds the
+//! claim as pending. [`decide`] turns that reading into a [`Decision`]; the
+//! transaction then carries it out. Keeping the decision apart from the I/O lets every branch of the
+//! at-least-once protocol be tested without a database or Redis.
+
+use crate::db::bookings::{BookingRow, LockedSeat};
+use crate::domain::{reasons, BookingStatus};
+
+use super::Claim;
+
+/// What to do with one claim, given what MySQL and Redis say under the seat locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// MySQL already has the booking (a redelivery, a cancellation tombstone, or a
+    /// recorded rejection): nothing is written, and Redis is brought in line with it.
+    FollowMysql(Follow),
+    /// Redis no longer holds the claim as pending (rejected by an earlier delivery, or
+    /// lost with Redis's data): there is nothing to persist. Carries Redis's status.
+    AlreadySettled(Option<BookingStatus>),
+    /// Reject the claim for `reason`. `record` says whether a `rejected` booking row is
+    /// written: not when a seat is missing, since that most likely means the event is
+    /// missing, and a booking row must name an existing event (`bookings_event`).
+    Reject { reason: &'static str, record: bool },
+    /// Book the seats and insert the confirmed booking.
+    Persist,
+}
+
+/// How Redis follows a booking MySQL already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Follow {
+    /// MySQL has it confirmed: `confirm.lua` after the COMMIT.
+    Confirm,
+    /// MySQL has a cancellation tombstone: cancel in Redis after the COMMIT.
+    Cancel,
+    /// MySQL recorded a rejection for this reason: `reject.lua` while the locks are
+    /// held, with MySQL's state of the seats.
+    Reject(&'static str),
+}
+
+/// Decides one claim (steps 2 to 5 of the protocol).
+///
+/// - `known`: the booking row MySQL has for the claim's id, if any;
+/// - `redis_status`: the claim's booking status in Redis (`None` if Redis has none);
+/// - `locked`: the claim's seat rows as locked (and as updated by the claims decided
+///   before it in the same batch), one per seat of `claim.seats`, in that order;
+///   `None` for a seat MySQL does not have;
+/// - `give_up`: the reason to reject a claim that could otherwise be persisted
+///   (see `Reconciler::reject_claim`).
+pub(crate) fn decide(
+    claim: &Claim,
+    known: Option<&BookingRow>,
+    redis_status: Option<BookingStatus>,
+    locked: &[Option<&LockedSeat>],
+    give_up: Option<&'static str>,
+) -> Decision {
+    debug_assert_eq!(locked.len(), claim.seats.len(), "one lock per seat");
+    if let Some(row) = known {
+        return Decision::FollowMysql(match row.status {
+            BookingStatus::Confirmed => Follow::Confirm,
+            BookingStatus::Cancelled => Follow::Cancel,
+            BookingStatus::Rejected | BookingStatus::Pending => {
+                Follow::Reject(reason_of(row.reason.as_deref()))
+            }
+        });
+    }
+    if redis_status != Some(BookingStatus::Pending) {
+        return Decision::AlreadySettled(redis_status);
+    }
+    let all_exist = locked.iter().all(Option::is_some);
+    let taken = locked
+        .iter()
+        .flatten()
+        .any(|l| l.taken_by_other(&claim.booking_id));
+    let reason = if !all_exist {
+        Some(reasons::EVENT_NOT_FOUND)
+    } else if taken {
+        Some(reasons::SEATS_TAKEN)
+    } else {
+        give_up
+    };
+    match reason {
+        Some(reason) => Decision::Reject {
+            reason,
+            record: all_exist,
+        },
+        None => Decision::Persist,
+    }
+}
+
+/// The `'static` reason constant matching a recorded reason (reasons recorded in
+/// MySQL are always one of them).
+fn reason_of(recorded: Option<&str>) -> &'static str {
+    [
+        reasons::SEATS_TAKEN,
+        reasons::EVENT_NOT_FOUND,
+        reasons::DEADLINE_EXCEEDED,
+        reasons::PERSIST_FAILED,
+        reasons::MALFORMED_CLAIM,
+    ]
+    .into_iter()
+    .find(|r| Some(*r) == recorded)
+    .unwrap_or(reasons::SEATS_TAKEN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOKING: &str = "0193a1b2-0000-7000-8000-000000000001";
+    const OTHER: &str = "0193a1b2-0000-7000-8000-000000000002";
+
+    fn claim() -> Claim {
+        Claim {
+            event_id: "ev".into(),
+            booking_id: BOOKING.into(),
+            user_id: "u1".into(),
+            seats: vec!["A1".into(), "A2".into()],
+        }
+    }
+
+    fn seat(seat: &str, status: &str, booking: Option<&str>) -> LockedSeat {
+        LockedSeat {
+            seat: seat.into(),
+            status: status.into(),
+            booking_id: booking.map(str::to_owned),
+        }
+    }
+
+    fn free() -> [LockedSeat; 2] {
+        [seat("A1", "available", None), seat("A2", "available", None)]
+    }
+
+    fn known(status: BookingStatus, reason: Option<&str>) -> BookingRow {
+        let claim = claim();
+        BookingRow {
+            id: claim.booking_id,
+            event_id: claim.event_id,
+            user_id: claim.user_id,
+            status,
+            seats: claim.seats,
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    fn decide_on(
+        known: Option<&BookingRow>,
+        redis_status: Option<BookingStatus>,
+        seats: &[Option<&LockedSeat>],
+        give_up: Option<&'static str>,
+    ) -> Decision {
+        decide(&claim(), known, redis_status, seats, give_up)
+    }
+
+    #[test]
+    fn a_pending_claim_on_free_seats_is_persisted() {
+        let [a1, a2] = free();
+        let pending = Some(BookingStatus::Pending);
+        assert_eq!(
+            decide_on(None, pending, &[Some(&a1), Some(&a2)], None),
+            Decision::Persist
+        );
+    }
+
+    #[test]
+    fn seats_already_booked_by_the_same_booking_do_not_block_it() {
+        let a1 = seat("A1", "booked", Some(BOOKING));
+        let a2 = seat("A2", "available", None);
+        let pending = Some(BookingStatus::Pending);
+        assert_eq!(
+            decide_on(None, pending, &[Some(&a1), Some(&a2)], None),
+            Decision::Persist
+        );
+    }
+
+    #[test]
+    fn a_redelivered_persisted_claim_is_confirmed_again_in_redis() {
+        let row = known(BookingStatus::Confirmed, None);
+        let a1 = seat("A1", "booked", Some(BOOKING));
+        let a2 = seat("A2", "booked", Some(BOOKING));
+        for redis_status in [None, Some(BookingStatus::Pending)] {
+            assert_eq!(
+                decide_on(Some(&row), redis_status, &[Some(&a1), Some(&a2)], None),
+                Decision::FollowMysql(Follow::Confirm)
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancellation_tombstone_cancels_the_claim_in_redis() {
+        let row = known(BookingStatus::Cancelled, None);
+        let [a1, a2] = free();
+        assert_eq!(
+            decide_on(
+                Some(&row),
+                Some(BookingStatus::Pending),
+                &[Some(&a1), Some(&a2)],
+                None
+            ),
+            Decision::FollowMysql(Follow::Cancel)
+        );
+    }
+
+    #[test]
+    fn a_recorded_rejection_is_repeated_in_redis_with_its_reason() {
+        let [a1, a2] = free();
+        let row = known(BookingStatus::Rejected, Some(reasons::DEADLINE_EXCEEDED));
+        assert_eq!(
+            decide_on(
+                Some(&row),
+                Some(BookingStatus::Pending),
+                &[Some(&a1), Some(&a2)],
+                Some(reasons::PERSIST_FAILED)
+            ),
+            Decision::FollowMysql(Follow::Reject(reasons::DEADLINE_EXCEEDED))
+        );
+        // A pending row, or a reason MySQL should not have, reads as seats taken.
+        for row in [
+            known(BookingStatus::Pending, None),
+            known(BookingStatus::Rejected, Some("no_such_reason")),
+        ] {
+            assert_eq!(
+                decide_on(Some(&row), None, &[Some(&a1), Some(&a2)], None),
+                Decision::FollowMysql(Follow::Reject(reasons::SEATS_TAKEN))
+            );
+        }
+    }
+
+    #[test]
+    fn a_claim_redis_no_longer_holds_as_pending_is_not_persisted() {
+        let [a1, a2] = free();
+        for redis_status in [
+            None,
+            Some(BookingStatus::Rejected),
+            Some(BookingStatus::Confirmed),
+            Some(BookingStatus::Cancelled),
+        ] {
+            assert_eq!(
+                decide_on(None, redis_status, &[Some(&a1), Some(&a2)], None),
+                Decision::AlreadySettled(redis_status)
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_seat_rejects_without_a_record() {
+        let a1 = seat("A1", "booked", Some(OTHER));
+        assert_eq!(
+            decide_on(
+                None,
+                Some(BookingStatus::Pending),
+                &[Some(&a1), None],
+                Some(reasons::DEADLINE_EXCEEDED)
+            ),
+            Decision::Reject {
+                reason: reasons::EVENT_NOT_FOUND,
+                record: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_seat_booked_by_another_booking_rejects_with_a_record() {
+        let a1 = seat("A1", "available", None);
+        let a2 = seat("A2", "booked", Some(OTHER));
+        assert_eq!(
+            decide_on(
+                None,
+                Some(BookingStatus::Pending),
+                &[Some(&a1), Some(&a2)],
+                Some(reasons::DEADLINE_EXCEEDED)
+            ),
+            Decision::Reject {
+                reason: reasons::SEATS_TAKEN,
+                record: true
+            }
+        );
+    }
+
+    #[test]
+    fn giving_up_rejects_a_claim_that_could_be_persisted() {
+        let [a1, a2] = free();
+        assert_eq!(
+            decide_on(
+                None,
+                Some(BookingStatus::Pending),
+                &[Some(&a1), Some(&a2)],
+                Some(reasons::PERSIST_FAILED)
+            ),
+            Decision::Reject {
+                reason: reasons::PERSIST_FAILED,
+                record: true
+            }
+        );
+    }
+}

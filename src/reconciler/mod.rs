@@ -1,0 +1,395 @@
+//! The reconciler: persists every claim of the outbox into MySQL, then settles it in
+//! Redis.
+//!
+//! Each on-sale event has an outbox stream that `claim.lua` appends to in the same
+//! atomic step as the claim. Reconcilers share the work through one consumer group
+//! per stream (`reconcilers`): Redis hands each entry to one consumer, keeps it in that
+//! consumer's pending list until it is acknowledged, and `XAUTOCLAIM` lets another
+//! consumer take over the entries of one that died. Delivery is therefore at least
+//! once, and [`Reconciler::settle`] is written to be idempotent:
+//!
+//! 1. `BEGIN`; lock the claim's seat rows `FOR UPDATE`, sorted (see `db::bookings`).
+//! 2. If MySQL already knows the booking (a redelivery, or a cancellation tombstone),
+//!    only bring Redis in line with it.
+//! 3. If Redis no longer holds the claim as pending (rejected by an earlier delivery,
+//!    or lost with Redis's data), there is nothing to persist.
+//! 4. If any seat is missing or booked by another booking, reject: `reject.lua` runs
+//!    *while the locks are held*, so the MySQL states it copies are current.
+//! 5. Otherwise insert the booking, mark the seats booked, `COMMIT`, then `confirm.lua`.
+//!
+//! Only then is the entry acknowledged (`XACK` + `XDEL`). A transient failure leaves
+//! the entry unacknowledged in this consumer's pending list; the next step reads the
+//! pending list first and tries again, after a backoff.
+//!
+//! Tests drive [`Reconciler::step`] (one read, one batch) and [`Reconciler::settle`]
+//! (one claim) directly; [`Reconciler::run`] is the loop around `step`.
+//!
+//! The work is split by job: `outbox` reads, acknowledges, takes over and
+//! dead-letters stream entries and decodes them into [`Claim`]s; `decide` is the
+//! per-claim decision, a pure function; `settle` is the MySQL transaction that reads
+//! what the decision needs under the seat locks and carries it out, with the Redis
+//! follow-ups. This module holds the types, the [`Reconciler`] and its `run`/`step`.
+
+use anyhow::Context;
+use rand::Rng;
+use sqlx::MySqlPool;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::claims::{RedisStore, StoreError};
+use crate::db;
+use crate::domain::{reasons, BookingStatus};
+use crate::telemetry;
+
+mod decide;
+mod outbox;
+mod settle;
+
+pub(crate) use outbox::entry_age;
+use outbox::is_no_group;
+
+/// Tuning of one reconciler.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Most entries read per stream per step.
+    pub batch: usize,
+    /// How long one read waits for new entries.
+    pub block: Duration,
+    /// Claims settled at once (each its own MySQL transaction).
+    pub concurrency: usize,
+    /// Entries idle this long in another consumer's pending list are taken over.
+    /// Must exceed the slowest settle, or live consumers lose work to each other
+    /// (harmless, since settle is idempotent, but wasteful).
+    pub claim_min_idle: Duration,
+    /// How often to look for other consumers' stale entries.
+    pub autoclaim_every: Duration,
+    /// Upper bound of the backoff between steps that hit transient failures.
+    pub max_backoff: Duration,
+    /// A claim still not persisted this long after it was made is rejected
+    /// (`deadline_exceeded`) as soon as MySQL lets the rejection be recorded.
+    pub claim_deadline: Duration,
+    /// Longest one settle attempt may take before it is abandoned and retried.
+    pub settle_timeout: Duration,
+    /// Settle the claims of one read in one MySQL transaction (see `settle_batch`).
+    pub batched: bool,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 200,
+            block: Duration::from_millis(500),
+            concurrency: 16,
+            claim_min_idle: Duration::from_secs(30),
+            autoclaim_every: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+            claim_deadline: Duration::from_secs(300),
+            settle_timeout: Duration::from_secs(30),
+            batched: true,
+        }
+    }
+}
+
+/// One claim, as the outbox carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub event_id: String,
+    pub booking_id: String,
+    pub user_id: String,
+    pub seats: Vec<String>,
+}
+
+/// How a claim was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Persisted now and confirmed in Redis.
+    Confirmed,
+    /// Rejected now, for this reason; Redis took MySQL's state for its seats.
+    Rejected(&'static str),
+    /// Settled before (redelivery, cancellation, or Redis no longer has the claim);
+    /// Redis was brought in line with MySQL where needed.
+    AlreadySettled(Option<BookingStatus>),
+}
+
+/// Why a claim could not be settled this time.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("mysql: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Redis(#[from] StoreError),
+    #[error("settling took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+impl SettleError {
+    /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Db(e) => db::is_transient(e),
+            Self::Redis(_) | Self::Timeout(_) => true,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StepReport {
+    pub confirmed: usize,
+    pub rejected: usize,
+    pub already_settled: usize,
+    /// Entries that failed transiently and stay pending for the next step.
+    pub retry: usize,
+    /// Entries that could not be decoded; moved to the dead-letter stream.
+    pub dead: usize,
+}
+
+impl StepReport {
+    pub fn settled(&self) -> usize {
+        self.confirmed + self.rejected + self.already_settled + self.dead
+    }
+}
+
+/// One consumer of the outboxes.
+pub struct Reconciler {
+    redis: RedisStore,
+    /// Dedicated connections for the blocking `XREADGROUP`: a blocked read would stall
+    /// every other command pipelined on the shared multiplexed connection.
+    readers: deadpool_redis::Pool,
+    db: MySqlPool,
+    consumer: String,
+    config: ReconcilerConfig,
+    /// Outboxes whose consumer group this process has made sure of; forgotten when a
+    /// read answers `NOGROUP` (a stream lost with its group), so the next ensure
+    /// recreates it.
+    grouped: Mutex<HashSet<String>>,
+    /// Registered events looked up in MySQL: true for this database's own. An event
+    /// found stays found (events are never deleted); one not found is looked up again
+    /// each step, and only warned about the first time.
+    known_events: Mutex<HashMap<String, bool>>,
+    last_autoclaim: Mutex<Option<Instant>>,
+    last_outbox_sample: Mutex<Option<Instant>>,
+}
+
+impl Reconciler {
+    pub fn new(
+        redis: RedisStore,
+        redis_url: &str,
+        db: MySqlPool,
+        config: ReconcilerConfig,
+    ) -> anyhow::Result<Self> {
+        // The read blocks for `config.block`, so its response timeout must be longer.
+        let conn_config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(config.block + Duration::from_secs(5)));
+        let manager = deadpool_redis::Manager::new_with_config(redis_url, conn_config)
+            .context("invalid SEATGATE_REDIS_URL")?;
+        let readers = deadpool_redis::Pool::builder(manager)
+            .max_size(2)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .context("cannot build the reconciler's Redis pool")?;
+        let consumer = format!("reconciler-{}", uuid::Uuid::now_v7());
+        Ok(Self {
+            redis,
+            readers,
+            db,
+            consumer,
+            config,
+            grouped: Mutex::default(),
+            known_events: Mutex::default(),
+            last_autoclaim: Mutex::default(),
+            last_outbox_sample: Mutex::default(),
+        })
+    }
+
+    /// This consumer's name in the groups.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Runs steps until `shutdown` resolves. A step in progress is finished first, so
+    /// no claim is left half settled (and none would be lost if it were: it stays
+    /// pending in the stream).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut failures: u32 = 0;
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                step = self.step(self.config.block) => step,
+            };
+            let trouble = match step {
+                Ok(report) => report.retry > 0,
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "reconciler step failed");
+                    true
+                }
+            };
+            if !trouble {
+                failures = 0;
+                continue;
+            }
+            failures = failures.saturating_add(1);
+            let pause = backoff(failures, self.config.max_backoff);
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!(consumer = %self.consumer, "reconciler stopped");
+    }
+
+    /// Reads one batch (this consumer's pending entries first, then new ones, waiting
+    /// up to `block` for them), settles it, and acknowledges what was settled.
+    pub async fn step(&self, block: Duration) -> anyhow::Result<StepReport> {
+        let events = self.ours(self.redis.registered_events().await?).await?;
+        if events.is_empty() {
+            telemetry::reconciler_lag(Duration::ZERO);
+            tokio::time::sleep(block).await;
+            return Ok(StepReport::default());
+        }
+        let outboxes: HashMap<String, String> = events
+            .into_iter()
+            .map(|event| (self.redis.keys(&event).outbox(), event))
+            .collect();
+        let keys: Vec<&String> = outboxes.keys().collect();
+        self.ensure_groups(&keys).await?;
+        self.sample_outboxes(&keys).await;
+        let entries = match self.read(&keys, &outboxes, block).await {
+            // One read covers every outbox, so one stream that lost its group (deleted,
+            // or lost with Redis's data) fails it for all of them: forget which groups
+            // exist, make sure of them again (recreating the lost one) and read again.
+            Err(err) if is_no_group(&err) => {
+                tracing::warn!(error = %format!("{err:#}"), "an outbox lost its consumer group; recreating it");
+                self.grouped.lock().expect("not poisoned").clear();
+                self.ensure_groups(&keys).await?;
+                self.read(&keys, &outboxes, block).await?
+            }
+            read => read?,
+        };
+        telemetry::reconciler_lag(
+            entries
+                .iter()
+                .map(|e| entry_age(&e.id))
+                .max()
+                .unwrap_or_default(),
+        );
+
+        let mut report = StepReport::default();
+        let mut acks: HashMap<String, Vec<String>> = HashMap::new();
+        for (entry, outcome) in self.settle_entries(entries).await {
+            match (&entry.claim, outcome) {
+                (Err(problem), _) => {
+                    if !self.dead_letter(&entry, problem).await? {
+                        report.retry += 1;
+                        continue;
+                    }
+                    report.dead += 1;
+                }
+                (Ok(_), Ok(Settled::Confirmed)) => report.confirmed += 1,
+                (Ok(_), Ok(Settled::Rejected(_))) => report.rejected += 1,
+                (Ok(_), Ok(Settled::AlreadySettled(_))) => report.already_settled += 1,
+                (Ok(claim), Err(err)) => {
+                    let give_up = if !err.is_transient() {
+                        Some(reasons::PERSIST_FAILED)
+                    } else if entry_age(&entry.id) > self.config.claim_deadline {
+                        Some(reasons::DEADLINE_EXCEEDED)
+                    } else {
+                        None
+                    };
+                    tracing::warn!(
+                        event.id = %claim.event_id, booking.id = %claim.booking_id,
+                        transient = err.is_transient(), error = %err, giving_up = give_up.is_some(),
+                        "claim not persisted"
+                    );
+                    let rejected = match give_up {
+                        Some(reason) => self.reject_claim(claim, reason).await,
+                        None => {
+                            report.retry += 1;
+                            continue;
+                        }
+                    };
+                    match rejected {
+                        Ok(Settled::Confirmed) => report.confirmed += 1,
+                        Ok(Settled::Rejected(_)) => report.rejected += 1,
+                        Ok(Settled::AlreadySettled(_)) => report.already_settled += 1,
+                        Err(err) => {
+                            tracing::warn!(booking.id = %claim.booking_id, error = %err,
+                                "cannot reject the claim either; it stays pending and is retried");
+                            report.retry += 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+            acks.entry(entry.outbox).or_default().push(entry.id);
+        }
+        self.acknowledge(acks).await?;
+        telemetry::bookings_settled("confirmed", report.confirmed);
+        telemetry::bookings_settled("rejected", report.rejected);
+        telemetry::reconciler_trouble(report.retry, report.dead);
+        Ok(report)
+    }
+    /// The registered events that this reconciler's database has. One it does not
+    /// have belongs to another deployment sharing the namespace (see `deployment`): its
+    /// outbox is not read at all, so its entries wait, undelivered, for the reconcilers
+    /// of the database that owns it. Settling them here would reject that deployment's
+    /// claims ("event not found") and hand their seats back.
+    async fn ours(&self, registered: Vec<String>) -> anyhow::Result<Vec<String>> {
+        let unknown: Vec<&str> = {
+            let known = self.known_events.lock().expect("not poisoned");
+            registered
+                .iter()
+                .filter(|event| known.get(event.as_str()) != Some(&true))
+                .map(String::as_str)
+                .collect()
+        };
+        if !unknown.is_empty() {
+            let found = db::events::existing(&self.db, &unknown)
+                .await
+                .context("cannot look the registered events up in MySQL")?;
+            let mut known = self.known_events.lock().expect("not poisoned");
+            for event in unknown {
+                let ours = found.contains(event);
+                if known.insert(event.to_owned(), ours).is_none() && !ours {
+                    tracing::warn!(
+                        event.id = %event,
+                        "an event registered in this Redis namespace is not in this database; \
+                         its claims are left to the deployment that owns it"
+                    );
+                }
+            }
+        }
+        let known = self.known_events.lock().expect("not poisoned");
+        Ok(registered
+            .into_iter()
+            .filter(|event| known.get(event) == Some(&true))
+            .collect())
+    }
+}
+
+/// Capped exponential backoff with full jitter: uniform in `[0, min(cap, 50ms·2^n)]`.
+pub fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_millis(50)
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(cap);
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_cap() {
+        for attempt in 0..40 {
+            assert!(backoff(attempt, Duration::from_secs(2)) <= Duration::from_secs(2));
+        }
+        assert!(backoff(0, Duration::from_secs(2)) <= Duration::from_millis(50));
+    }
+}
