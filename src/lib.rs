@@ -22,6 +22,7 @@
 //!   fault tests.
 
 pub mod api;
+pub mod backoff;
 pub mod claims;
 pub mod cli;
 pub mod clock;

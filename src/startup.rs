@@ -11,12 +11,13 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
 use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState, Shared};
+use crate::backoff::backoff;
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
 use crate::live::{snapshot::SeatMaps, source::Source, LiveHub};
-use crate::reconciler::{backoff, Reconciler, ReconcilerConfig};
+use crate::reconciler::{Reconciler, ReconcilerConfig};
 use crate::server::{self, HttpListener, ServerLimits};
 
 /// A gateway bound to its port, ready to run.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::keys;
-use crate::reconciler::backoff;
+use crate::backoff::backoff;
 
 type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>;
 

@@ -71,7 +71,7 @@ where
             Err(err) if failures + 1 < ATTEMPTS && caused_by_lock_conflict(&err) => {
                 failures += 1;
                 tracing::warn!(operation, failures, error = %err, "lock conflict; retrying the transaction");
-                tokio::time::sleep(crate::reconciler::backoff(failures, MAX_BACKOFF)).await;
+                tokio::time::sleep(crate::backoff::backoff(failures, MAX_BACKOFF)).await;
             }
             other => return other,
         }

@@ -6,15 +6,12 @@
 //! can never claim twice.
 
 use anyhow::{bail, Context};
-use rand::Rng;
 use reqwest::{header, Client, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Attempts per claim, the first included, before a 429/503/connection error counts.
 pub const MAX_ATTEMPTS: u32 = 8;
-/// First backoff ceiling; it doubles per retry up to [`BACKOFF_CAP`].
-const BACKOFF_BASE: Duration = Duration::from_millis(25);
 /// Longest wait before a retry, `Retry-After` included.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Time allowed to a single HTTP request (a hung request is retried with its key).
@@ -322,12 +319,8 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
 /// Full jitter: a uniform wait up to a ceiling that doubles per retry, capped; never
 /// sooner than the server's `Retry-After` (itself capped).
 pub fn backoff(retry: u32, retry_after: Option<Duration>) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
-    let jitter_ms = rand::rng().random_range(0..=ceiling.as_millis() as u64);
     let floor = retry_after.unwrap_or(Duration::ZERO).min(BACKOFF_CAP);
-    Duration::from_millis(jitter_ms).max(floor)
+    crate::backoff::backoff(retry.saturating_sub(1), BACKOFF_CAP).max(floor)
 }
 
 /// The JSON body of `response` if it has the `expected` status, else an error naming

@@ -30,8 +30,8 @@
 //! what the decision needs under the seat locks and carries it out, with the Redis
 //! follow-ups. This module holds the types, the [`Reconciler`] and its `run`/`step`.
 
+use crate::backoff::backoff;
 use anyhow::Context;
-use rand::Rng;
 use sqlx::MySqlPool;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -370,26 +370,5 @@ impl Reconciler {
             .into_iter()
             .filter(|event| known.get(event) == Some(&true))
             .collect())
-    }
-}
-
-/// Capped exponential backoff with full jitter: uniform in `[0, min(cap, 50ms·2^n)]`.
-pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_millis(50)
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(cap);
-    ceiling.mul_f64(rand::rng().random::<f64>())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_under_its_cap() {
-        for attempt in 0..40 {
-            assert!(backoff(attempt, Duration::from_secs(2)) <= Duration::from_secs(2));
-        }
-        assert!(backoff(0, Duration::from_secs(2)) <= Duration::from_millis(50));
     }
 }

@@ -241,11 +241,7 @@ pub(crate) fn entry_age(id: &str) -> Duration {
         .next()
         .and_then(|ms| ms.parse().ok())
         .unwrap_or(u64::MAX);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Duration::from_millis(now_ms.saturating_sub(added_ms))
+    Duration::from_millis(crate::clock::unix_millis().saturating_sub(added_ms))
 }
 
 #[cfg(test)]
@@ -254,10 +250,7 @@ mod tests {
 
     #[test]
     fn entry_ids_tell_their_age() {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now_ms = crate::clock::unix_millis();
         let age = entry_age(&format!("{}-0", now_ms - 5_000));
         assert!(age >= Duration::from_secs(5) && age < Duration::from_secs(60));
         assert_eq!(entry_age("garbage"), Duration::ZERO);

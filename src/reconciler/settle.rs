@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use super::decide::{decide, Decision, Follow};
 use super::outbox::Entry;
-use super::{backoff, Claim, Reconciler, SettleError, Settled};
+use super::{Claim, Reconciler, SettleError, Settled};
+use crate::backoff::backoff;
 use crate::db::{self, bookings::BookingRow};
 use crate::domain::BookingStatus;
 
