@@ -659,16 +659,14 @@ async fn audit_repair_puts_seats_back_in_their_ordinal_places() {
     assert_eq!(best(&app, &event, "alice", 2).await.1, json!(["D0", "C1"]));
 }
 
-#[tokio::test]
-async fn audit_repair_finishes_a_cancel_that_died_between_its_commit_and_redis() {
-    let app = spawn_app().await;
+/// Alice's confirmed booking of S0001 and S0002 (limit 2), cancelled in MySQL by a
+/// cancel whose process died before `cancel.lua`: Redis still shows it confirmed.
+async fn a_cancel_lost_after_its_commit(app: &TestApp) -> (String, String) {
     let event = app.event_with(&seat_names(3), 2).await;
     let id = app
         .claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
         .await;
     app.settled(&event).await;
-
-    // The cancel's MySQL transaction committed; the process died before cancel.lua.
     sqlx::query("UPDATE bookings SET status = 'cancelled' WHERE id = ?")
         .bind(&id)
         .execute(&app.db)
@@ -682,7 +680,32 @@ async fn audit_repair_finishes_a_cancel_that_died_between_its_commit_and_redis()
     .execute(&app.db)
     .await
     .unwrap();
+    (event, id)
+}
 
+/// After the heal: the seats are free, the booking reads cancelled, and Alice's tally
+/// no longer counts its seats (the full limit of 2 is hers again).
+async fn the_lost_cancel_is_finished(app: &TestApp, event: &str, id: &str) {
+    assert_eq!(app.seat_status(event, "S0001").await, "available");
+    assert_eq!(app.seat_status(event, "S0002").await, "available");
+    let r = app.get_booking(event, id, &app.user_token("alice")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
+    let again = app
+        .claim_ok(event, "alice", &json!({"seats": ["S0001", "S0002"]}))
+        .await;
+    app.settled(event).await;
+    assert_eq!(
+        app.mysql_seat(event, "S0002").await,
+        ("booked".to_owned(), Some(again))
+    );
+    assert_eq!(app.audit(event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn audit_repair_finishes_a_cancel_that_died_between_its_commit_and_redis() {
+    let app = spawn_app().await;
+    let (event, id) = a_cancel_lost_after_its_commit(&app).await;
     let report = app.audit(&event, true).await;
     assert_eq!(
         report["divergences"].as_array().unwrap().len(),
@@ -690,21 +713,7 @@ async fn audit_repair_finishes_a_cancel_that_died_between_its_commit_and_redis()
         "{report}"
     );
     assert_eq!(app.audit(&event, false).await["consistent"], true);
-    assert_eq!(app.seat_status(&event, "S0001").await, "available");
-    assert_eq!(app.seat_status(&event, "S0002").await, "available");
-    let r = app.get_booking(&event, &id, &app.user_token("alice")).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
-    // Her tally no longer counts the cancelled seats: the full limit (2) is hers again.
-    let again = app
-        .claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
-        .await;
-    app.settled(&event).await;
-    assert_eq!(
-        app.mysql_seat(&event, "S0002").await,
-        ("booked".to_owned(), Some(again))
-    );
-    assert_eq!(app.audit(&event, false).await["consistent"], true);
+    the_lost_cancel_is_finished(&app, &event, &id).await;
 }
 
 #[tokio::test]
@@ -714,35 +723,7 @@ async fn warm_finishes_a_cancel_that_died_between_its_commit_and_redis() {
     // Redis kept answering it confirmed, its seats were sold again, and no audit saw a
     // divergence any more.
     let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 2).await;
-    let id = app
-        .claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
-        .await;
-    app.settled(&event).await;
-
-    // The cancel's MySQL transaction committed; the process died before cancel.lua.
-    sqlx::query("UPDATE bookings SET status = 'cancelled' WHERE id = ?")
-        .bind(&id)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE seats SET status = 'available', booking_id = NULL WHERE event_id = ? AND booking_id = ?",
-    )
-    .bind(&event)
-    .bind(&id)
-    .execute(&app.db)
-    .await
-    .unwrap();
-
+    let (event, id) = a_cancel_lost_after_its_commit(&app).await;
     assert_eq!(app.warm(&event).await.status(), StatusCode::OK);
-    assert_eq!(app.seat_status(&event, "S0001").await, "available");
-    let r = app.get_booking(&event, &id, &app.user_token("alice")).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
-    // Her tally no longer counts the cancelled seats: the full limit (2) is hers again.
-    app.claim_ok(&event, "alice", &json!({"seats": ["S0001", "S0002"]}))
-        .await;
-    app.settled(&event).await;
-    assert_eq!(app.audit(&event, false).await["consistent"], true);
+    the_lost_cancel_is_finished(&app, &event, &id).await;
 }
