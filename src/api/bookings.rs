@@ -72,14 +72,31 @@ pub struct ParsedClaim {
 }
 
 impl ParsedClaim {
-    /// Parses and validates a claim body. Everything the contract can refuse with a
-    /// 400 is refused here, before any Redis call, so no malformed claim (a megabyte
-    /// seat id, thousands of seats) ever reaches Redis or its idempotency records.
+    /// Parses and validates a claim body (see [`Wanted::parse`]) and fingerprints it:
+    /// the path of a claim with an `Idempotency-Key`.
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
         let value: serde_json::Value = json_body(bytes)?;
         let fingerprint = fingerprint(&value);
         let body: ClaimBody = serde_json::from_value(value)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid claim: {e}")))?;
+        Ok(Self {
+            wanted: Wanted::validate(body)?,
+            fingerprint,
+        })
+    }
+}
+
+impl Wanted {
+    /// Parses and validates a claim body without fingerprinting it: a claim without an
+    /// `Idempotency-Key` needs no fingerprint, and the hot path does not pay for one.
+    /// Everything the contract can refuse with a 400 is refused here, before any Redis
+    /// call, so no malformed claim (a megabyte seat id, thousands of seats) ever
+    /// reaches Redis or its idempotency records.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        Self::validate(json_body(bytes)?)
+    }
+
+    fn validate(body: ClaimBody) -> Result<Self, ApiError> {
         let wanted = match (body.seats, body.quantity) {
             (Some(seats), None) => {
                 if seats.is_empty() {
@@ -122,10 +139,7 @@ impl ParsedClaim {
                 ))
             }
         };
-        Ok(Self {
-            wanted,
-            fingerprint,
-        })
+        Ok(wanted)
     }
 }
 
@@ -249,7 +263,14 @@ async fn claim(
     }
     let key = idempotency_key(headers)?;
     let wait = prefer_wait(headers);
-    let claim = ParsedClaim::parse(&read_body(body, CLAIM_BODY_LIMIT).await?)?;
+    let bytes = read_body(body, CLAIM_BODY_LIMIT).await?;
+    let (wanted, fingerprint) = match key {
+        Some(_) => {
+            let claim = ParsedClaim::parse(&bytes)?;
+            (claim.wanted, Some(claim.fingerprint))
+        }
+        None => (Wanted::parse(&bytes)?, None),
+    };
     if !is_valid_event_id(&event_id) {
         return Err(ApiError::EventNotFound);
     }
@@ -262,8 +283,7 @@ async fn claim(
     telemetry::claims_in_flight(in_flight(app));
 
     let booking_id = uuid::Uuid::now_v7().to_string();
-    let fingerprint = key.map(|_| claim.fingerprint.as_str());
-    let selection = match &claim.wanted {
+    let selection = match &wanted {
         Wanted::Seats(seats) => Selection::Seats(seats),
         Wanted::Quantity(n) => Selection::Quantity(*n),
     };
@@ -272,7 +292,7 @@ async fn claim(
         user_id: &user_id,
         booking_id: &booking_id,
         selection,
-        idempotency: key.zip(fingerprint),
+        idempotency: key.zip(fingerprint.as_deref()),
         now_ms: crate::clock::unix_millis(),
     };
     let outcome = match app.strategy {
@@ -315,18 +335,15 @@ async fn claim(
                     let (event_id, user_id) = (booking.event_id.clone(), booking.user_id.clone());
                     let response = wait_for_settlement(app, booking, wait).await?;
                     let status = response.status();
-                    if let (Some(key), false) = (key, status == StatusCode::ACCEPTED) {
+                    let keyed = key.zip(fingerprint.as_deref());
+                    if let (Some((key, fingerprint)), false) =
+                        (keyed, status == StatusCode::ACCEPTED)
+                    {
                         // Best effort: if this fails, a replay answers 202 with the
                         // booking as it is then, which a client handles anyway.
                         if let Err(err) = app
                             .redis
-                            .record_answer(
-                                &event_id,
-                                &user_id,
-                                key,
-                                &claim.fingerprint,
-                                status.as_u16(),
-                            )
+                            .record_answer(&event_id, &user_id, key, fingerprint, status.as_u16())
                             .await
                         {
                             tracing::warn!(event.id = %event_id, error = %err,
@@ -579,10 +596,14 @@ async fn cancel_booking(
 mod tests {
     use super::*;
 
+    /// Both parse paths (with and without a fingerprint) must agree.
     fn parse(body: &str) -> Result<Wanted, u16> {
-        ParsedClaim::parse(body.as_bytes())
+        let keyed = ParsedClaim::parse(body.as_bytes())
             .map(|c| c.wanted)
-            .map_err(|e| e.status().as_u16())
+            .map_err(|e| e.status().as_u16());
+        let unkeyed = Wanted::parse(body.as_bytes()).map_err(|e| e.status().as_u16());
+        assert_eq!(keyed, unkeyed, "{body}");
+        keyed
     }
 
     fn fp(body: &str) -> String {
