@@ -77,25 +77,29 @@ where
     assert_eq!(reader.await.unwrap(), StatusCode::OK);
 }
 
+/// An admin request as the reader of [`reader_against_a_writer`]: its status code.
+fn admin_request(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+) -> impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = StatusCode> + Send>> {
+    let request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(app.admin());
+    move || Box::pin(async move { request.send().await.unwrap().status() })
+}
+
 #[tokio::test]
 async fn warm_during_a_drop_takes_seat_locks_in_seat_id_order() {
     let app = spawn_app_with(|s| s.reconciler = false).await;
     let event = app.event_with(&reversed_seats(), 4).await;
-    let (client, url, token) = (
-        app.client.clone(),
-        app.url(&format!("/v1/admin/events/{event}/warm")),
-        app.admin(),
+    let warm = admin_request(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/admin/events/{event}/warm"),
     );
-    reader_against_a_writer(&app, &event, move || async move {
-        client
-            .post(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    })
-    .await;
+    reader_against_a_writer(&app, &event, warm).await;
     assert_eq!(app.seat_order(&event).await, reversed_seats());
 }
 
@@ -103,21 +107,12 @@ async fn warm_during_a_drop_takes_seat_locks_in_seat_id_order() {
 async fn audit_during_a_drop_takes_seat_locks_in_seat_id_order() {
     let app = spawn_app_with(|s| s.reconciler = false).await;
     let event = app.event_with(&reversed_seats(), 4).await;
-    let (client, url, token) = (
-        app.client.clone(),
-        app.url(&format!("/v1/admin/events/{event}/audit?repair=true")),
-        app.admin(),
+    let audit = admin_request(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/admin/events/{event}/audit?repair=true"),
     );
-    reader_against_a_writer(&app, &event, move || async move {
-        client
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    })
-    .await;
+    reader_against_a_writer(&app, &event, audit).await;
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
 

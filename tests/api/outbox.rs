@@ -23,57 +23,30 @@ async fn a_vanished_outbox_stalls_no_event() {
         }
     };
 
-    // A claim on each event settles, so the reconciler knows both groups.
-    let first = [
-        (
-            lost.clone(),
-            app.claim_ok(&lost, "alice", &json!({"seats": ["S0001"]}))
-                .await,
-        ),
-        (
-            other.clone(),
-            app.claim_ok(&other, "alice", &json!({"seats": ["S0001"]}))
-                .await,
-        ),
-    ];
-    for (event, booking) in &first {
-        eventually(
-            "the first claims are confirmed",
-            Duration::from_secs(20),
-            || async {
-                reconciler.step(Duration::from_millis(50)).await.unwrap();
-                confirmed(event, booking).await.then_some(())
-            },
-        )
-        .await;
-    }
+    // A claim on each event, then reconciler steps until both are confirmed.
+    let claim_both_and_settle = |seat: &'static str, what: &'static str| {
+        let (lost, other) = (lost.clone(), other.clone());
+        let (app, reconciler, confirmed) = (&app, &reconciler, &confirmed);
+        async move {
+            for event in [&other, &lost] {
+                let booking = app
+                    .claim_ok(event, "alice", &json!({ "seats": [seat] }))
+                    .await;
+                eventually(what, Duration::from_secs(20), || async {
+                    // A step that meets a lost group recreates it and goes on.
+                    reconciler.step(Duration::from_millis(50)).await.unwrap();
+                    confirmed(event, &booking).await.then_some(())
+                })
+                .await;
+            }
+        }
+    };
+    // Settled once on each event, so the reconciler knows both groups.
+    claim_both_and_settle("S0001", "the first claims are confirmed").await;
 
     // Redis loses one event's outbox (stream and consumer group).
     let mut conn = app.redis.connection();
     let _: i64 = conn.del(app.redis.keys(&lost).outbox()).await.unwrap();
 
-    let next = [
-        (
-            other.clone(),
-            app.claim_ok(&other, "alice", &json!({"seats": ["S0002"]}))
-                .await,
-        ),
-        (
-            lost.clone(),
-            app.claim_ok(&lost, "alice", &json!({"seats": ["S0002"]}))
-                .await,
-        ),
-    ];
-    for (event, booking) in &next {
-        eventually(
-            "claims settle after an outbox vanished",
-            Duration::from_secs(20),
-            || async {
-                // The step that meets the lost group recreates it and goes on.
-                reconciler.step(Duration::from_millis(50)).await.unwrap();
-                confirmed(event, booking).await.then_some(())
-            },
-        )
-        .await;
-    }
+    claim_both_and_settle("S0002", "claims settle after an outbox vanished").await;
 }
