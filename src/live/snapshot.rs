@@ -70,8 +70,11 @@ impl SeatMapSnapshot {
         }
     }
 
-    fn is_fresh(&self, now: Instant, max_age: Duration) -> bool {
-        now.duration_since(self.taken) < max_age
+    /// Fresh enough for a reader that arrived at `arrived`: younger than `max_age`, or
+    /// read from the store after the reader arrived (as good as a read of its own, so
+    /// readers that queued behind one refresh share it even when `max_age` is 0).
+    fn is_fresh(&self, arrived: Instant, now: Instant, max_age: Duration) -> bool {
+        self.taken >= arrived || now.duration_since(self.taken) < max_age
     }
 }
 
@@ -89,8 +92,8 @@ pub struct SeatMaps {
 type Slot = Arc<tokio::sync::Mutex<Option<SeatMapSnapshot>>>;
 
 impl SeatMaps {
-    /// Snapshots refreshed at most every `max_age` (0: every read goes to the store,
-    /// concurrent readers still sharing one read).
+    /// Snapshots refreshed at most every `max_age` (0: every reader gets a map read
+    /// after it arrived; readers that arrive during one read share the next).
     pub fn with_max_age(source: Source, max_age: Duration) -> Self {
         Self {
             source,
@@ -102,6 +105,7 @@ impl SeatMaps {
     /// The event's seat map, at most `max_age` old. The caller has checked that the
     /// event is on sale (so the map holds only events on sale, a handful).
     pub async fn get(&self, event_id: &str) -> anyhow::Result<SeatMapSnapshot> {
+        let arrived = Instant::now();
         let slot = self
             .events
             .lock()
@@ -113,11 +117,14 @@ impl SeatMaps {
         // read this interval makes.
         let mut current = slot.lock().await;
         let now = Instant::now();
-        if let Some(snapshot) = current.as_ref().filter(|s| s.is_fresh(now, self.max_age)) {
+        let fresh = |s: &&SeatMapSnapshot| s.is_fresh(arrived, now, self.max_age);
+        if let Some(snapshot) = current.as_ref().filter(fresh) {
             return Ok(snapshot.clone());
         }
+        // Stamped with the read's start: a change made during the read may be missing.
+        let started = Instant::now();
         let seats = self.source.seats(event_id).await?;
-        let snapshot = SeatMapSnapshot::new(event_id, seats, Instant::now());
+        let snapshot = SeatMapSnapshot::new(event_id, seats, started);
         *current = Some(snapshot.clone());
         Ok(snapshot)
     }
@@ -147,10 +154,17 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_is_fresh_for_its_max_age_only() {
+    fn a_snapshot_serves_its_max_age_and_the_readers_that_waited_for_it() {
         let t = Instant::now();
         let s = SeatMapSnapshot::new("e", Vec::new(), t);
-        assert!(s.is_fresh(t + Duration::from_millis(199), Duration::from_millis(200)));
-        assert!(!s.is_fresh(t + Duration::from_millis(200), Duration::from_millis(200)));
+        let max = Duration::from_millis(200);
+        // A reader that arrived after the read started: the max age decides.
+        let after = t + Duration::from_millis(1);
+        assert!(s.is_fresh(after, t + Duration::from_millis(199), max));
+        assert!(!s.is_fresh(after, t + Duration::from_millis(200), max));
+        assert!(!s.is_fresh(after, t + Duration::from_millis(1), Duration::ZERO));
+        // One that arrived before it started takes it, even with no max age.
+        let before = t - Duration::from_millis(1);
+        assert!(s.is_fresh(before, t + Duration::from_secs(1), Duration::ZERO));
     }
 }
