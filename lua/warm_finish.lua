@@ -8,9 +8,6 @@
 -- KEYS[1]  {e:ID}:meta    hash
 -- KEYS[2]  {e:ID}:seats   hash seat -> state
 -- KEYS[3]  {e:ID}:avail   zset of available seats
--- KEYS[4]  {e:ID}:ord     the seat -> ordinal hash of layouts before 2026-11-26, now
---                         unused: unlinked here (freed in the background), so a warm
---                         or repair after an upgrade reclaims its memory
 -- ARGV[1]  name (string)
 -- ARGV[2]  per-user limit (integer)
 -- ARGV[3]  seats total (integer)
@@ -18,10 +15,10 @@
 --
 -- Reply: {seats_total, available, pending, booked} (integers).
 --
--- Example: EVALSHA <sha> 4 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:ord "WordCamp" 4 2 1
+-- Example: EVALSHA <sha> 3 {e:wc}:meta {e:wc}:seats {e:wc}:avail "WordCamp" 4 2 1
 --   -> {2, 1, 0, 1}
 
-local meta_key, seats_key, avail_key, legacy_ord_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta_key, seats_key, avail_key = KEYS[1], KEYS[2], KEYS[3]
 local name, limit, total, on_sale = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 assert(name and limit and total and on_sale, 'warm_finish.lua: name, limit, total, on_sale')
 
@@ -36,9 +33,6 @@ for _, state in ipairs(redis.call('HVALS', seats_key)) do
 end
 redis.call('HSET', meta_key, 'name', name, 'limit', limit, 'seats_total', total,
   'pending', pending, 'booked', booked)
-if legacy_ord_key then
-  redis.call('UNLINK', legacy_ord_key)
-end
 if on_sale == '1' then
   redis.call('HSET', meta_key, 'on_sale', '1')
 end

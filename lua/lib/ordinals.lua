@@ -5,9 +5,9 @@
 -- function from a seat id to its ordinal (nil when the seat is in neither place).
 --
 -- The ordinal of each seat of the booking, from its record ("ords" is written by
--- claim.lua in the order of "seats"). A seat not found there (a record written before
--- ordinals were kept in it, or no record at all after Redis lost it) is looked up in the
--- order list: LPOS walks the list (O(seats of the event)), which only these rare cases pay.
+-- claim.lua in the order of "seats"). Without a record (Redis lost it: an eviction or a
+-- restart from older data) the seat is looked up in the order list: LPOS walks the list
+-- (O(seats of the event)), which only that rare case pays.
 local function ordinal_of(booking_key, order_key)
   local rec = redis.call('HMGET', booking_key, 'seats', 'ords')
   local known = {}

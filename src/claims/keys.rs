@@ -50,12 +50,6 @@ impl EventKeys {
         self.key("order")
     }
 
-    /// The seat → ordinal hash of layouts before 2026-11-26 (about 58 bytes per seat).
-    /// Nothing reads it any more; warm and audit repair delete it.
-    pub fn legacy_ord(&self) -> String {
-        self.key("ord")
-    }
-
     /// Hash: booking id → number of seats the user holds through it.
     pub fn user(&self, user_id: &str) -> String {
         format!("{}:user:{user_id}", self.prefix)
@@ -119,7 +113,6 @@ mod tests {
             k.seats(),
             k.avail(),
             k.order(),
-            k.legacy_ord(),
             k.user("alice"),
             k.booking("b1"),
             k.idempotency("alice", "k1"),

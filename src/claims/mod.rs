@@ -345,7 +345,6 @@ impl RedisStore {
         inv.key(k.meta())
             .key(k.seats())
             .key(k.avail())
-            .key(k.legacy_ord())
             .arg(name)
             .arg(per_user_limit)
             .arg(seats_total)

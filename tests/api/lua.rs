@@ -478,17 +478,6 @@ async fn a_seat_freed_without_its_booking_record_finds_its_ordinal_in_the_order_
         None
     );
     assert_available_at_ordinals(&lab, &all, &["C0", "B1", "A2"]).await;
-    // A record written without ordinals (by an earlier claim.lua) is served the same way.
-    assert_eq!(
-        lab.claim("u2", "b2", &["B1"], None).await,
-        pending("b2", &["B1"])
-    );
-    let _: i64 = conn.hdel(s.keys(e).booking("b2"), "ords").await.unwrap();
-    let truth = vec![("B1".to_owned(), "available".to_owned())];
-    s.reject(e, "b2", "u2", "deadline_exceeded", &truth)
-        .await
-        .unwrap();
-    assert_available_at_ordinals(&lab, &all, &["C0", "B1", "A2"]).await;
 }
 
 #[tokio::test]
@@ -552,10 +541,4 @@ async fn warm_lua_keeps_the_order_list_that_seat_states_lists_seats_by() {
     s.warm_chunk(e, &triples(0..4)).await.unwrap();
     assert_eq!(lab.order().await, seats(&all));
     assert_eq!(lab.state("A1").await, "pending:b1");
-
-    // The seat -> ordinal hash of the old layout is deleted by warm_finish.
-    let _: i64 = conn.hset(s.keys(e).legacy_ord(), "Z9", 0).await.unwrap();
-    s.warm_finish(e, "Lab", 4, 4, true).await.unwrap();
-    let exists: bool = conn.exists(s.keys(e).legacy_ord()).await.unwrap();
-    assert!(!exists);
 }
