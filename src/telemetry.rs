@@ -214,22 +214,9 @@ struct ClaimMetrics {
     in_flight: Gauge,
 }
 
-/// False when `SEATGATE_CLAIM_METRICS=off`: the claim path then records into no-op
-/// handles (the switch exists to measure what recording costs; see BENCHMARKS.md).
-fn claim_metrics_on() -> bool {
-    std::env::var("SEATGATE_CLAIM_METRICS").as_deref() != Ok("off")
-}
-
 fn claim_metrics() -> &'static ClaimMetrics {
     static METRICS: OnceLock<ClaimMetrics> = OnceLock::new();
     METRICS.get_or_init(|| {
-        if !claim_metrics_on() {
-            return ClaimMetrics {
-                outcomes: ClaimResult::ALL.map(|_| Counter::noop()),
-                duration: Histogram::noop(),
-                in_flight: Gauge::noop(),
-            };
-        }
         // The handles must come from the real recorder, not the no-op one.
         prometheus();
         ClaimMetrics {
