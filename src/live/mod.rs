@@ -22,18 +22,20 @@
 //! "claims_per_sec", "outbox_length", "reconciler_lag_ms"}` (`claims_total` and
 //! `claims_per_sec` are `null` under the mysql strategy, which has no outbox).
 
+mod map;
 pub mod snapshot;
 pub mod source;
+mod watcher;
 
-use serde_json::json;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::domain::SeatStatus;
-use source::{Counters, Reading, Source};
+use map::MapState;
+use source::Source;
+use watcher::run;
 
 /// How often a watcher reads the event, and so the longest a change waits to be sent.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -77,26 +79,8 @@ struct Watch {
     map: Mutex<Option<MapState>>,
 }
 
-struct MapState {
-    event_id: String,
-    name: String,
-    seats: Vec<String>,
-    index: HashMap<String, usize>,
-    status: Vec<u8>,
-    counters: Counters,
-    claims_per_sec: Option<f64>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn status_char(s: SeatStatus) -> u8 {
-    match s {
-        SeatStatus::Available => b'a',
-        SeatStatus::Pending => b'p',
-        SeatStatus::Booked => b'b',
-    }
 }
 
 impl LiveHub {
@@ -205,70 +189,6 @@ impl Watch {
     }
 }
 
-impl MapState {
-    fn new(event_id: &str, name: String, seats: Vec<(String, SeatStatus)>, c: Counters) -> Self {
-        let mut ids = Vec::with_capacity(seats.len());
-        let mut status = Vec::with_capacity(seats.len());
-        let mut index = HashMap::with_capacity(seats.len());
-        for (i, (seat, s)) in seats.into_iter().enumerate() {
-            index.insert(seat.clone(), i);
-            ids.push(seat);
-            status.push(status_char(s));
-        }
-        Self {
-            event_id: event_id.to_owned(),
-            name,
-            seats: ids,
-            index,
-            status,
-            counters: c,
-            claims_per_sec: c.claims_total.map(|_| 0.0),
-        }
-    }
-
-    fn counters_json(&self) -> serde_json::Value {
-        let c = &self.counters;
-        json!({
-            "seats_total": c.seats_total,
-            "available": c.available,
-            "pending": c.pending,
-            "booked": c.booked,
-            "claims_total": c.claims_total,
-            "claims_per_sec": self.claims_per_sec.map(|r| (r * 10.0).round() / 10.0),
-            "outbox_length": c.outbox_length,
-            "reconciler_lag_ms": c.reconciler_lag_ms,
-        })
-    }
-
-    fn snapshot(&self) -> Message {
-        let body = json!({
-            "event_id": self.event_id,
-            "name": self.name,
-            "seats": self.seats,
-            // Only ASCII letters: the bytes are valid UTF-8.
-            "status": String::from_utf8_lossy(&self.status),
-            "counters": self.counters_json(),
-        });
-        Message::Snapshot(body.to_string().into())
-    }
-
-    /// Applies fresh statuses; the changed seats as `(index, status)`.
-    fn apply(&mut self, statuses: &HashMap<String, SeatStatus>) -> Vec<(usize, u8)> {
-        let mut changes = Vec::new();
-        for (seat, s) in statuses {
-            if let Some(&i) = self.index.get(seat) {
-                let c = status_char(*s);
-                if self.status[i] != c {
-                    self.status[i] = c;
-                    changes.push((i, c));
-                }
-            }
-        }
-        changes.sort_unstable();
-        changes
-    }
-}
-
 /// One of a client's open streams; gives its place back when dropped.
 struct ClientSlot {
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -348,169 +268,11 @@ impl Subscription {
     }
 }
 
-/// A watcher: reads the event every tick until nobody watches or it is gone.
-async fn run(hub: Arc<Hub>, event_id: String, watch: Arc<Watch>) {
-    let mut ticks = tokio::time::interval(hub.tick);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut closed = hub.closed.subscribe();
-    let mut poller = Poller::default();
-    tracing::debug!(event.id = %event_id, "live map watcher started");
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = closed.wait_for(|closed| *closed) => break,
-        }
-        if hub.retire(&event_id, &watch, false) {
-            break;
-        }
-        match poller.poll(&hub.source, &event_id, &watch).await {
-            Ok(true) => poller.failing = false,
-            Ok(false) => {
-                let _ = watch.tx.send(Message::Gone);
-                hub.retire(&event_id, &watch, true);
-                break;
-            }
-            Err(err) => {
-                // Once per outage, not once per tick; the map resumes by itself.
-                if !poller.failing {
-                    tracing::warn!(event.id = %event_id, error = %format!("{err:#}"),
-                        "live map cannot read the event; retrying");
-                }
-                poller.failing = true;
-            }
-        }
-    }
-    tracing::debug!(event.id = %event_id, "live map watcher stopped");
-}
-
-#[derive(Default)]
-struct Poller {
-    ticks_since_scan: u32,
-    /// `(when, claims_total)` samples over the last `RATE_WINDOW`.
-    samples: VecDeque<(Instant, u64)>,
-    failing: bool,
-}
-
-impl Poller {
-    /// One tick; false when the event is no longer on sale.
-    async fn poll(
-        &mut self,
-        source: &Source,
-        event_id: &str,
-        watch: &Watch,
-    ) -> anyhow::Result<bool> {
-        // Counters first, seats second: any change after this read shows in the next
-        // tick's counters, so a change the seat scan misses is caught up then.
-        let Some(Reading { name, counters }) = source.read(event_id).await? else {
-            return Ok(false);
-        };
-        let rate = self.rate(counters.claims_total);
-        let previous = lock(&watch.map).as_ref().map(|m| m.counters);
-        let Some(previous) = previous else {
-            let seats = source.seats(event_id).await?;
-            let map = MapState::new(event_id, name, seats, counters);
-            let mut slot = lock(&watch.map);
-            let _ = watch.tx.send(map.snapshot());
-            *slot = Some(map);
-            return Ok(true);
-        };
-        self.ticks_since_scan += 1;
-        let moved = (
-            previous.available,
-            previous.pending,
-            previous.booked,
-            previous.claims_total,
-        ) != (
-            counters.available,
-            counters.pending,
-            counters.booked,
-            counters.claims_total,
-        );
-        let statuses = if moved || self.ticks_since_scan >= RESYNC_TICKS {
-            self.ticks_since_scan = 0;
-            Some(source.statuses(event_id).await?)
-        } else {
-            None
-        };
-        let mut slot = lock(&watch.map);
-        let Some(map) = slot.as_mut() else {
-            return Ok(true);
-        };
-        let changes = statuses.map(|s| map.apply(&s)).unwrap_or_default();
-        if changes.is_empty() && map.counters == counters && map.claims_per_sec == rate {
-            return Ok(true);
-        }
-        map.counters = counters;
-        map.claims_per_sec = rate;
-        let changes: Vec<serde_json::Value> = changes
-            .into_iter()
-            .map(|(i, c)| json!([i, (c as char).to_string()]))
-            .collect();
-        let body = json!({ "changes": changes, "counters": map.counters_json() });
-        let _ = watch.tx.send(Message::Delta(body.to_string().into()));
-        Ok(true)
-    }
-
-    /// Claims per second over the last `RATE_WINDOW`.
-    fn rate(&mut self, total: Option<u64>) -> Option<f64> {
-        let total = total?;
-        let now = Instant::now();
-        self.samples.push_back((now, total));
-        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= RATE_WINDOW {
-            self.samples.pop_front();
-        }
-        let &(since, first) = self.samples.front()?;
-        let secs = now.duration_since(since).as_secs_f64();
-        if secs <= 0.0 {
-            return Some(0.0);
-        }
-        Some(total.saturating_sub(first) as f64 / secs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::source::Counters;
     use super::*;
-
-    #[test]
-    fn applying_statuses_reports_only_what_changed_in_seat_order() {
-        let c = Counters::default();
-        let seats = vec![
-            ("A1".to_owned(), SeatStatus::Available),
-            ("A2".to_owned(), SeatStatus::Available),
-            ("A3".to_owned(), SeatStatus::Booked),
-        ];
-        let mut map = MapState::new("e", "E".into(), seats, c);
-        let fresh: HashMap<String, SeatStatus> = [
-            ("A3".to_owned(), SeatStatus::Booked),
-            ("A2".to_owned(), SeatStatus::Pending),
-            ("A1".to_owned(), SeatStatus::Pending),
-            ("ZZ".to_owned(), SeatStatus::Pending), // not in the map: ignored
-        ]
-        .into();
-        assert_eq!(map.apply(&fresh), vec![(0, b'p'), (1, b'p')]);
-        assert_eq!(map.status, b"ppb");
-        assert!(
-            map.apply(&fresh).is_empty(),
-            "nothing changed the second time"
-        );
-    }
-
-    #[test]
-    fn the_snapshot_lists_seats_in_order_with_one_status_character_each() {
-        let seats = vec![
-            ("B1".to_owned(), SeatStatus::Pending),
-            ("A1".to_owned(), SeatStatus::Available),
-        ];
-        let map = MapState::new("e", "E".into(), seats, Counters::default());
-        let Message::Snapshot(body) = map.snapshot() else {
-            panic!("a snapshot")
-        };
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["seats"], json!(["B1", "A1"]));
-        assert_eq!(v["status"], "pa");
-        assert_eq!(v["counters"]["claims_total"], serde_json::Value::Null);
-    }
+    use crate::domain::SeatStatus;
 
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_gets_a_fresh_snapshot_then_the_deltas() {
@@ -567,16 +329,5 @@ mod tests {
             ClientSlot::take(&counts, a, 2).is_some(),
             "a closed stream gives its place back"
         );
-    }
-
-    #[test]
-    fn the_claim_rate_is_measured_over_the_window() {
-        let mut p = Poller::default();
-        assert_eq!(p.rate(None), None);
-        assert_eq!(p.rate(Some(10)), Some(0.0));
-        let start = p.samples[0].0;
-        p.samples[0].0 = start - Duration::from_millis(500);
-        let r = p.rate(Some(60)).unwrap();
-        assert!((90.0..=100.0).contains(&r), "50 claims in ~0.5 s: {r}");
     }
 }
