@@ -7,12 +7,15 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::stream::{BoxStream, StreamExt};
+
 use crate::helpers::*;
 
-/// A minimal Server-Sent Events reader over a streaming response.
+/// The events of a seat map stream, read by the same Server-Sent Events parser as the
+/// load generator's watchers.
 struct SseStream {
-    response: reqwest::Response,
-    buffer: String,
+    events: BoxStream<'static, Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>,
 }
 
 impl SseStream {
@@ -29,38 +32,23 @@ impl SseStream {
             response.headers()["content-type"].to_str().unwrap(),
             "text/event-stream"
         );
+        let chunks = futures::stream::unfold(response, |mut response| async move {
+            let chunk = response.chunk().await.transpose()?;
+            Some((chunk, response))
+        });
         Self {
-            response,
-            buffer: String::new(),
+            events: chunks.eventsource().boxed(),
         }
     }
 
     /// The next event as `(name, data)`; `None` when the stream ended. Panics when
-    /// nothing comes for 10 s.
+    /// nothing comes for 10 s. Keep-alive comments are no events.
     async fn next(&mut self) -> Option<(String, Value)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some((name, serde_json::from_str(&data).unwrap()));
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
-                .await
-                .expect("the stream sends something within 10 s")
-                .ok()??;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
+        let event = tokio::time::timeout(Duration::from_secs(10), self.events.next())
+            .await
+            .expect("the stream sends something within 10 s")?
+            .ok()?;
+        Some((event.event, serde_json::from_str(&event.data).unwrap()))
     }
 }
 
