@@ -5,15 +5,30 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use seatgate::reconciler::{Claim, Reconciler, ReconcilerConfig, Settled};
+use seatgate::reconciler::{Claim, Reconciler, ReconcilerConfig, Settled, StepReport};
 
 use crate::helpers::*;
+
+/// One reconciler step, waiting at most 50 ms for new outbox entries.
+async fn step(r: &Reconciler) -> StepReport {
+    r.step(Duration::from_millis(50)).await.unwrap()
+}
+
+/// A booking's status and the reason given for it.
+fn status_and_reason(booking: &Value) -> (&str, &str) {
+    let field = |name: &str| {
+        booking[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {booking}"))
+    };
+    (field("status"), field("reason"))
+}
 
 /// Runs reconciler steps until one settles nothing.
 async fn drain(r: &Reconciler) -> usize {
     let mut total = 0;
     loop {
-        let report = r.step(Duration::from_millis(50)).await.unwrap();
+        let report = step(r).await;
         assert_eq!(report.retry, 0, "{report:?}");
         if report.settled() == 0 {
             return total;
@@ -41,10 +56,8 @@ async fn cancelling_a_confirmed_booking_frees_its_seats_in_both_stores() {
     let r = app.cancel(&event, &id, &app.admin()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let e = app.event_json(&event).await;
-    assert_eq!(
-        (e["available"].clone(), e["booked"].clone()),
-        (json!(3), json!(0))
-    );
+    let (available, _, booked) = counts(&e);
+    assert_eq!((available, booked), (3, 0));
 
     // The seats are sold again, and the new booking is confirmed.
     let again = app.claim_seats(&event, "bob", &["S0001"]).await;
@@ -82,7 +95,7 @@ async fn a_seat_booked_elsewhere_in_mysql_rejects_the_claim_and_redis_follows_my
     app.mysql_book(&event, "S0002", &other, "zed").await;
 
     let r = app.reconciler();
-    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    let report = step(&r).await;
     assert_eq!(report.rejected, 1);
 
     let b = app
@@ -118,7 +131,7 @@ async fn a_redelivered_claim_that_mysql_already_has_is_confirmed_without_a_secon
     // First delivery persists and confirms; the entry is not acknowledged (as if the
     // process died before XACK), so the outbox delivers it again.
     assert_eq!(r.settle(&claim).await.unwrap(), Settled::Confirmed);
-    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    let report = step(&r).await;
     assert_eq!(report.already_settled, 1, "{report:?}");
     assert_eq!(app.mysql_confirmed(&event).await, 1);
     assert_eq!(app.mysql_seat(&event, "S0001").await, booked_row(&id));
@@ -241,17 +254,10 @@ async fn a_permanent_database_failure_rejects_the_claim_and_rolls_redis_back() {
     let id = app.claim_seats(&event, "alice", &["S0001"]).await;
     fail_confirmed_writes(&app, 1644).await;
 
-    let report = app
-        .reconciler()
-        .step(Duration::from_millis(50))
-        .await
-        .unwrap();
+    let report = step(&app.reconciler()).await;
     assert_eq!((report.rejected, report.retry), (1, 0), "{report:?}");
     let b = app.booking_json(&event, &id, &app.admin()).await;
-    assert_eq!(
-        (b["status"].clone(), b["reason"].clone()),
-        (json!("rejected"), json!("persist_failed"))
-    );
+    assert_eq!(status_and_reason(&b), ("rejected", "persist_failed"));
     assert_eq!(app.seat_status(&event, "S0001").await, "available");
     assert_eq!(app.mysql_booking(&id).await.as_deref(), Some("rejected"));
     assert_eq!(app.audit(&event, false).await["consistent"], true);
@@ -265,7 +271,7 @@ async fn transient_failures_are_retried_until_the_claim_deadline() {
 
     // Within the deadline: the claim stays pending and the entry unacknowledged.
     let r = app.reconciler();
-    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    let report = step(&r).await;
     assert_eq!((report.retry, report.settled()), (1, 0), "{report:?}");
     assert_eq!(app.seat_status(&event, "S0001").await, "pending");
     // The failure passes: the retry (from the pending list) persists it.
@@ -273,7 +279,7 @@ async fn transient_failures_are_retried_until_the_claim_deadline() {
         .execute(&app.db)
         .await
         .unwrap();
-    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    let report = step(&r).await;
     assert_eq!(report.confirmed, 1, "{report:?}");
     assert_eq!(
         app.mysql_booking(&patient).await.as_deref(),
@@ -293,13 +299,10 @@ async fn transient_failures_are_retried_until_the_claim_deadline() {
         },
     )
     .unwrap();
-    let report = impatient.step(Duration::from_millis(50)).await.unwrap();
+    let report = step(&impatient).await;
     assert_eq!(report.rejected, 1, "{report:?}");
     let b = app.booking_json(&event, &late, &app.admin()).await;
-    assert_eq!(
-        (b["status"].clone(), b["reason"].clone()),
-        (json!("rejected"), json!("deadline_exceeded"))
-    );
+    assert_eq!(status_and_reason(&b), ("rejected", "deadline_exceeded"));
     assert_eq!(app.seat_status(&event, "S0002").await, "available");
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
@@ -324,7 +327,7 @@ async fn an_undecodable_outbox_entry_is_dead_lettered_and_its_booking_rejected()
         .await
         .unwrap();
     let r = app.reconciler();
-    let report = r.step(Duration::from_millis(50)).await.unwrap();
+    let report = step(&r).await;
     assert_eq!(report.dead, 1, "{report:?}");
     let dead: usize = redis::cmd("XLEN")
         .arg(keys.dead_letters())
@@ -333,10 +336,7 @@ async fn an_undecodable_outbox_entry_is_dead_lettered_and_its_booking_rejected()
         .unwrap();
     assert_eq!(dead, 1);
     let b = app.booking_json(&event, &id, &app.admin()).await;
-    assert_eq!(
-        (b["status"].clone(), b["reason"].clone()),
-        (json!("rejected"), json!("malformed_claim"))
-    );
+    assert_eq!(status_and_reason(&b), ("rejected", "malformed_claim"));
     assert_eq!(app.seat_status(&event, "S0001").await, "available");
 }
 
