@@ -117,12 +117,9 @@ async fn create_from_csv_then_warm_audit_repair_and_list() {
                "pending": 0, "booked": 0, "per_user_limit": 2})
     );
     // Best available follows the CSV's ordinals.
-    let booking = app.claim_ok(&event, "alice", &json!({"quantity": 1})).await;
+    let booking = app.claim_ok(&event, "alice", &best_of(1)).await;
     app.settled(&event).await;
-    assert_eq!(
-        app.mysql_seat(&event, "L1").await,
-        ("booked".to_owned(), Some(booking))
-    );
+    assert_eq!(app.mysql_seat(&event, "L1").await, booked_row(&booking));
 
     // A divergence made by hand: audit finds it, and fails while it stands.
     app.redis_set_seat(&event, "B1", "booked:not-a-booking")

@@ -5,22 +5,60 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// Sends a request and checks status and error code.
-async fn expect(
-    app: &TestApp,
+/// A request of the contract: method and path, and the bearer token and JSON text it
+/// carries (sent as written, to send what a typed body cannot).
+struct Call<'a> {
     method: Method,
-    path: &str,
-    token: Option<&str>,
+    path: String,
+    token: Option<&'a str>,
     body: Option<String>,
-    status: StatusCode,
-    code: &str,
-) -> Value {
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, path: impl Into<String>) -> Self {
+        let path = path.into();
+        Self {
+            method,
+            path,
+            token: None,
+            body: None,
+        }
+    }
+
+    fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::GET, path)
+    }
+
+    fn post(path: impl Into<String>) -> Self {
+        Self::new(Method::POST, path)
+    }
+
+    fn token(self, token: Option<&'a str>) -> Self {
+        Self { token, ..self }
+    }
+
+    fn body(self, body: impl Into<String>) -> Self {
+        let body = Some(body.into());
+        Self { body, ..self }
+    }
+}
+
+/// Sends a request and checks status and error code.
+async fn expect(app: &TestApp, call: &Call<'_>, status: StatusCode, code: &str) -> Value {
+    let Call {
+        method,
+        path,
+        token,
+        body,
+    } = call;
     let mut req = app.client.request(method.clone(), app.url(path));
     if let Some(token) = token {
         req = req.header("Authorization", format!("Bearer {token}"));
     }
     if let Some(body) = body {
-        req = req.header("content-type", "application/json").body(body);
+        req = req
+            .header("content-type", "application/json")
+            .body(body.clone());
     }
     let r = req.send().await.unwrap();
     let got = r.status();
@@ -37,8 +75,7 @@ async fn expect(
 
 #[tokio::test]
 async fn malformed_claims_are_400_invalid_request() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 4).await;
+    let (app, event) = spawn_app_with_event(3).await;
     let path = format!("/v1/events/{event}/bookings");
     let token = app.user_token("alice");
     for body in [
@@ -58,16 +95,8 @@ async fn malformed_claims_are_400_invalid_request() {
         r#"{}"#,
         r#"{"seats": ["S0001"], "user": "bob"}"#,
     ] {
-        expect(
-            &app,
-            Method::POST,
-            &path,
-            Some(&token),
-            Some(body.into()),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-        )
-        .await;
+        let call = Call::post(&path).token(Some(&token)).body(body);
+        expect(&app, &call, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
     // Nothing was claimed by any of them.
     assert_eq!(app.event_json(&event).await["available"], 3);
@@ -75,48 +104,33 @@ async fn malformed_claims_are_400_invalid_request() {
 
 #[tokio::test]
 async fn bad_idempotency_keys_are_400() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 4).await;
+    let (app, event) = spawn_app_with_event(3).await;
     for key in ["has space", &"k".repeat(256), "tab\there"] {
-        let r = app
-            .client
-            .post(app.url(&format!("/v1/events/{event}/bookings")))
-            .bearer_auth(app.user_token("alice"))
-            .header("Idempotency-Key", key)
-            .json(&json!({"quantity": 1}))
-            .send()
-            .await
-            .unwrap();
+        let r = app.claim(&event, "alice", &best_of(1), Some(key)).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{key:?}");
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
     }
     let ok = app
-        .claim(
-            &event,
-            "alice",
-            &json!({"quantity": 1}),
-            Some(&"k".repeat(255)),
-        )
+        .claim(&event, "alice", &best_of(1), Some(&"k".repeat(255)))
         .await;
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
 async fn a_claim_body_over_16_kib_is_413() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 4).await;
+    let (app, event) = spawn_app_with_event(3).await;
     // 100 seat ids of 32 characters each is a valid claim well under the limit; this
     // one pads its JSON with whitespace to just over it.
     let seats: Vec<String> = (0..100).map(|i| format!("{i:032}")).collect();
     let mut body = serde_json::to_string(&json!({ "seats": seats })).unwrap();
     assert!(body.len() < 16 * 1024);
     body.push_str(&" ".repeat(16 * 1024 + 1 - body.len()));
+    let token = app.user_token("alice");
+    let call = Call::post(format!("/v1/events/{event}/bookings")).token(Some(&token));
+    let call = call.body(body);
     expect(
         &app,
-        Method::POST,
-        &format!("/v1/events/{event}/bookings"),
-        Some(&app.user_token("alice")),
-        Some(body),
+        &call,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     )
@@ -125,8 +139,7 @@ async fn a_claim_body_over_16_kib_is_413() {
 
 #[tokio::test]
 async fn seat_ids_and_counts_outside_the_contract_are_400_and_leave_nothing_in_redis() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 4).await;
+    let (app, event) = spawn_app_with_event(3).await;
     let too_many: Vec<String> = (0..101).map(|i| format!("S{i}")).collect();
     for (i, body) in [
         json!({"seats": ["x".repeat(33)]}),
@@ -198,49 +211,18 @@ async fn bodies_are_not_read_before_the_caller_is_authenticated() {
 async fn unknown_events_are_404() {
     let app = spawn_app().await;
     let token = app.user_token("alice");
-    let claim = Some(r#"{"quantity": 1}"#.to_owned());
     for id in ["no-such-event", "bad%20id", &"x".repeat(65), "%C3%A9"] {
-        expect(
-            &app,
-            Method::GET,
-            &format!("/v1/events/{id}"),
-            None,
-            None,
-            StatusCode::NOT_FOUND,
-            "event_not_found",
-        )
-        .await;
-        expect(
-            &app,
-            Method::GET,
-            &format!("/v1/events/{id}/seats"),
-            None,
-            None,
-            StatusCode::NOT_FOUND,
-            "event_not_found",
-        )
-        .await;
-        expect(
-            &app,
-            Method::POST,
-            &format!("/v1/events/{id}/bookings"),
-            Some(&token),
-            claim.clone(),
-            StatusCode::NOT_FOUND,
-            "event_not_found",
-        )
-        .await;
+        let claim = Call::post(format!("/v1/events/{id}/bookings")).token(Some(&token));
+        for call in [
+            Call::get(format!("/v1/events/{id}")),
+            Call::get(format!("/v1/events/{id}/seats")),
+            claim.body(r#"{"quantity": 1}"#),
+        ] {
+            expect(&app, &call, StatusCode::NOT_FOUND, "event_not_found").await;
+        }
     }
-    expect(
-        &app,
-        Method::GET,
-        "/v1/nothing-here",
-        None,
-        None,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    let nothing = Call::get("/v1/nothing-here");
+    expect(&app, &nothing, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 #[tokio::test]
@@ -249,54 +231,27 @@ async fn paths_that_are_not_utf8_are_404_like_any_path_naming_nothing() {
     let user = app.user_token("alice");
     let booking = "01890f6e-7c1a-7cc2-8a3b-3f2b1d6c9e55";
     let admin = Some(app.admin_token.as_str());
-    let requests = [
-        (Method::GET, "/v1/events/%FF".to_owned(), None),
-        (Method::GET, "/v1/events/%FF/seats".to_owned(), None),
-        (Method::GET, "/v1/events/%FF/stream".to_owned(), None),
-        (Method::GET, "/live/%FF".to_owned(), None),
-        (Method::POST, "/v1/admin/events/%FF/warm".to_owned(), admin),
-        (Method::GET, "/v1/admin/events/%FF/audit".to_owned(), admin),
-        (
-            Method::POST,
-            "/v1/events/%FF/bookings".to_owned(),
-            Some(&*user),
-        ),
-        (
-            Method::GET,
-            format!("/v1/events/%FF/bookings/{booking}"),
-            Some(&*user),
-        ),
-        (
-            Method::GET,
-            "/v1/events/e/bookings/%FF%FE".to_owned(),
-            admin,
-        ),
-        (
-            Method::DELETE,
-            "/v1/events/e/bookings/%FF".to_owned(),
-            admin,
-        ),
+    let calls = [
+        Call::get("/v1/events/%FF"),
+        Call::get("/v1/events/%FF/seats"),
+        Call::get("/v1/events/%FF/stream"),
+        Call::get("/live/%FF"),
+        Call::post("/v1/admin/events/%FF/warm").token(admin),
+        Call::get("/v1/admin/events/%FF/audit").token(admin),
+        Call::post("/v1/events/%FF/bookings").token(Some(&user)),
+        Call::get(format!("/v1/events/%FF/bookings/{booking}")).token(Some(&user)),
+        Call::get("/v1/events/e/bookings/%FF%FE").token(admin),
+        Call::new(Method::DELETE, "/v1/events/e/bookings/%FF").token(admin),
     ];
-    for (method, path, token) in requests {
-        expect(
-            &app,
-            method,
-            &path,
-            token,
-            None,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        )
-        .await;
+    for call in calls {
+        expect(&app, &call, StatusCode::NOT_FOUND, "not_found").await;
     }
 }
 
 #[tokio::test]
 async fn user_endpoints_need_a_valid_hs256_token() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 4).await;
+    let (app, event) = spawn_app_with_event(3).await;
     let path = format!("/v1/events/{event}/bookings");
-    let body = Some(r#"{"quantity": 1}"#.to_owned());
     let secret = app.jwt_secret.clone();
     let expired = seatgate::api::auth::sign_claims(&secret, "alice", 1_000_000_000);
     let wrong_key =
@@ -312,71 +267,38 @@ async fn user_endpoints_need_a_valid_hs256_token() {
         Some(too_long_sub.as_str()),
         Some(none),
     ] {
-        expect(
-            &app,
-            Method::POST,
-            &path,
-            token,
-            body.clone(),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        )
-        .await;
+        let call = Call::post(&path).token(token).body(r#"{"quantity": 1}"#);
+        expect(&app, &call, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
     let r = app
         .client
         .post(app.url(&path))
         .header("Authorization", "Basic YWxpY2U6cHc=")
-        .json(&json!({"quantity": 1}))
+        .json(&best_of(1))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.event_json(&event).await["available"], 3);
     // A 128-character user id is fine; characters, not bytes.
-    let r = app
-        .claim(&event, &"ü".repeat(128), &json!({"quantity": 1}), None)
-        .await;
+    let r = app.claim(&event, &"ü".repeat(128), &best_of(1), None).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
 async fn admin_endpoints_need_the_admin_token() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 4).await;
+    let (app, event) = spawn_app_with_event(3).await;
     let user = app.user_token("alice");
-    let create = Some(json!({"id": "x1", "name": "X", "seats": ["A"]}).to_string());
+    let create = json!({"id": "x1", "name": "X", "seats": ["A"]}).to_string();
     for token in [None, Some("wrong"), Some(user.as_str())] {
-        expect(
-            &app,
-            Method::POST,
-            "/v1/admin/events",
-            token,
-            create.clone(),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        )
-        .await;
-        expect(
-            &app,
-            Method::POST,
-            &format!("/v1/admin/events/{event}/warm"),
-            token,
-            None,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        )
-        .await;
-        expect(
-            &app,
-            Method::GET,
-            &format!("/v1/admin/events/{event}/audit"),
-            token,
-            None,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        )
-        .await;
+        for call in [
+            Call::post("/v1/admin/events").body(&create),
+            Call::post(format!("/v1/admin/events/{event}/warm")),
+            Call::get(format!("/v1/admin/events/{event}/audit")),
+        ] {
+            let call = call.token(token);
+            expect(&app, &call, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        }
     }
 }
 
@@ -405,31 +327,17 @@ async fn invalid_events_are_400_and_duplicates_409() {
         json!({"id": id, "name": "X", "seats": "A"}),
         json!({"name": "X", "seats": ["A"]}),
     ] {
-        expect(
-            &app,
-            Method::POST,
-            "/v1/admin/events",
-            Some(&admin),
-            Some(body.to_string()),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-        )
-        .await;
+        let call = Call::post("/v1/admin/events").token(Some(&admin));
+        let call = call.body(body.to_string());
+        expect(&app, &call, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
     // Seat ids are exact: "A" and "a" are two seats; 32 characters counted as such.
     let ok = json!({"id": id, "name": "é".repeat(200), "seats": ["A", "a", "é".repeat(32)], "per_user_limit": 100});
     let r = app.create_event(&ok).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    expect(
-        &app,
-        Method::POST,
-        "/v1/admin/events",
-        Some(&admin),
-        Some(ok.to_string()),
-        StatusCode::CONFLICT,
-        "event_exists",
-    )
-    .await;
+    let again = Call::post("/v1/admin/events").token(Some(&admin));
+    let again = again.body(ok.to_string());
+    expect(&app, &again, StatusCode::CONFLICT, "event_exists").await;
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! The `mysql` claim strategy (the synchronous baseline): same contract, answered 201
 //! `confirmed` at once.
 
-use futures::stream::{self, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -17,20 +16,10 @@ async fn baseline() -> TestApp {
 async fn the_baseline_has_exactly_one_winner_among_five_hundred() {
     let app = baseline().await;
     let event = app.event_with(&seat_names(3), 4).await;
-    let answers: Vec<(StatusCode, Value)> = stream::iter(0..500)
-        .map(|u| {
-            let app = &app;
-            let event = &event;
-            async move {
-                let r = app
-                    .claim_retrying(event, &format!("u{u}"), &json!({"seats": ["S0002"]}))
-                    .await;
-                (r.status(), r.json::<Value>().await.unwrap())
-            }
-        })
-        .buffer_unordered(500)
-        .collect()
-        .await;
+    let claims = (0..500)
+        .map(|u| (format!("u{u}"), pick(&["S0002"])))
+        .collect();
+    let answers = app.claim_storm(&event, claims, 500).await;
     let won: Vec<&Value> = answers
         .iter()
         .filter(|(s, _)| *s == StatusCode::CREATED)
@@ -45,96 +34,62 @@ async fn the_baseline_has_exactly_one_winner_among_five_hundred() {
         }
     }
     let id = won[0]["booking_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        app.mysql_seat(&event, "S0002").await,
-        ("booked".to_owned(), Some(id))
-    );
+    assert_eq!(app.mysql_seat(&event, "S0002").await, booked_row(&id));
     assert_eq!(app.mysql_confirmed(&event).await, 1);
     let e = app.event_json(&event).await;
-    assert_eq!(
-        (
-            e["available"].clone(),
-            e["pending"].clone(),
-            e["booked"].clone()
-        ),
-        (json!(2), json!(0), json!(1))
-    );
+    assert_eq!(counts(&e), (2, 0, 1));
     assert_eq!(app.seat_status(&event, "S0002").await, "booked");
 }
 
 #[tokio::test]
 async fn the_baseline_keeps_the_rest_of_the_contract() {
     let app = baseline().await;
-    let seats: Vec<String> = ["Z9", "A1", "M5", "B2", "C3"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let seats = seat_ids(&["Z9", "A1", "M5", "B2", "C3"]);
     let event = app.event_with(&seats, 3).await;
 
     // Best available by ordinal, answered 201 with Location.
-    let r = app
-        .claim(&event, "alice", &json!({"quantity": 2}), Some("k1"))
-        .await;
+    let r = app.claim(&event, "alice", &best_of(2), Some("k1")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(r.headers().contains_key("location"));
     let first: Value = r.json().await.unwrap();
     assert_eq!(first["seats"], json!(["Z9", "A1"]));
     // Idempotent replay, and a reused key.
-    let r = app
-        .claim(&event, "alice", &json!({"quantity": 2}), Some("k1"))
-        .await;
+    let r = app.claim(&event, "alice", &best_of(2), Some("k1")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(
         r.json::<Value>().await.unwrap()["booking_id"],
         first["booking_id"]
     );
-    let r = app
-        .claim(&event, "alice", &json!({"quantity": 1}), Some("k1"))
-        .await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"],
-        "idempotency_key_reused"
-    );
+    let r = app.claim(&event, "alice", &best_of(1), Some("k1")).await;
+    expect_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
     // Per-user limit (3): 2 held, 2 more is too many.
-    let r = app
-        .claim(&event, "alice", &json!({"seats": ["M5", "B2"]}), None)
-        .await;
+    let r = app.claim(&event, "alice", &pick(&["M5", "B2"]), None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json::<Value>().await.unwrap()["limit"], 3);
     // All or nothing, unknown seats, sold out.
-    let r = app
-        .claim(&event, "bob", &json!({"seats": ["M5", "A1"]}), None)
-        .await;
+    let r = app.claim(&event, "bob", &pick(&["M5", "A1"]), None).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.json::<Value>().await.unwrap()["seats"], json!(["A1"]));
     assert_eq!(app.mysql_seat(&event, "M5").await.0, "available");
-    let r = app
-        .claim(&event, "bob", &json!({"seats": ["M5", "Q1"]}), None)
-        .await;
+    let r = app.claim(&event, "bob", &pick(&["M5", "Q1"]), None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json::<Value>().await.unwrap()["seats"], json!(["Q1"]));
-    let r = app
-        .claim(&event, "bob", &json!({"quantity": 3}), None)
-        .await;
+    let r = app.claim(&event, "bob", &best_of(3), None).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = app
-        .claim(&event, "carol", &json!({"quantity": 1}), None)
-        .await;
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "sold_out");
+    let r = app.claim(&event, "carol", &best_of(1), None).await;
+    expect_error(r, StatusCode::CONFLICT, "sold_out").await;
 
     // Cancelling gives the seats and the allowance back.
     let id = first["booking_id"].as_str().unwrap();
     let r = app.cancel(&event, id, &app.user_token("alice")).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(
-        app.mysql_seat(&event, "Z9").await,
-        ("available".to_owned(), None)
-    );
-    let r = app
-        .claim(&event, "alice", &json!({"quantity": 2}), None)
-        .await;
+    assert_eq!(app.mysql_seat(&event, "Z9").await, free_row());
+    let r = app.claim(&event, "alice", &best_of(2), None).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = app.get_booking(&event, id, &app.user_token("alice")).await;
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
@@ -157,18 +112,14 @@ async fn users_whose_ids_differ_by_a_trailing_space_have_their_own_limits_and_ke
     // Limits: each has all of the per-user limit (2).
     created(&app, &event, "alice", json!({"quantity": 2}), None).await;
     created(&app, &event, "alice ", json!({"quantity": 2}), None).await;
-    let r = app
-        .claim(&event, "alice ", &json!({"quantity": 1}), None)
-        .await;
+    let r = app.claim(&event, "alice ", &best_of(1), None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Idempotency keys: the same key of two users names two records.
     let first = created(&app, &event, "carol", json!({"quantity": 1}), Some("k1")).await;
     let second = created(&app, &event, "carol ", json!({"quantity": 1}), Some("k1")).await;
     assert_ne!(first, second, "\"carol \" got carol's recorded answer");
-    let r = app
-        .claim(&event, "carol ", &json!({"quantity": 1}), Some("k1"))
-        .await;
+    let r = app.claim(&event, "carol ", &best_of(1), Some("k1")).await;
     assert_eq!(r.json::<Value>().await.unwrap()["booking_id"], second);
     let r = app
         .get_booking(&event, &second, &app.user_token("carol "))

@@ -2,7 +2,6 @@
 //! and idle timeouts that cut slow clients off while other clients' claims flow.
 
 use reqwest::StatusCode;
-use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -81,9 +80,7 @@ async fn a_client_trickling_its_headers_is_cut_off_while_other_claims_flow() {
     });
     // Meanwhile, claims go through.
     for i in 0..20 {
-        let r = app
-            .claim(&event, &format!("u{i}"), &json!({"quantity": 1}), None)
-            .await;
+        let r = app.claim(&event, &format!("u{i}"), &best_of(1), None).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
     let mut slow = trickle.await.unwrap();
@@ -125,19 +122,13 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 async fn a_live_stream_is_a_request_in_flight_not_an_idle_connection() {
     let app = spawn_app_with(|s| s.server.idle_timeout = Duration::from_millis(200)).await;
     let event = app.event_with(&seat_names(4), 4).await;
-    let mut stream = app
-        .client
-        .get(app.url(&format!("/v1/events/{event}/stream")))
-        .send()
-        .await
-        .unwrap();
+    let mut stream = app.get(&format!("/v1/events/{event}/stream")).await;
     assert_eq!(stream.status(), StatusCode::OK);
     let first = stream.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("snapshot"));
     // Well past the idle timeout with nothing sent: the stream stays open.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    app.claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
-        .await;
+    app.claim_seats(&event, "alice", &["S0001"]).await;
     let delta = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
         .await
         .expect("a delta arrives")

@@ -53,11 +53,11 @@ async fn final_read(app: &TestApp, event: &str, won: &HashMap<String, String>) {
     for (seat, booking) in won {
         assert_eq!(
             app.mysql_seat(event, seat).await,
-            ("booked".to_owned(), Some(booking.clone())),
+            booked_row(booking),
             "seat {seat}"
         );
         assert_eq!(
-            app.mysql_booking_status(booking).await.as_deref(),
+            app.mysql_booking(booking).await.as_deref(),
             Some("confirmed")
         );
     }
@@ -82,7 +82,7 @@ async fn mysql_killed_mid_drop_loses_no_acknowledged_claim() {
     let outage = std::time::Instant::now();
     won.extend(claim_each(&app, &event, &seats[20..50]).await);
     let answered_in = outage.elapsed();
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.get("/readyz").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json::<Value>().await.unwrap()["mysql"], "down");
     assert!(app.event_json(&event).await["pending"].as_u64().unwrap() > 0);
@@ -132,7 +132,7 @@ async fn redis_down_answers_503_with_retry_after_and_recovers_with_its_aof() {
     }
     let r = app.event(&event).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.get("/readyz").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     redis.restart().await.unwrap();
@@ -176,6 +176,25 @@ async fn private_redis_aof() -> Option<PrivateRedis> {
     Some(redis)
 }
 
+/// Runs a reconciler of its own, on the Redis at `redis_url`, until a step settles
+/// nothing.
+async fn settle_all_on(app: &TestApp, redis_url: &str) {
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        redis_url,
+        app.db.clone(),
+        ReconcilerConfig::default(),
+    )
+    .unwrap();
+    while reconciler
+        .step(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .settled()
+        > 0
+    {}
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_loses_its_data_warm_rebuilds_from_mysql() {
     let Some(mut redis) = private_redis().await else {
@@ -189,25 +208,11 @@ async fn after_redis_loses_its_data_warm_rebuilds_from_mysql() {
     let seats = seat_names(6);
     let event = app.event_with(&seats, 4).await;
     let confirmed = claim_each(&app, &event, &seats[..3]).await;
-    let reconciler = Reconciler::new(
-        app.redis.clone(),
-        &redis.url(),
-        app.db.clone(),
-        ReconcilerConfig::default(),
-    )
-    .unwrap();
-    while reconciler
-        .step(Duration::from_millis(50))
-        .await
-        .unwrap()
-        .settled()
-        > 0
-    {}
+    settle_all_on(&app, &redis.url()).await;
     let r = app
-        .claim(&event, "pat", &json!({"seats": ["S0004"]}), Some("pat-key"))
+        .claim(&event, "pat", &pick(&["S0004"]), Some("pat-key"))
         .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let lost: Value = r.json().await.unwrap();
+    let lost = expect_json(r, StatusCode::ACCEPTED).await;
 
     // No persistence: a restart is a loss of everything Redis held.
     redis.restart().await.unwrap();
@@ -217,21 +222,12 @@ async fn after_redis_loses_its_data_warm_rebuilds_from_mysql() {
     .await;
 
     let r = app.warm(&event).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let counts: Value = r.json().await.unwrap();
-    assert_eq!(
-        (
-            counts["booked"].clone(),
-            counts["available"].clone(),
-            counts["pending"].clone()
-        ),
-        (json!(3), json!(3), json!(0))
-    );
+    let warmed = expect_json(r, StatusCode::OK).await;
+    assert_eq!(counts(&warmed), (3, 0, 3));
     for (seat, booking) in &confirmed {
         assert_eq!(app.seat_status(&event, seat).await, "booked");
-        let r = app.get_booking(&event, booking, &app.admin()).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.json::<Value>().await.unwrap()["status"], "confirmed");
+        let b = app.booking_json(&event, booking, &app.admin()).await;
+        assert_eq!(b["status"], "confirmed");
         let r = app
             .claim(&event, "late", &json!({ "seats": [seat] }), None)
             .await;
@@ -244,40 +240,23 @@ async fn after_redis_loses_its_data_warm_rebuilds_from_mysql() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = app
-        .claim(&event, "pat", &json!({"seats": ["S0004"]}), Some("pat-key"))
+        .claim(&event, "pat", &pick(&["S0004"]), Some("pat-key"))
         .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let fresh: Value = r.json().await.unwrap();
+    let fresh = expect_json(r, StatusCode::ACCEPTED).await;
     assert_ne!(fresh["booking_id"], lost["booking_id"]);
     // The per-user tallies came back too: users of confirmed seats still count them.
     let user = format!("user-{}", seats[0]);
-    let r = app
-        .claim(&event, &user, &json!({"quantity": 4}), None)
-        .await;
+    let r = app.claim(&event, &user, &best_of(4), None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let reconciler = Reconciler::new(
-        app.redis.clone(),
-        &redis.url(),
-        app.db.clone(),
-        ReconcilerConfig::default(),
-    )
-    .unwrap();
-    while reconciler
-        .step(Duration::from_millis(50))
-        .await
-        .unwrap()
-        .settled()
-        > 0
-    {}
+    settle_all_on(&app, &redis.url()).await;
     assert_eq!(app.mysql_confirmed(&event).await, 4);
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
 
 #[tokio::test]
 async fn a_dead_consumers_entries_are_taken_over() {
-    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let (app, event) = spawn_stepped_app_with_event(5).await;
     let seats = seat_names(5);
-    let event = app.event_with(&seats, 4).await;
     let won = claim_each(&app, &event, &seats).await;
 
     // A consumer reads every entry and dies without acknowledging any.
@@ -369,10 +348,7 @@ async fn shutdown_in_the_middle_of_a_drop_loses_nothing_acknowledged() {
         > 0
     {}
     for (seat, booking) in &won {
-        assert_eq!(
-            app.mysql_seat(&event, seat).await,
-            ("booked".to_owned(), Some(booking.clone()))
-        );
+        assert_eq!(app.mysql_seat(&event, seat).await, booked_row(booking));
     }
     // A claim answered while the client was being cut off may be persisted without
     // the client knowing; never the other way round.
@@ -397,11 +373,10 @@ async fn the_gateway_starts_while_redis_and_mysql_are_down_and_recovers_when_the
     })
     .await;
 
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get("/healthz").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = r.json().await.unwrap();
+    let r = app.get("/readyz").await;
+    let body = expect_json(r, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(
         (body["redis"].clone(), body["mysql"].clone()),
         (json!("down"), json!("down"))
@@ -417,7 +392,7 @@ async fn the_gateway_starts_while_redis_and_mysql_are_down_and_recovers_when_the
     redis.restart().await.unwrap();
     mysql.restart().await.unwrap();
     eventually("the gateway is ready", Duration::from_secs(60), || async {
-        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let r = app.get("/readyz").await;
         (r.status() == StatusCode::OK).then_some(())
     })
     .await;
@@ -441,18 +416,12 @@ async fn the_gateway_starts_while_redis_and_mysql_are_down_and_recovers_when_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_keep_being_answered_while_mysql_writes_are_stalled() {
-    let app = spawn_app().await;
+    let (app, event) = spawn_app_with_event(40).await;
     let seats = seat_names(40);
-    let event = app.event_with(&seats, 4).await;
 
     // Another transaction holds every seat row of the event: the reconciler's
     // FOR UPDATE waits behind it (and times out, and retries).
-    let mut blocker = app.db.begin().await.unwrap();
-    sqlx::query("SELECT seat_id FROM seats WHERE event_id = ? FOR UPDATE")
-        .bind(&event)
-        .fetch_all(&mut *blocker)
-        .await
-        .unwrap();
+    let blocker = app.lock_seats(&event).await;
     let won = claim_each(&app, &event, &seats).await;
     assert_eq!(
         won.len(),
@@ -470,9 +439,8 @@ async fn claims_keep_being_answered_while_mysql_writes_are_stalled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_reconcilers_share_the_outbox_safely() {
-    let app = spawn_app().await;
+    let (app, event) = spawn_app_with_event(100).await;
     let seats = seat_names(100);
-    let event = app.event_with(&seats, 4).await;
     // Two more consumers besides the gateway's own.
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let extra: Vec<_> = (0..2)
@@ -546,8 +514,7 @@ async fn claim_each_retrying(
                 &key,
             )
             .await;
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-        let body: Value = r.json().await.unwrap();
+        let body = expect_json(r, StatusCode::ACCEPTED).await;
         won.insert(
             seat.clone(),
             body["booking_id"].as_str().unwrap().to_owned(),
@@ -584,7 +551,7 @@ async fn a_stalled_or_cut_network_to_redis_answers_503_and_heals() {
             assert_eq!(r.headers()["retry-after"], "1");
             assert_eq!(r.json::<Value>().await.unwrap()["error"], "unavailable");
         }
-        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let r = app.get("/readyz").await;
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         proxy.set(Mode::Pass);
         won.extend(claim_each_retrying(&app, &event, &seats[10..20]).await);
@@ -596,9 +563,8 @@ async fn a_stalled_or_cut_network_to_redis_answers_503_and_heals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_or_cut_network_to_mysql_delays_confirmation_only() {
     let proxy = FaultyProxy::start("127.0.0.1:3306".parse().unwrap()).await;
-    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let (app, event) = spawn_stepped_app_with_event(30).await;
     let seats = seat_names(30);
-    let event = app.event_with(&seats, 4).await;
     // The reconciler reaches MySQL through the proxy; the API directly.
     let db_url = format!("mysql://root@{}/{}", proxy.host_port(), app.db_name());
     let pool = seatgate::db::lazy_pool(&db_url, 8).unwrap();

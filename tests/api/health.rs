@@ -1,19 +1,18 @@
 //! Operations endpoints and load shedding.
 
 use futures::future::join_all;
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 use crate::helpers::*;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_while_redis_and_mysql_are_up() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get("/healthz").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
+    let r = app.get("/readyz").await;
+    let body = expect_json(r, StatusCode::OK).await;
     assert_eq!(body["redis"], "up");
     assert_eq!(body["mysql"], "up");
 }
@@ -28,7 +27,7 @@ async fn claims_beyond_the_in_flight_bound_are_shed_with_retry_after() {
         let app = &app;
         let event = &event;
         async move {
-            app.claim(event, &format!("u{}", i % 3), &json!({"quantity": 1}), None)
+            app.claim(event, &format!("u{}", i % 3), &best_of(1), None)
                 .await
         }
     }))
@@ -62,25 +61,17 @@ async fn a_user_claiming_too_fast_gets_429_with_retry_after() {
     .await;
     let event = app.event_with(&seat_names(20), 100).await;
     for _ in 0..3 {
-        let r = app
-            .claim(&event, "eager", &json!({"quantity": 1}), None)
-            .await;
+        let r = app.claim(&event, "eager", &best_of(1), None).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
-    let r = app
-        .claim(&event, "eager", &json!({"quantity": 1}), Some("k"))
-        .await;
+    let r = app.claim(&event, "eager", &best_of(1), Some("k")).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "2");
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "rate_limited");
     // Others are not held back, and a 429 does not use up the idempotency key.
-    let r = app
-        .claim(&event, "calm", &json!({"quantity": 1}), None)
-        .await;
+    let r = app.claim(&event, "calm", &best_of(1), None).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = app
-        .claim(&event, "calm", &json!({"quantity": 2}), Some("k"))
-        .await;
+    let r = app.claim(&event, "calm", &best_of(2), Some("k")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
         app.event_json(&event).await["pending"].as_u64().unwrap()
@@ -94,19 +85,9 @@ async fn a_request_that_takes_too_long_is_answered_503() {
     let app = spawn_app_with(|s| s.request_timeout = std::time::Duration::from_millis(500)).await;
     let event = app.event_with(&seat_names(3), 4).await;
     // Audit share-locks the seats; a writer holding them makes it wait.
-    let mut blocker = app.db.begin().await.unwrap();
-    sqlx::query("SELECT seat_id FROM seats WHERE event_id = ? FOR UPDATE")
-        .bind(&event)
-        .fetch_all(&mut *blocker)
-        .await
-        .unwrap();
-    let r = app
-        .client
-        .get(app.url(&format!("/v1/admin/events/{event}/audit")))
-        .bearer_auth(app.admin())
-        .send()
-        .await
-        .unwrap();
+    let blocker = app.lock_seats(&event).await;
+    let path = format!("/v1/admin/events/{event}/audit");
+    let r = app.call(Method::GET, &path, &app.admin(), None).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unavailable");
@@ -117,10 +98,10 @@ async fn a_request_that_takes_too_long_is_answered_503() {
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get("/healthz").await;
     let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get("/healthz").await;
     assert_ne!(r.headers()["x-request-id"].to_str().unwrap(), id);
     // A caller's own id is kept, also on errors.
     let r = app

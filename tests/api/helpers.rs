@@ -4,8 +4,9 @@
 //! namespace (`sgt<id>:`), both removed when the `TestApp` is dropped, also when the
 //! test panics. The machine's shared Redis and MariaDB are used, never flushed.
 
+use futures::stream::{self, StreamExt};
 use redis::AsyncCommands;
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use seatgate::claims::RedisStore;
 use seatgate::config::{Secret, Settings};
 use seatgate::reconciler::{Reconciler, ReconcilerConfig};
@@ -97,6 +98,22 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A gateway with the reconciler running, and a warmed event of `seats` seats (`S0001`
+/// on, per-user limit 4).
+pub async fn spawn_app_with_event(seats: usize) -> (TestApp, String) {
+    let app = spawn_app().await;
+    let event = app.event_with(&seat_names(seats), 4).await;
+    (app, event)
+}
+
+/// [`spawn_app_with_event`] with the gateway's reconciler off: claims stay pending until
+/// the test runs a [`TestApp::reconciler`] itself.
+pub async fn spawn_stepped_app_with_event(seats: usize) -> (TestApp, String) {
+    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let event = app.event_with(&seat_names(seats), 4).await;
+    (app, event)
+}
+
 /// A MySQL database of its own, beside a `TestApp`'s: another deployment's. Dropped
 /// with this guard, also when the test panics.
 pub struct ScratchDatabase {
@@ -119,16 +136,21 @@ impl ScratchDatabase {
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
-        // As in `TestApp`'s drop: a runtime of its own, since Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(drop_database(&name));
-        })
-        .join();
+        block_on_aside(async move { drop_database(&name).await });
     }
+}
+
+/// Runs `cleanup` to its end on a runtime of its own, in a thread of its own: `Drop`
+/// cannot await, and it also runs while a panicking test's runtime is blocked.
+pub fn block_on_aside(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(cleanup);
+    })
+    .join();
 }
 
 /// A private redis-server for tests that must do what the shared one must not suffer
@@ -165,6 +187,65 @@ pub fn seat_names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("S{i:04}")).collect()
 }
 
+/// Owned seat ids, for events whose seat names (and so their order) matter.
+pub fn seat_ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// The seat map listing `seats` in this order with these statuses, as
+/// [`TestApp::seat_statuses`] reads it.
+pub fn listed(seats: &[String], statuses: &[&str]) -> Vec<(String, String)> {
+    assert_eq!(seats.len(), statuses.len(), "a status for each seat");
+    let statuses = statuses.iter().map(|s| s.to_string());
+    seats.iter().cloned().zip(statuses).collect()
+}
+
+/// A claim body that picks its seats.
+pub fn pick(ids: &[&str]) -> Value {
+    json!({ "seats": ids })
+}
+
+/// A best-available claim body.
+pub fn best_of(n: u32) -> Value {
+    json!({ "quantity": n })
+}
+
+/// MySQL's row of a free seat, as [`TestApp::mysql_seat`] reads it.
+pub fn free_row() -> (String, Option<String>) {
+    ("available".to_owned(), None)
+}
+
+/// MySQL's row of a seat that `booking` holds, as [`TestApp::mysql_seat`] reads it.
+pub fn booked_row(booking: &str) -> (String, Option<String>) {
+    ("booked".to_owned(), Some(booking.to_owned()))
+}
+
+/// `(available, pending, booked)` of an event summary or a warm report.
+pub fn counts(v: &Value) -> (u64, u64, u64) {
+    let n = |field: &str| {
+        v[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no count {field} in {v}"))
+    };
+    (n("available"), n("pending"), n("booked"))
+}
+
+/// Asserts an error answer's status and JSON error code; returns its body.
+pub async fn expect_error(r: Response, status: StatusCode, code: &str) -> Value {
+    let body = expect_json(r, status).await;
+    assert_eq!(body["error"], code, "{body}");
+    body
+}
+
+/// Asserts a response's status (showing the body when it differs) and returns its JSON
+/// body.
+pub async fn expect_json(r: Response, status: StatusCode) -> Value {
+    let got = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
 impl TestApp {
     /// The name of this test's MySQL database.
     pub fn db_name(&self) -> &str {
@@ -189,23 +270,48 @@ impl TestApp {
         format!("ev-{}", &id[id.len() - 12..])
     }
 
+    /// A GET of `path` without credentials.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Sends `method path` with `token` as its bearer, and `body` as JSON if given.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// GETs `path` and expects a 200 whose content type starts with `content_type`.
+    pub async fn get_ok(&self, path: &str, content_type: &str) -> Response {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let got = r.headers()["content-type"].to_str().unwrap();
+        assert!(got.starts_with(content_type), "{path}: {got}");
+        r
+    }
+
     pub async fn create_event(&self, body: &Value) -> Response {
-        self.client
-            .post(self.url("/v1/admin/events"))
-            .bearer_auth(&self.admin_token)
-            .json(body)
-            .send()
+        let admin = &self.admin_token;
+        self.call(Method::POST, "/v1/admin/events", admin, Some(body))
             .await
-            .unwrap()
     }
 
     pub async fn warm(&self, event: &str) -> Response {
-        self.client
-            .post(self.url(&format!("/v1/admin/events/{event}/warm")))
-            .bearer_auth(&self.admin_token)
-            .send()
+        let path = format!("/v1/admin/events/{event}/warm");
+        self.call(Method::POST, &path, &self.admin_token, None)
             .await
-            .unwrap()
     }
 
     /// Creates and warms an event with the given seats; returns its id.
@@ -232,15 +338,12 @@ impl TestApp {
         body: &Value,
         key: Option<&str>,
     ) -> Response {
-        let mut req = self
-            .client
-            .post(self.url(&format!("/v1/events/{event}/bookings")))
-            .bearer_auth(self.user_token(user))
-            .json(body);
+        let path = format!("/v1/events/{event}/bookings");
+        let mut req = self.client.post(self.url(&path)).json(body);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
         }
-        req.send().await.unwrap()
+        req.bearer_auth(self.user_token(user)).send().await.unwrap()
     }
 
     /// Claims as a well-behaved client does in a drop: with an `Idempotency-Key`, and
@@ -275,6 +378,28 @@ impl TestApp {
         }
     }
 
+    /// Sends every `(user, body)` claim with `in_flight` at once, each as
+    /// [`TestApp::claim_retrying`] sends it; returns the answers (status, JSON body) in
+    /// the order of `claims`.
+    pub async fn claim_storm(
+        &self,
+        event: &str,
+        claims: Vec<(String, Value)>,
+        in_flight: usize,
+    ) -> Vec<(StatusCode, Value)> {
+        let mut answers: Vec<(usize, StatusCode, Value)> =
+            stream::iter(claims.into_iter().enumerate())
+                .map(|(i, (user, body))| async move {
+                    let r = self.claim_retrying(event, &user, &body).await;
+                    (i, r.status(), r.json::<Value>().await.unwrap())
+                })
+                .buffer_unordered(in_flight)
+                .collect()
+                .await;
+        answers.sort_by_key(|(i, _, _)| *i);
+        answers.into_iter().map(|(_, s, b)| (s, b)).collect()
+    }
+
     /// Claims and expects a 202; returns the booking id.
     pub async fn claim_ok(&self, event: &str, user: &str, body: &Value) -> String {
         let r = self.claim(event, user, body, None).await;
@@ -283,30 +408,42 @@ impl TestApp {
         body["booking_id"].as_str().unwrap().to_owned()
     }
 
+    /// Claims the named seats and expects a 202; returns the booking id.
+    pub async fn claim_seats(&self, event: &str, user: &str, ids: &[&str]) -> String {
+        self.claim_ok(event, user, &pick(ids)).await
+    }
+
+    /// A best-available claim of `n` by `user` (202 expected): its booking id and seats.
+    pub async fn claim_best(&self, event: &str, user: &str, n: u32) -> (String, Value) {
+        let r = self.claim(event, user, &best_of(n), None).await;
+        let body = expect_json(r, StatusCode::ACCEPTED).await;
+        (
+            body["booking_id"].as_str().unwrap().to_owned(),
+            body["seats"].clone(),
+        )
+    }
+
+    /// The booking as `token`'s holder reads it (200 expected).
+    pub async fn booking_json(&self, event: &str, booking: &str, token: &str) -> Value {
+        expect_json(
+            self.get_booking(event, booking, token).await,
+            StatusCode::OK,
+        )
+        .await
+    }
+
     pub async fn get_booking(&self, event: &str, booking: &str, token: &str) -> Response {
-        self.client
-            .get(self.url(&format!("/v1/events/{event}/bookings/{booking}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        let path = format!("/v1/events/{event}/bookings/{booking}");
+        self.call(Method::GET, &path, token, None).await
     }
 
     pub async fn cancel(&self, event: &str, booking: &str, token: &str) -> Response {
-        self.client
-            .delete(self.url(&format!("/v1/events/{event}/bookings/{booking}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        let path = format!("/v1/events/{event}/bookings/{booking}");
+        self.call(Method::DELETE, &path, token, None).await
     }
 
     pub async fn event(&self, event: &str) -> Response {
-        self.client
-            .get(self.url(&format!("/v1/events/{event}")))
-            .send()
-            .await
-            .unwrap()
+        self.get(&format!("/v1/events/{event}")).await
     }
 
     pub async fn event_json(&self, event: &str) -> Value {
@@ -317,12 +454,7 @@ impl TestApp {
 
     /// Seat id → public status.
     pub async fn seat_statuses(&self, event: &str) -> Vec<(String, String)> {
-        let r = self
-            .client
-            .get(self.url(&format!("/v1/events/{event}/seats")))
-            .send()
-            .await
-            .unwrap();
+        let r = self.get(&format!("/v1/events/{event}/seats")).await;
         assert_eq!(r.status(), StatusCode::OK);
         let body: Value = r.json().await.unwrap();
         body["seats"]
@@ -348,13 +480,8 @@ impl TestApp {
     }
 
     pub async fn audit(&self, event: &str, repair: bool) -> Value {
-        let r = self
-            .client
-            .get(self.url(&format!("/v1/admin/events/{event}/audit?repair={repair}")))
-            .bearer_auth(&self.admin_token)
-            .send()
-            .await
-            .unwrap();
+        let path = format!("/v1/admin/events/{event}/audit?repair={repair}");
+        let r = self.call(Method::GET, &path, &self.admin_token, None).await;
         assert_eq!(r.status(), StatusCode::OK);
         r.json().await.unwrap()
     }
@@ -391,30 +518,39 @@ impl TestApp {
     /// Writes a confirmed booking of `seat` straight into MySQL, behind the gateway's
     /// back (a booking made elsewhere, or a COMMIT whose confirm never reached Redis).
     pub async fn mysql_book(&self, event: &str, seat: &str, booking: &str, user: &str) {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO bookings (id, event_id, user_id, status, seats) \
              VALUES (?, ?, ?, 'confirmed', JSON_ARRAY(?))",
         )
         .bind(booking)
         .bind(event)
         .bind(user)
-        .bind(seat)
-        .execute(&self.db)
-        .await
-        .unwrap();
-        sqlx::query(
+        .bind(seat);
+        let update = sqlx::query(
             "UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = ?",
         )
         .bind(booking)
         .bind(event)
-        .bind(seat)
-        .execute(&self.db)
-        .await
-        .unwrap();
+        .bind(seat);
+        for statement in [insert, update] {
+            statement.execute(&self.db).await.unwrap();
+        }
+    }
+
+    /// Another transaction holding every seat row of the event (`FOR UPDATE`) until it
+    /// is rolled back or dropped: MySQL writes of those seats wait behind it.
+    pub async fn lock_seats(&self, event: &str) -> sqlx::Transaction<'static, sqlx::MySql> {
+        let mut blocker = self.db.begin().await.unwrap();
+        sqlx::query("SELECT seat_id FROM seats WHERE event_id = ? FOR UPDATE")
+            .bind(event)
+            .fetch_all(&mut *blocker)
+            .await
+            .unwrap();
+        blocker
     }
 
     /// MySQL's status of a booking, if it has the booking.
-    pub async fn mysql_booking_status(&self, booking: &str) -> Option<String> {
+    pub async fn mysql_booking(&self, booking: &str) -> Option<String> {
         let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT status FROM bookings WHERE id = ?")
             .bind(booking)
             .fetch_optional(&self.db)
@@ -545,20 +681,11 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
-        // Clean up from a thread of its own: Drop cannot await, and this also runs when
-        // the test panicked.
         let db_name = self.db_name.clone();
         let namespace = self.settings.redis_namespace.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                drop_database(&db_name).await;
-                delete_keys(REDIS_URL, &format!("{namespace}*")).await;
-            });
-        })
-        .join();
+        block_on_aside(async move {
+            drop_database(&db_name).await;
+            delete_keys(REDIS_URL, &format!("{namespace}*")).await;
+        });
     }
 }

@@ -7,12 +7,15 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{eventually, seat_names, spawn_app, spawn_app_with, TestApp};
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::stream::{BoxStream, StreamExt};
 
-/// A minimal Server-Sent Events reader over a streaming response.
+use crate::helpers::*;
+
+/// The events of a seat map stream, read by the same Server-Sent Events parser as the
+/// load generator's watchers.
 struct SseStream {
-    response: reqwest::Response,
-    buffer: String,
+    events: BoxStream<'static, Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>,
 }
 
 impl SseStream {
@@ -29,38 +32,23 @@ impl SseStream {
             response.headers()["content-type"].to_str().unwrap(),
             "text/event-stream"
         );
+        let chunks = futures::stream::unfold(response, |mut response| async move {
+            let chunk = response.chunk().await.transpose()?;
+            Some((chunk, response))
+        });
         Self {
-            response,
-            buffer: String::new(),
+            events: chunks.eventsource().boxed(),
         }
     }
 
     /// The next event as `(name, data)`; `None` when the stream ended. Panics when
-    /// nothing comes for 10 s.
+    /// nothing comes for 10 s. Keep-alive comments are no events.
     async fn next(&mut self) -> Option<(String, Value)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some((name, serde_json::from_str(&data).unwrap()));
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
-                .await
-                .expect("the stream sends something within 10 s")
-                .ok()??;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
+        let event = tokio::time::timeout(Duration::from_secs(10), self.events.next())
+            .await
+            .expect("the stream sends something within 10 s")?
+            .ok()?;
+        Some((event.event, serde_json::from_str(&event.data).unwrap()))
     }
 }
 
@@ -75,6 +63,13 @@ struct Map {
 }
 
 impl Map {
+    /// Subscribes to the event's stream and reads its snapshot.
+    async fn subscribe(app: &TestApp, event: &str) -> (SseStream, Self) {
+        let mut stream = SseStream::open(app, event).await;
+        let map = Self::from_snapshot(&mut stream).await;
+        (stream, map)
+    }
+
     async fn from_snapshot(stream: &mut SseStream) -> Self {
         let (name, snapshot) = stream.next().await.expect("a snapshot");
         assert_eq!(name, "snapshot", "{snapshot}");
@@ -121,11 +116,9 @@ impl Map {
 
 #[tokio::test]
 async fn the_stream_starts_with_a_snapshot_and_sends_claims_and_cancels_as_deltas() {
-    let app = spawn_app_with(|s| s.reconciler = false).await;
+    let (app, event) = spawn_stepped_app_with_event(12).await;
     let seats = seat_names(12);
-    let event = app.event_with(&seats, 4).await;
-    let mut stream = SseStream::open(&app, &event).await;
-    let mut map = Map::from_snapshot(&mut stream).await;
+    let (mut stream, mut map) = Map::subscribe(&app, &event).await;
     assert_eq!(map.seats, seats, "seats in best-available order");
     assert_eq!(map.status, b"aaaaaaaaaaaa");
     assert_eq!(map.counters["available"], 12);
@@ -154,11 +147,8 @@ async fn the_stream_starts_with_a_snapshot_and_sends_claims_and_cancels_as_delta
 
 #[tokio::test]
 async fn claims_turn_booked_and_the_outbox_drains_once_the_reconciler_persists_them() {
-    let app = spawn_app().await;
-    let seats = seat_names(6);
-    let event = app.event_with(&seats, 4).await;
-    let mut stream = SseStream::open(&app, &event).await;
-    let mut map = Map::from_snapshot(&mut stream).await;
+    let (app, event) = spawn_app_with_event(6).await;
+    let (mut stream, mut map) = Map::subscribe(&app, &event).await;
     app.claim_ok(&event, "bob", &json!({"quantity": 3})).await;
     map.until(&mut stream, "three booked seats, nothing pending", |m| {
         m.count(b'b') == 3
@@ -174,9 +164,8 @@ async fn claims_turn_booked_and_the_outbox_drains_once_the_reconciler_persists_t
 
 #[tokio::test]
 async fn a_drop_reaches_every_subscriber_in_batches_not_one_message_per_claim() {
-    let app = spawn_app().await;
+    let (app, event) = spawn_app_with_event(300).await;
     let seats = seat_names(300);
-    let event = app.event_with(&seats, 4).await;
     let mut streams = Vec::new();
     for _ in 0..20 {
         streams.push(SseStream::open(&app, &event).await);
@@ -229,7 +218,7 @@ async fn a_drop_reaches_every_subscriber_in_batches_not_one_message_per_claim() 
 async fn an_unknown_or_unwarmed_event_has_no_stream() {
     let app = spawn_app().await;
     for path in ["/v1/events/nope/stream", "/v1/events/bad%20id!/stream"] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.get(path).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "event_not_found");
@@ -239,23 +228,15 @@ async fn an_unknown_or_unwarmed_event_has_no_stream() {
         .create_event(&json!({"id": id, "name": "Cold", "seats": ["A1"]}))
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = app
-        .client
-        .get(app.url(&format!("/v1/events/{id}/stream")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/v1/events/{id}/stream")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "not warmed, not on sale");
 }
 
 #[tokio::test]
 async fn one_watcher_serves_all_subscribers_and_stops_with_the_last() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(4), 4).await;
-    let mut a = SseStream::open(&app, &event).await;
-    let mut b = SseStream::open(&app, &event).await;
-    Map::from_snapshot(&mut a).await;
-    Map::from_snapshot(&mut b).await;
+    let (app, event) = spawn_app_with_event(4).await;
+    let (a, _) = Map::subscribe(&app, &event).await;
+    let (b, _) = Map::subscribe(&app, &event).await;
     assert_eq!(app.live.watched(), vec![(event.clone(), 2)]);
     drop(a);
     drop(b);
@@ -269,8 +250,7 @@ async fn one_watcher_serves_all_subscribers_and_stops_with_the_last() {
 async fn open_streams_do_not_hold_up_a_graceful_shutdown() {
     let mut app = spawn_app().await;
     let event = app.event_with(&seat_names(4), 4).await;
-    let mut stream = SseStream::open(&app, &event).await;
-    Map::from_snapshot(&mut stream).await;
+    let (mut stream, _) = Map::subscribe(&app, &event).await;
     tokio::time::timeout(Duration::from_secs(10), app.stop())
         .await
         .expect("the gateway stops although a stream is open");
@@ -285,28 +265,17 @@ async fn the_page_and_its_assets_are_served() {
         ("/live/assets/live.js", "text/javascript", "EventSource"),
         ("/live/assets/live.css", "text/css", ".seat.pending"),
     ] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{path}");
-        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        let r = app.get_ok(path, content_type).await;
         assert!(r.text().await.unwrap().contains(needle), "{path}");
     }
-    let r = app
-        .client
-        .get(app.url("/live/not%20an%20id"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/live/not%20an%20id").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn a_10000_seat_event_streams_its_whole_map_and_small_deltas() {
-    let app = spawn_app().await;
-    let seats = seat_names(10_000);
-    let event = app.event_with(&seats, 4).await;
-    let mut stream = SseStream::open(&app, &event).await;
-    let mut map = Map::from_snapshot(&mut stream).await;
+    let (app, event) = spawn_app_with_event(10_000).await;
+    let (mut stream, mut map) = Map::subscribe(&app, &event).await;
     assert_eq!(map.seats.len(), 10_000);
     assert_eq!(map.count(b'a'), 10_000);
     app.claim_ok(&event, "carol", &json!({"quantity": 4})).await;
@@ -330,10 +299,8 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let event = app.event_with(&seat_names(4), 4).await;
-    let mut a = SseStream::open(app, &event).await;
-    let mut b = SseStream::open(app, &event).await;
-    Map::from_snapshot(&mut a).await;
-    Map::from_snapshot(&mut b).await;
+    let (a, _) = Map::subscribe(app, &event).await;
+    let (_b, _) = Map::subscribe(app, &event).await;
     let url = app.url(&format!("/v1/events/{event}/stream"));
     let r = app.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);

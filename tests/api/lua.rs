@@ -120,14 +120,9 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let pattern = self.store.keys(&self.event).pattern();
         let url = self.url.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(crate::helpers::delete_keys(&url, &pattern));
-        })
-        .join();
+        crate::helpers::block_on_aside(async move {
+            crate::helpers::delete_keys(&url, &pattern).await;
+        });
     }
 }
 

@@ -2,20 +2,13 @@
 //! it, so the counters are compared before and after, never read as totals.
 
 use reqwest::StatusCode;
-use serde_json::json;
 use std::collections::HashMap;
 
 use crate::helpers::*;
 
 /// Series (name with its labels, as rendered) → value, from the Prometheus text.
 async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
+    let r = app.get_ok("/metrics", "text/plain; version=0.0.4").await;
     let text = r.text().await.unwrap();
     let series = text
         .lines()
@@ -35,16 +28,11 @@ fn value(series: &HashMap<String, f64>, name: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_claims_by_outcome_and_settlements() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(2), 4).await;
+    let (app, event) = spawn_app_with_event(2).await;
     let (_, before) = scrape(&app).await;
 
-    let won = app
-        .claim_ok(&event, "winner", &json!({"seats": ["S0001"]}))
-        .await;
-    let r = app
-        .claim(&event, "loser", &json!({"seats": ["S0001"]}), None)
-        .await;
+    let won = app.claim_seats(&event, "winner", &["S0001"]).await;
+    let r = app.claim(&event, "loser", &pick(&["S0001"]), None).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     app.settled(&event).await;
     let r = app.cancel(&event, &won, &app.user_token("winner")).await;
@@ -121,7 +109,7 @@ async fn metrics_count_claims_by_outcome_and_settlements() {
 #[tokio::test]
 async fn metrics_need_no_token() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let r = app.get("/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app.client.post(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);

@@ -2,7 +2,7 @@
 //! Redis by mistake (staging and production, say) must not settle each other's claims.
 
 use redis::AsyncCommands;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 
 use seatgate::reconciler::{Reconciler, ReconcilerConfig, StepReport};
@@ -34,11 +34,8 @@ async fn a_gateway_refuses_a_namespace_that_another_database_owns() {
 
 #[tokio::test]
 async fn a_reconciler_leaves_the_claims_of_events_its_database_does_not_have() {
-    let app = spawn_app_with(|s| s.reconciler = false).await;
-    let event = app.event_with(&seat_names(2), 4).await;
-    let booking = app
-        .claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
-        .await;
+    let (app, event) = spawn_stepped_app_with_event(2).await;
+    let booking = app.claim_seats(&event, "alice", &["S0001"]).await;
 
     // Another deployment's reconciler on the same namespace (started without the
     // gateway's check, as a stale process might be).

@@ -53,18 +53,7 @@ const ROUTES: &[(&str, &str, Security)] = &[
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 
 async fn fetch_doc(app: &TestApp) -> Value {
-    let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{content_type}"
-    );
+    let r = app.get_ok("/openapi.json", "application/json").await;
     r.json().await.expect("/openapi.json is JSON")
 }
 
@@ -91,6 +80,21 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
         }
         None => schema,
     }
+}
+
+/// The schema of a JSON request or response body (`requestBody` or a response),
+/// resolved.
+fn json_schema<'a>(doc: &'a Value, body: &'a Value) -> &'a Value {
+    resolve(doc, &body["content"]["application/json"]["schema"])
+}
+
+/// The strings of a JSON array of strings.
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
 }
 
 /// The security schemes an operation accepts: one entry per alternative, each the
@@ -269,18 +273,12 @@ async fn the_claim_and_the_error_body_are_described_in_full() {
     assert!(headers.contains(&"Idempotency-Key"), "{headers:?}");
     assert!(headers.contains(&"Prefer"), "{headers:?}");
 
-    let body = resolve(
-        &doc,
-        &claim["requestBody"]["content"]["application/json"]["schema"],
-    );
+    let body = json_schema(&doc, &claim["requestBody"]);
     assert!(body["properties"]["seats"].is_object(), "{body}");
     assert!(body["properties"]["quantity"].is_object(), "{body}");
 
     // The pending booking's schema.
-    let booking = resolve(
-        &doc,
-        &claim["responses"]["202"]["content"]["application/json"]["schema"],
-    );
+    let booking = json_schema(&doc, &claim["responses"]["202"]);
     for field in ["booking_id", "event_id", "user_id", "seats", "status"] {
         assert!(
             booking["properties"][field].is_object(),
@@ -288,35 +286,17 @@ async fn the_claim_and_the_error_body_are_described_in_full() {
         );
     }
     let status = resolve(&doc, &booking["properties"]["status"]);
-    let statuses: Vec<&str> = status["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let statuses = strings(&status["enum"]);
     assert_eq!(statuses, ["pending", "confirmed", "rejected", "cancelled"]);
 
     // The error body: `error` (its codes) and `message`, plus `seats` and `limit`.
-    let error = resolve(
-        &doc,
-        &claim["responses"]["409"]["content"]["application/json"]["schema"],
-    );
-    let required: Vec<&str> = error["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let error = json_schema(&doc, &claim["responses"]["409"]);
+    let required = strings(&error["required"]);
     assert!(required.contains(&"error") && required.contains(&"message"));
     assert!(error["properties"]["seats"].is_object(), "{error}");
     assert!(error["properties"]["limit"].is_object(), "{error}");
     let codes = resolve(&doc, &error["properties"]["error"]);
-    let codes: Vec<&str> = codes["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let codes = strings(&codes["enum"]);
     for code in [
         "invalid_request",
         "unauthorized",
@@ -355,10 +335,9 @@ async fn the_claim_and_the_error_body_are_described_in_full() {
         "{audit}"
     );
     // The create body.
-    let create = resolve(
+    let create = json_schema(
         &doc,
-        &doc["paths"]["/v1/admin/events"]["post"]["requestBody"]["content"]["application/json"]
-            ["schema"],
+        &doc["paths"]["/v1/admin/events"]["post"]["requestBody"],
     );
     for field in ["id", "name", "seats", "per_user_limit"] {
         assert!(create["properties"][field].is_object(), "{field}: {create}");

@@ -2,9 +2,8 @@
 //! seat, every loser gets 409 `seats_unavailable`, nothing answers 5xx, every winner is
 //! confirmed, and MySQL holds exactly one booking per seat.
 
-use futures::stream::{self, StreamExt};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 
 use crate::helpers::*;
@@ -17,20 +16,14 @@ async fn storm(
     requests: Vec<(String, String)>,
     in_flight: usize,
 ) -> (HashMap<String, String>, usize) {
-    let results: Vec<(String, StatusCode, Value)> = stream::iter(requests)
-        .map(|(user, seat)| async move {
-            let r = app
-                .claim_retrying(event, &user, &json!({ "seats": [seat] }))
-                .await;
-            let status = r.status();
-            (seat, status, r.json::<Value>().await.unwrap())
-        })
-        .buffer_unordered(in_flight)
-        .collect()
-        .await;
+    let claims = requests
+        .iter()
+        .map(|(user, seat)| (user.clone(), json!({ "seats": [seat] })))
+        .collect();
+    let answers = app.claim_storm(event, claims, in_flight).await;
     let mut winners: HashMap<String, String> = HashMap::new();
     let mut lost = 0;
-    for (seat, status, body) in results {
+    for ((_, seat), (status, body)) in requests.into_iter().zip(answers) {
         match status {
             StatusCode::ACCEPTED => {
                 assert_eq!(body["status"], "pending");
@@ -58,13 +51,9 @@ async fn check_persisted(app: &TestApp, event: &str, winners: &HashMap<String, S
     assert_eq!(summary["booked"], winners.len());
     for (seat, booking) in winners {
         let r = app.get_booking(event, booking, &app.admin()).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        let b: Value = r.json().await.unwrap();
+        let b = expect_json(r, StatusCode::OK).await;
         assert_eq!(b["status"], "confirmed", "{b}");
-        assert_eq!(
-            app.mysql_seat(event, seat).await,
-            ("booked".to_owned(), Some(booking.clone()))
-        );
+        assert_eq!(app.mysql_seat(event, seat).await, booked_row(booking));
     }
     assert_eq!(app.mysql_confirmed(event).await, winners.len() as i64);
     let audit = app.audit(event, false).await;
@@ -73,8 +62,7 @@ async fn check_persisted(app: &TestApp, event: &str, winners: &HashMap<String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_claims_for_one_seat_have_exactly_one_winner() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(3), 4).await;
+    let (app, event) = spawn_app_with_event(3).await;
     let requests: Vec<_> = (0..500)
         .map(|u| (format!("user-{u}"), "S0002".to_owned()))
         .collect();
@@ -88,13 +76,13 @@ async fn five_hundred_concurrent_claims_for_one_seat_have_exactly_one_winner() {
     assert_eq!(app.seat_status(&event, "S0003").await, "available");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_seats_with_five_hundred_claims_each_interleaved_have_twenty_winners() {
-    let app = spawn_app().await;
+/// 10 000 claims, 500 at once, for twenty seats, the `i`-th for seat `seat_of(i)`:
+/// twenty winners, every other claim lost, every winner persisted.
+async fn twenty_seats_stormed(seat_of: fn(usize) -> usize) {
+    let (app, event) = spawn_app_with_event(20).await;
     let seats = seat_names(20);
-    let event = app.event_with(&seats, 4).await;
     let requests: Vec<_> = (0..10_000)
-        .map(|i| (format!("user-{i}"), seats[i % 20].clone()))
+        .map(|i| (format!("user-{i}"), seats[seat_of(i)].clone()))
         .collect();
 
     let (winners, lost) = storm(&app, &event, requests, 500).await;
@@ -102,44 +90,26 @@ async fn twenty_seats_with_five_hundred_claims_each_interleaved_have_twenty_winn
     assert_eq!(winners.len(), 20);
     assert_eq!(lost, 10_000 - 20);
     check_persisted(&app, &event, &winners).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_seats_with_five_hundred_claims_each_interleaved_have_twenty_winners() {
+    twenty_seats_stormed(|i| i % 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_seats_stormed_one_after_another_have_twenty_winners() {
-    let app = spawn_app().await;
-    let seats = seat_names(20);
-    let event = app.event_with(&seats, 4).await;
-    let requests: Vec<_> = (0..10_000)
-        .map(|i| (format!("user-{i}"), seats[i / 500].clone()))
-        .collect();
-
-    let (winners, lost) = storm(&app, &event, requests, 500).await;
-
-    assert_eq!(winners.len(), 20);
-    assert_eq!(lost, 10_000 - 20);
-    check_persisted(&app, &event, &winners).await;
+    twenty_seats_stormed(|i| i / 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_best_available_claims_never_share_a_seat() {
-    let app = spawn_app().await;
-    let seats = seat_names(100);
-    let event = app.event_with(&seats, 4).await;
+    let (app, event) = spawn_app_with_event(100).await;
 
-    let results: Vec<(StatusCode, Value)> = stream::iter(0..500)
-        .map(|u| {
-            let app = &app;
-            let event = &event;
-            async move {
-                let r = app
-                    .claim_retrying(event, &format!("user-{u}"), &json!({ "quantity": 1 }))
-                    .await;
-                (r.status(), r.json::<Value>().await.unwrap())
-            }
-        })
-        .buffer_unordered(500)
-        .collect()
-        .await;
+    let claims = (0..500)
+        .map(|u| (format!("user-{u}"), best_of(1)))
+        .collect();
+    let results = app.claim_storm(&event, claims, 500).await;
 
     let mut taken = HashSet::new();
     let mut sold_out = 0;

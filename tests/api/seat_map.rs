@@ -60,8 +60,7 @@ async fn a_crowd_reading_the_seat_map_costs_redis_one_read_per_interval() {
 
 #[tokio::test]
 async fn the_seat_map_carries_an_etag_and_answers_304_until_it_changes() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(4), 4).await;
+    let (app, event) = spawn_app_with_event(4).await;
     let url = app.url(&format!("/v1/events/{event}/seats"));
     let r = app.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -75,8 +74,7 @@ async fn the_seat_map_carries_an_etag_and_answers_304_until_it_changes() {
     assert_eq!(r.headers()["etag"], etag.as_str());
     assert!(r.bytes().await.unwrap().is_empty());
 
-    app.claim_ok(&event, "alice", &json!({"seats": ["S0001"]}))
-        .await;
+    app.claim_seats(&event, "alice", &["S0001"]).await;
     let r = revalidate().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_ne!(r.headers()["etag"], etag.as_str());

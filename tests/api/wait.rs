@@ -26,8 +26,7 @@ async fn claim_waiting(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claim_is_answered_201_once_confirmed() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(2), 4).await;
+    let (app, event) = spawn_app_with_event(2).await;
     let r = claim_waiting(&app, &event, "alice", "S0001", "respond-async, wait=10").await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["preference-applied"], "wait=10");
@@ -38,7 +37,7 @@ async fn a_waiting_claim_is_answered_201_once_confirmed() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["status"], "confirmed");
     assert_eq!(
-        app.mysql_booking_status(b["booking_id"].as_str().unwrap())
+        app.mysql_booking(b["booking_id"].as_str().unwrap())
             .await
             .as_deref(),
         Some("confirmed")
@@ -47,8 +46,7 @@ async fn a_waiting_claim_is_answered_201_once_confirmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_that_runs_out_answers_202_pending() {
-    let app = spawn_app_with(|s| s.reconciler = false).await;
-    let event = app.event_with(&seat_names(2), 4).await;
+    let (app, event) = spawn_stepped_app_with_event(2).await;
     let r = claim_waiting(&app, &event, "alice", "S0001", "wait=1").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["preference-applied"], "wait=1");
@@ -60,8 +58,7 @@ async fn a_wait_that_runs_out_answers_202_pending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claim_learns_of_its_rejection_when_it_happens() {
-    let app = spawn_app_with(|s| s.reconciler = false).await;
-    let event = app.event_with(&seat_names(2), 4).await;
+    let (app, event) = spawn_stepped_app_with_event(2).await;
     let other = uuid::Uuid::now_v7().to_string();
     app.mysql_book(&event, "S0001", &other, "zed").await;
 
@@ -75,7 +72,7 @@ async fn a_waiting_claim_learns_of_its_rejection_when_it_happens() {
                 .post(url)
                 .bearer_auth(token)
                 .header("Prefer", "wait=10")
-                .json(&json!({"seats": ["S0001"]}))
+                .json(&pick(&["S0001"]))
                 .send()
                 .await
                 .unwrap()
@@ -132,16 +129,14 @@ async fn keyed_claim(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_answers_the_first_status_code_whatever_its_prefer_header_says() {
-    let app = spawn_app().await;
-    let event = app.event_with(&seat_names(4), 4).await;
+    let (app, event) = spawn_app_with_event(4).await;
 
     // First answered 201 after a wait: replayed 201 without one.
     let first = keyed_claim(&app, &event, "S0001", "k-201", Some("wait=10")).await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let id = first.json::<Value>().await.unwrap()["booking_id"].clone();
     let again = keyed_claim(&app, &event, "S0001", "k-201", None).await;
-    assert_eq!(again.status(), StatusCode::CREATED);
-    let again: Value = again.json().await.unwrap();
+    let again = expect_json(again, StatusCode::CREATED).await;
     assert_eq!(again["booking_id"], id);
     assert_eq!(again["status"], "confirmed");
 
@@ -165,12 +160,8 @@ async fn a_replay_answers_the_first_status_code_whatever_its_prefer_header_says(
     app.mysql_book(&event, "S0003", &uuid::Uuid::now_v7().to_string(), "bob")
         .await;
     let first = keyed_claim(&app, &event, "S0003", "k-409", Some("wait=10")).await;
-    assert_eq!(first.status(), StatusCode::CONFLICT);
-    let first: Value = first.json().await.unwrap();
-    assert_eq!(first["error"], "booking_rejected");
+    let first = expect_error(first, StatusCode::CONFLICT, "booking_rejected").await;
     let again = keyed_claim(&app, &event, "S0003", "k-409", None).await;
-    assert_eq!(again.status(), StatusCode::CONFLICT);
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["error"], "booking_rejected");
+    let again = expect_error(again, StatusCode::CONFLICT, "booking_rejected").await;
     assert_eq!(again["booking_id"], first["booking_id"]);
 }
