@@ -2,7 +2,7 @@
 //! expire by it, run ids and report dates are made from it. A clock set before 1970
 //! reads as 0 rather than failing: nothing here is worth a panic over it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis() -> u64 {
@@ -16,9 +16,28 @@ pub fn unix_secs() -> u64 {
     unix_millis() / 1000
 }
 
+/// How long ago a Redis stream entry was added: its id is `<milliseconds>-<sequence>`.
+/// An id that does not parse reads as added now.
+pub fn stream_entry_age(id: &str) -> Duration {
+    let added_ms: u64 = id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(u64::MAX);
+    Duration::from_millis(unix_millis().saturating_sub(added_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_entry_ids_tell_their_age() {
+        let now_ms = unix_millis();
+        let age = stream_entry_age(&format!("{}-0", now_ms - 5_000));
+        assert!(age >= Duration::from_secs(5) && age < Duration::from_secs(60));
+        assert_eq!(stream_entry_age("garbage"), Duration::ZERO);
+    }
 
     #[test]
     fn seconds_and_milliseconds_agree() {

@@ -10,6 +10,8 @@
 //! - [`reconciler`]: reads the outboxes through a consumer group and persists each
 //!   claim into MySQL inside a `SELECT … FOR UPDATE` transaction, then confirms it in
 //!   Redis, or rejects it and puts Redis back in line with MySQL.
+//! - [`strategy`]: the one interface the handlers and the live map claim and read
+//!   through: Redis (the product) or the MySQL baseline the benchmarks compare it with.
 //! - [`db`]: MySQL, the system of record (migrations in `migrations/`).
 //! - [`deployment`]: one Redis namespace belongs to one MySQL database.
 //! - [`ops`]: warm, audit and cancel, which span both stores.
@@ -38,4 +40,5 @@ pub mod reconciler;
 pub mod sandbox;
 pub mod server;
 pub mod startup;
+pub mod strategy;
 pub mod telemetry;

@@ -19,6 +19,7 @@ use crate::db;
 use crate::live::{snapshot::SeatMaps, source::Source, LiveHub};
 use crate::reconciler::{Reconciler, ReconcilerConfig};
 use crate::server::{self, HttpListener, ServerLimits};
+use crate::strategy::{MysqlStrategy, RedisStrategy, Strategy};
 
 /// A gateway bound to its port, ready to run.
 pub struct Application {
@@ -89,7 +90,11 @@ impl Application {
         let listener = HttpListener::bind(&settings.http_addr, settings.server.listen_backlog)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
-        let source = Source::new(settings.claim_strategy, redis.clone(), pool.clone());
+        let strategy: Arc<dyn Strategy> = match settings.claim_strategy {
+            ClaimStrategy::Redis => Arc::new(RedisStrategy::new(redis.clone())),
+            ClaimStrategy::Mysql => Arc::new(MysqlStrategy::new(pool.clone())),
+        };
+        let source = Source::new(strategy.clone());
         let seat_maps = SeatMaps::with_max_age(source.clone(), settings.seat_map_max_age);
         let live = LiveHub::new(
             source,
@@ -110,7 +115,7 @@ impl Application {
                 .context("invalid SEATGATE_REDIS_URL")?,
             rate_limiter: UserRateLimiter::new(settings.user_rate, settings.user_burst)
                 .map(Arc::new),
-            strategy: settings.claim_strategy,
+            strategy,
         });
         Ok(Self {
             listener,

@@ -23,8 +23,6 @@ use super::extract::{json_body, read_body, ApiPath};
 use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
 use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
-use crate::config::ClaimStrategy;
-use crate::db::sync_claim;
 use crate::domain::*;
 use crate::ops;
 use crate::ops::cancel::Requester;
@@ -295,10 +293,7 @@ async fn claim(
         idempotency: key.zip(fingerprint.as_deref()),
         now_ms: crate::clock::unix_millis(),
     };
-    let outcome = match app.strategy {
-        ClaimStrategy::Redis => app.redis.claim(&request).await?,
-        ClaimStrategy::Mysql => sync_claim::claim(&app.db, &request).await?,
-    };
+    let outcome = app.strategy.claim(&request).await?;
     let (outcome, replay) = match outcome {
         ClaimOutcome::Replay { first, answered } => (*first, Some(answered)),
         fresh => (fresh, None),
@@ -321,7 +316,7 @@ async fn claim(
                 // `Prefer` says; the body shows the booking as it is now.
                 (Some(answered), _) => {
                     let now = app
-                        .redis
+                        .strategy
                         .booking(&booking.event_id, &booking.booking_id)
                         .await?
                         .unwrap_or(booking);
@@ -359,7 +354,7 @@ async fn claim(
             }
         }
         ClaimOutcome::Confirmed { booking_id, seats } => {
-            // The mysql strategy: booked synchronously; a replay shows it as it is now.
+            // Booked at once (the mysql baseline); a replay shows it as it is now.
             if replay.is_none() {
                 probe.set(ClaimResult::Confirmed);
                 telemetry::bookings_settled("confirmed", 1);
@@ -373,10 +368,12 @@ async fn claim(
                 reason: None,
             };
             if replay.is_some() {
-                if let Some(row) =
-                    crate::db::bookings::find_booking(&app.db, &booking.booking_id).await?
+                if let Some(now) = app
+                    .strategy
+                    .booking(&booking.event_id, &booking.booking_id)
+                    .await?
                 {
-                    booking = row.into_booking();
+                    booking = now;
                 }
             }
             Ok(booking_response(StatusCode::CREATED, &booking))

@@ -201,6 +201,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::strategy::StrategyError> for ApiError {
+    fn from(err: crate::strategy::StrategyError) -> Self {
+        match err {
+            crate::strategy::StrategyError::Redis(err) => err.into(),
+            crate::strategy::StrategyError::Mysql(err) => err.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         tracing::error!(error = %err, "mysql call failed");

@@ -14,8 +14,6 @@ use super::error::ApiError;
 use super::extract::ApiPath;
 use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
-use crate::config::ClaimStrategy;
-use crate::db::sync_claim;
 use crate::domain::is_valid_event_id;
 use crate::live::snapshot::SeatMap;
 
@@ -57,11 +55,11 @@ async fn get_event(
     if !is_valid_event_id(&id) {
         return Err(ApiError::EventNotFound);
     }
-    let event = match app.strategy {
-        ClaimStrategy::Redis => app.redis.event_summary(&id).await?,
-        ClaimStrategy::Mysql => sync_claim::event_summary(&app.db, &id).await?,
-    }
-    .ok_or(ApiError::EventNotFound)?;
+    let event = app
+        .strategy
+        .event_summary(&id)
+        .await?
+        .ok_or(ApiError::EventNotFound)?;
     Ok(Json(EventView {
         id,
         name: event.name,

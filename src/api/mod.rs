@@ -29,7 +29,6 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
-use crate::config::ClaimStrategy;
 use auth::Auth;
 use error::ApiError;
 
@@ -80,7 +79,8 @@ pub struct Shared {
     pub db_ready: tokio::sync::watch::Receiver<bool>,
     /// Per-user claim rate limit; `None` when disabled.
     pub rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
-    pub strategy: ClaimStrategy,
+    /// How claims are made and events read: Redis, or the MySQL baseline.
+    pub strategy: Arc<dyn crate::strategy::Strategy>,
     /// Watchers of the live seat maps (`GET /v1/events/{id}/stream`).
     pub live: crate::live::LiveHub,
     /// Seat map snapshots shared by all readers of `GET /v1/events/{id}/seats`.

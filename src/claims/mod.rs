@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+pub use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
 pub use keys::EventKeys;
-pub use scripts::ClaimOutcome;
 
 use crate::domain::{Booking, BookingStatus};
 
@@ -40,39 +40,6 @@ impl StoreError {
     pub(crate) fn unexpected(what: &str, value: &Value) -> Self {
         Self::Reply(format!("expected {what}, got {value:?}"))
     }
-}
-
-/// One claim request, as the claim script takes it.
-#[derive(Debug, Clone)]
-pub struct ClaimRequest<'a> {
-    pub event_id: &'a str,
-    pub user_id: &'a str,
-    /// UUID v7, made by the caller so the script needs no randomness.
-    pub booking_id: &'a str,
-    pub selection: Selection<'a>,
-    /// `(Idempotency-Key, fingerprint of the request body)`.
-    pub idempotency: Option<(&'a str, &'a str)>,
-    pub now_ms: u64,
-}
-
-/// What a claim asks for.
-#[derive(Debug, Clone, Copy)]
-pub enum Selection<'a> {
-    /// These seats, all or nothing.
-    Seats(&'a [String]),
-    /// The lowest-ordinal free seats.
-    Quantity(u32),
-}
-
-/// An event as the public endpoints show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventSummary {
-    pub name: String,
-    pub per_user_limit: u32,
-    pub seats_total: u64,
-    pub available: u64,
-    pub pending: u64,
-    pub booked: u64,
 }
 
 /// Seat counts after a warm or repair.

@@ -9,6 +9,7 @@ use redis::{Script, Value};
 use std::sync::LazyLock;
 
 use super::StoreError;
+use crate::domain::claim::ClaimOutcome;
 use crate::domain::BookingStatus;
 
 pub static CLAIM: LazyLock<Script> =
@@ -33,41 +34,6 @@ pub static WARM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/warm.lua")));
 pub static WARM_FINISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/warm_finish.lua")));
-
-/// What a claim came to: what `claim.lua` decided or, with the `mysql` strategy, what
-/// the synchronous transaction did (`Confirmed`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ClaimOutcome {
-    /// The seats are held for this booking; the claim is in the outbox.
-    Pending {
-        booking_id: String,
-        seats: Vec<String>,
-    },
-    /// Booked and committed in MySQL at once (the `mysql` strategy only).
-    Confirmed {
-        booking_id: String,
-        seats: Vec<String>,
-    },
-    /// These requested seats are taken (pending or booked).
-    SeatsUnavailable(Vec<String>),
-    /// Fewer free seats than the quantity asked for.
-    SoldOut,
-    /// The user's seats would exceed the event's per-user limit (the limit).
-    UserLimit(u32),
-    /// These requested seats do not exist in the event.
-    UnknownSeats(Vec<String>),
-    /// No such event, or it is not on sale.
-    EventNotFound,
-    /// The idempotency key was used before by this user with another request.
-    KeyReused,
-    /// The idempotency key was used before with this request: its first outcome, and
-    /// the status code the first answer had when that was not the outcome's own (a
-    /// `Prefer: wait` claim answered 201 or 409 instead of 202).
-    Replay {
-        first: Box<ClaimOutcome>,
-        answered: Option<u16>,
-    },
-}
 
 impl ClaimOutcome {
     /// Reads `claim.lua`'s reply. Any reply the script cannot give is an error, never a

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::bookings::{self, BookingRow};
 use super::{is_duplicate_key, text};
-use crate::claims::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
+use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
 use crate::domain::BookingStatus;
 
 /// How long a recorded claim outcome is replayed (the contract's 24 h). Older records

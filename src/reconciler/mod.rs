@@ -47,7 +47,7 @@ mod decide;
 mod outbox;
 mod settle;
 
-pub(crate) use outbox::entry_age;
+use crate::clock::stream_entry_age;
 use outbox::is_no_group;
 
 /// Tuning of one reconciler.
@@ -275,7 +275,7 @@ impl Reconciler {
         telemetry::reconciler_lag(
             entries
                 .iter()
-                .map(|e| entry_age(&e.id))
+                .map(|e| stream_entry_age(&e.id))
                 .max()
                 .unwrap_or_default(),
         );
@@ -297,7 +297,7 @@ impl Reconciler {
                 (Ok(claim), Err(err)) => {
                     let give_up = if !err.is_transient() {
                         Some(reasons::PERSIST_FAILED)
-                    } else if entry_age(&entry.id) > self.config.claim_deadline {
+                    } else if stream_entry_age(&entry.id) > self.config.claim_deadline {
                         Some(reasons::DEADLINE_EXCEEDED)
                     } else {
                         None

@@ -233,26 +233,3 @@ pub(super) fn is_no_group(err: &anyhow::Error) -> bool {
     err.downcast_ref::<redis::RedisError>()
         .is_some_and(|e| e.code() == Some("NOGROUP"))
 }
-
-/// How long ago an outbox entry was added: its id is `<milliseconds>-<sequence>`.
-pub(crate) fn entry_age(id: &str) -> Duration {
-    let added_ms: u64 = id
-        .split('-')
-        .next()
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or(u64::MAX);
-    Duration::from_millis(crate::clock::unix_millis().saturating_sub(added_ms))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_ids_tell_their_age() {
-        let now_ms = crate::clock::unix_millis();
-        let age = entry_age(&format!("{}-0", now_ms - 5_000));
-        assert!(age >= Duration::from_secs(5) && age < Duration::from_secs(60));
-        assert_eq!(entry_age("garbage"), Duration::ZERO);
-    }
-}
