@@ -27,7 +27,7 @@ use std::time::Duration;
 use super::StoreArgs;
 use crate::claims::{RedisStore, SeatCounts};
 use crate::db::events::{self as db_events, CreateEventError, NewEvent};
-use crate::domain::{is_valid_event_id, EVENT_NAME_MAX, PER_USER_LIMIT_DEFAULT};
+use crate::domain::{event, PER_USER_LIMIT_DEFAULT};
 use crate::loadgen::report::thousands;
 use crate::ops::audit::{self as audit_op, AuditReport, Divergence};
 use crate::ops::import::{self, ImportErrors};
@@ -199,10 +199,7 @@ async fn redis(store: &StoreArgs) -> anyhow::Result<RedisStore> {
 }
 
 fn check_event_id(id: &str) -> anyhow::Result<()> {
-    if !is_valid_event_id(id) {
-        bail!("event id {id:?} is not valid: 1 to 64 characters of A-Z, a-z, 0-9, _ and -");
-    }
-    Ok(())
+    event::check_id(id).with_context(|| format!("event id {id:?} is not valid"))
 }
 
 fn op_error(id: &str, err: OpError) -> anyhow::Error {
@@ -269,12 +266,17 @@ pub fn read_inventory(args: &CreateEventArgs) -> anyhow::Result<Vec<String>> {
 /// with `--warm` Redis must answer before anything is written. If the warm itself
 /// fails, the event stays created (not on sale) and the error says so.
 pub async fn create_event(args: &CreateEventArgs, show_progress: bool) -> anyhow::Result<Created> {
+    // The id and the name before the inventory is read: a typo there is found at once.
     check_event_id(&args.id)?;
-    let name_len = args.name.chars().count();
-    if !(1..=EVENT_NAME_MAX).contains(&name_len) {
-        bail!("the event name must be 1 to {EVENT_NAME_MAX} characters (it has {name_len})");
-    }
+    event::check_name(&args.name).with_context(|| {
+        format!(
+            "the event name has {} characters",
+            args.name.chars().count()
+        )
+    })?;
     let seats = read_inventory(args)?;
+    let per_user_limit = event::validate(&args.id, &args.name, &seats, Some(args.per_user_limit))
+        .context("the event is not valid; nothing was written")?;
     let pool = mysql(&args.store).await?;
     let redis = if args.warm {
         Some(redis(&args.store).await?)
@@ -285,7 +287,7 @@ pub async fn create_event(args: &CreateEventArgs, show_progress: bool) -> anyhow
         id: &args.id,
         name: &args.name,
         seats: &seats,
-        per_user_limit: args.per_user_limit,
+        per_user_limit,
     };
     match db_events::create_event(&pool, &new).await {
         Ok(()) => {}
@@ -303,7 +305,7 @@ pub async fn create_event(args: &CreateEventArgs, show_progress: bool) -> anyhow
         id: args.id.clone(),
         name: args.name.clone(),
         seats_total: seats.len(),
-        per_user_limit: args.per_user_limit,
+        per_user_limit,
         first_seat: seats.first().cloned().unwrap_or_default(),
         last_seat: seats.last().cloned().unwrap_or_default(),
         warmed: None,

@@ -4,6 +4,8 @@
 //! Redis keys and SQL from them without re-checking. Lengths count Unicode characters
 //! and ids compare byte for byte, as the contract says.
 
+pub mod event;
+
 use serde::Serialize;
 use std::fmt;
 use utoipa::ToSchema;

@@ -15,7 +15,8 @@ use std::fmt;
 use std::iter::Peekable;
 use std::str::Chars;
 
-use crate::domain::{is_valid_seat_id, SEATS_MAX, SEAT_ID_MAX};
+use crate::domain::event::{self, EventError};
+use crate::domain::{SEATS_MAX, SEAT_ID_MAX};
 
 /// Errors listed before the rest are only counted.
 pub const MAX_REPORTED: usize = 20;
@@ -132,6 +133,24 @@ fn shown(id: &str) -> String {
         format!("{:?}…", head)
     } else {
         format!("{id:?}")
+    }
+}
+
+/// What the import says of a seat id that breaks [`event::check_seat`]: the rule, and
+/// the id shown shortened (a CSV cell may be long).
+fn seat_message(err: &EventError) -> String {
+    match err {
+        EventError::SeatIdLength(id) if id.is_empty() => "seat id is empty".to_owned(),
+        EventError::SeatIdLength(id) => format!(
+            "seat id {} is longer than {SEAT_ID_MAX} characters ({})",
+            shown(id),
+            id.chars().count()
+        ),
+        EventError::SeatIdTrailingSpace(id) => format!(
+            "seat id {} ends with a space; MySQL ignores trailing spaces when it compares ids",
+            shown(id)
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -462,46 +481,28 @@ pub fn parse_seats_csv_str(source: &str, text: &str) -> Result<Vec<String>, Impo
             );
             continue;
         }
-        let mut ok = true;
         let seat = &row.fields[seat_col];
-        if seat.value.is_empty() {
-            errors.push(seat.line, seat.column, "seat id is empty");
-            ok = false;
-        } else if !is_valid_seat_id(&seat.value) {
-            errors.push(
-                seat.line,
-                seat.column,
-                format!(
-                    "seat id {} is longer than {SEAT_ID_MAX} characters ({})",
-                    shown(&seat.value),
-                    seat.value.chars().count()
-                ),
-            );
-            ok = false;
-        } else if seat.value.ends_with(' ') {
-            // utf8mb4_bin is a PAD SPACE collation (MySQL 8 and MariaDB): "A1 " and
-            // "A1" are one key to MySQL.
-            errors.push(
-                seat.line,
-                seat.column,
-                format!(
-                    "seat id {} ends with a space; MySQL ignores trailing spaces when it compares ids",
-                    shown(&seat.value)
-                ),
-            );
-            ok = false;
-        } else if let Some(first) = first_line.get(seat.value.as_str()) {
-            errors.push(
-                seat.line,
-                seat.column,
-                format!(
-                    "duplicate seat {} (first on line {first})",
-                    shown(&seat.value)
-                ),
-            );
-            ok = false;
-        } else {
-            first_line.insert(&seat.value, seat.line);
+        let mut ok = match event::check_seat(&seat.value) {
+            Ok(()) => true,
+            Err(err) => {
+                errors.push(seat.line, seat.column, seat_message(&err));
+                false
+            }
+        };
+        if ok {
+            if let Some(first) = first_line.get(seat.value.as_str()) {
+                errors.push(
+                    seat.line,
+                    seat.column,
+                    format!(
+                        "duplicate seat {} (first on line {first})",
+                        shown(&seat.value)
+                    ),
+                );
+                ok = false;
+            } else {
+                first_line.insert(&seat.value, seat.line);
+            }
         }
         let ordinal = match ordinal_col {
             None => seats.len() as i64,
