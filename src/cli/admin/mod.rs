@@ -4,14 +4,14 @@
 //!
 //! One file per subcommand, holding its options, its library function and its `run`:
 //!
-//! - [`create_event`](mod@create_event): an event and its seats from a CSV file or a
-//!   row pattern. The inventory is validated whole before anything is written (errors
-//!   as `file:line:column: message`, see [`crate::ops::import`]), then created in one
-//!   MySQL transaction: all or nothing. `--warm` warms it right after.
-//! - [`warm`](mod@warm): MySQL → Redis and on sale, with a progress bar on a terminal.
-//! - [`audit`](mod@audit): Redis against MySQL; `--repair` gives Redis MySQL's state.
-//!   Exits non-zero while the event is inconsistent.
-//! - [`events`]: every event with its counts, as a table or `--json`.
+//! - `create_event`: an event and its seats from a CSV file or a row pattern. The
+//!   inventory is validated whole before anything is written (errors as
+//!   `file:line:column: message`, see [`crate::ops::import`]), then created in one MySQL
+//!   transaction: all or nothing. `--warm` warms it right after.
+//! - `warm`: MySQL → Redis and on sale, with a progress bar on a terminal.
+//! - `audit`: Redis against MySQL; `--repair` gives Redis MySQL's state. Exits non-zero
+//!   while the event is inconsistent.
+//! - `events`: every event with its counts, as a table or `--json`.
 //!
 //! Each subcommand is a library function taking its arguments (so tests can point it
 //! at their own database and namespace); its `run` prints what it returns. This file
