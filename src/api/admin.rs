@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -15,7 +14,7 @@ use super::extract::{json_body, read_body, ApiPath, ApiQuery};
 use super::openapi::Unavailable;
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
-use crate::domain::*;
+use crate::domain::{event, is_valid_event_id};
 use crate::ops;
 use crate::ops::audit::Divergence;
 
@@ -49,37 +48,10 @@ struct CreateEvent {
 }
 
 impl CreateEvent {
+    /// The event's per-user limit, when the whole event is valid.
     fn validate(&self) -> Result<u32, ApiError> {
-        let bad = |m: &str| Err(ApiError::InvalidRequest(m.to_owned()));
-        if !is_valid_event_id(&self.id) {
-            return bad("id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -");
-        }
-        if !(1..=EVENT_NAME_MAX).contains(&self.name.chars().count()) {
-            return bad("name must be 1 to 200 characters");
-        }
-        if !(1..=SEATS_MAX).contains(&self.seats.len()) {
-            return bad("seats must list 1 to 100000 seats");
-        }
-        if let Some(seat) = self.seats.iter().find(|s| !is_valid_seat_id(s)) {
-            return Err(ApiError::InvalidRequest(format!(
-                "seat ids must be 1 to 32 characters: {seat:?}"
-            )));
-        }
-        // MySQL compares ids with PAD SPACE: "A1 " and "A1" would be one row.
-        if let Some(seat) = self.seats.iter().find(|s| s.ends_with(' ')) {
-            return Err(ApiError::InvalidRequest(format!(
-                "seat ids may not end with a space: {seat:?}"
-            )));
-        }
-        let mut seen = HashSet::with_capacity(self.seats.len());
-        if let Some(seat) = self.seats.iter().find(|s| !seen.insert(s.as_str())) {
-            return Err(ApiError::InvalidRequest(format!("duplicate seat {seat:?}")));
-        }
-        let limit = self.per_user_limit.unwrap_or(PER_USER_LIMIT_DEFAULT);
-        if !(1..=PER_USER_LIMIT_MAX).contains(&limit) {
-            return bad("per_user_limit must be 1 to 100");
-        }
-        Ok(limit)
+        event::validate(&self.id, &self.name, &self.seats, self.per_user_limit)
+            .map_err(|e| ApiError::InvalidRequest(e.to_string()))
     }
 }
 

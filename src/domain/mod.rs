@@ -5,6 +5,7 @@
 //! and ids compare byte for byte, as the contract says.
 
 pub mod claim;
+pub mod event;
 
 use serde::Serialize;
 use std::fmt;
