@@ -73,14 +73,7 @@ pub async fn create_event(pool: &MySqlPool, event: &NewEvent<'_>) -> Result<(), 
 pub async fn find_event(pool: &MySqlPool, id: &str) -> Result<Option<EventRow>, sqlx::Error> {
     sqlx::query("SELECT id, name, per_user_limit, seats_total FROM events WHERE id = ?")
         .bind(id)
-        .try_map(|row: MySqlRow| {
-            Ok(EventRow {
-                id: text(&row, "id")?,
-                name: text(&row, "name")?,
-                per_user_limit: row.try_get::<i32, _>("per_user_limit")?.max(0) as u32,
-                seats_total: row.try_get::<i32, _>("seats_total")?.max(0) as u64,
-            })
-        })
+        .try_map(|row: MySqlRow| event_row(&row))
         .fetch_optional(pool)
         .await
 }
@@ -110,10 +103,7 @@ pub async fn existing(
 /// An event with MySQL's counts, for the admin listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventStats {
-    pub id: String,
-    pub name: String,
-    pub per_user_limit: u32,
-    pub seats_total: u64,
+    pub event: EventRow,
     /// Set by warm (read by the `mysql` claim strategy; Redis has its own flag).
     pub on_sale: bool,
     /// Seats MySQL has booked.
@@ -133,10 +123,7 @@ pub async fn list_events_with_counts(pool: &MySqlPool) -> Result<Vec<EventStats>
     )
     .try_map(|row: MySqlRow| {
         Ok(EventStats {
-            id: text(&row, "id")?,
-            name: text(&row, "name")?,
-            per_user_limit: row.try_get::<i32, _>("per_user_limit")?.max(0) as u32,
-            seats_total: row.try_get::<i32, _>("seats_total")?.max(0) as u64,
+            event: event_row(&row)?,
             on_sale: row.try_get::<i8, _>("on_sale")? != 0,
             seats_booked: row.try_get::<i64, _>("seats_booked")?.max(0) as u64,
             bookings_confirmed: row.try_get::<i64, _>("bookings_confirmed")?.max(0) as u64,
@@ -144,6 +131,16 @@ pub async fn list_events_with_counts(pool: &MySqlPool) -> Result<Vec<EventStats>
     })
     .fetch_all(pool)
     .await
+}
+
+/// An event's own columns (`id`, `name`, `per_user_limit`, `seats_total`) of a row.
+fn event_row(row: &MySqlRow) -> Result<EventRow, sqlx::Error> {
+    Ok(EventRow {
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        per_user_limit: row.try_get::<i32, _>("per_user_limit")?.max(0) as u32,
+        seats_total: row.try_get::<i32, _>("seats_total")?.max(0) as u64,
+    })
 }
 
 /// One seat of the inventory with its MySQL state in Redis's spelling

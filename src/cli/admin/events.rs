@@ -65,7 +65,7 @@ pub async fn list_events(store: &StoreArgs) -> anyhow::Result<Vec<EventListing>>
     let rows = db_events::list_events_with_counts(&pool).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let summary = redis.event_summary(&row.id).await?;
+        let summary = redis.event_summary(&row.event.id).await?;
         out.push(EventListing {
             on_sale: summary.is_some(),
             redis: summary.map(|s| RedisCounts {
@@ -78,10 +78,10 @@ pub async fn list_events(store: &StoreArgs) -> anyhow::Result<Vec<EventListing>>
                 seats_booked: row.seats_booked,
                 bookings_confirmed: row.bookings_confirmed,
             },
-            id: row.id,
-            name: row.name,
-            seats_total: row.seats_total,
-            per_user_limit: row.per_user_limit,
+            id: row.event.id,
+            name: row.event.name,
+            seats_total: row.event.seats_total,
+            per_user_limit: row.event.per_user_limit,
         });
     }
     Ok(out)
