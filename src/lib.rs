@@ -18,8 +18,6 @@
 //!   timeouts).
 //! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
 //! - [`plot`]: SVG plots of the benchmarks' results (`seatgate plot`).
-//! - [`sandbox`]: private `redis-server` / `mariadbd` processes for the demo and the
-//!   fault tests.
 
 pub mod api;
 pub mod backoff;
@@ -35,7 +33,6 @@ pub mod loadgen;
 pub mod ops;
 pub mod plot;
 pub mod reconciler;
-pub mod sandbox;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

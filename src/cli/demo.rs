@@ -11,7 +11,7 @@
 //! non-zero if any check failed.
 //!
 //! If Redis or MySQL does not answer at the configured URL but its server binary is
-//! installed, the demo runs a private one (see [`crate::sandbox`]) for its own use and
+//! installed, the demo runs a private one (see [`seatgate_sandbox`]) for its own use and
 //! stops it at the end. The demo's event keeps its MySQL data (its id is unique per
 //! run); its Redis keys are deleted unless `--keep`.
 //!

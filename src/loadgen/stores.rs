@@ -1,12 +1,12 @@
 //! The Redis and MySQL an in-process drop uses: the configured ones when they answer,
-//! otherwise private servers (see [`crate::sandbox`]) when their binaries are installed.
+//! otherwise private servers (see [`seatgate_sandbox`]) when their binaries are installed.
 
 use anyhow::{bail, Context};
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::cli::StoreArgs;
-use crate::sandbox::{self, PrivateMysql, PrivateRedis};
+use seatgate_sandbox::{self as sandbox, PrivateMysql, PrivateRedis};
 
 /// Time allowed to Redis/MySQL to answer the first probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
