@@ -17,7 +17,6 @@
 //! - [`server`]: the HTTP server loop (listen backlog, connection cap, header and idle
 //!   timeouts).
 //! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
-//! - [`plot`]: SVG plots of the benchmarks' results (`seatgate plot`).
 
 pub mod api;
 pub mod backoff;
@@ -29,9 +28,7 @@ pub mod db;
 pub mod deployment;
 pub mod domain;
 pub mod live;
-pub mod loadgen;
 pub mod ops;
-pub mod plot;
 pub mod reconciler;
 pub mod server;
 pub mod startup;

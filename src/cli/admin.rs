@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use super::StoreArgs;
 use crate::claims::{RedisStore, SeatCounts};
+use crate::cli::thousands;
 use crate::db::events::{self as db_events, CreateEventError, NewEvent};
 use crate::domain::{is_valid_event_id, EVENT_NAME_MAX, PER_USER_LIMIT_DEFAULT};
-use crate::loadgen::report::thousands;
 use crate::ops::audit::{self as audit_op, AuditReport, Divergence};
 use crate::ops::import::{self, ImportErrors};
 use crate::ops::{warm as warm_op, OpError};

@@ -1,8 +1,8 @@
-//! SVG plots of the benchmarks, rendered by the project itself (`seatgate plot`).
+//! SVG plots of the benchmarks, rendered by the project itself (`seatgate-tools plot`).
 //!
 //! Three plots, each read from what the benchmarks already write:
 //!
-//! - [`render_latency`]: the classic HDR percentile plot of one or more `seatgate drop
+//! - [`render_latency`]: the classic HDR percentile plot of one or more `seatgate-tools drop
 //!   --json` reports (`seatgate.drop.v1`, or both runs of a `seatgate.drop.compare.v1`):
 //!   latency in ms against the percentile, the x axis a log scale of 1/(1−q) so that
 //!   50 %, 90 %, 99 %, 99.9 % … are equally spaced.
@@ -22,10 +22,11 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use seatgate::cli::thousands;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-use crate::loadgen::report::{millis, thousands, COMPARE_SCHEMA, SCHEMA};
+use crate::loadgen::report::{millis, COMPARE_SCHEMA, SCHEMA};
 
 /// Size of every plot, in px.
 pub const SIZE: (u32, u32) = (1000, 600);
@@ -63,7 +64,7 @@ pub fn default_note() -> String {
 
 /// Today's date (UTC) as `YYYY-MM-DD`.
 pub fn today_utc() -> String {
-    let secs = crate::clock::unix_secs();
+    let secs = seatgate::clock::unix_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }
@@ -202,7 +203,7 @@ fn tail_summary(h: &Value) -> String {
 fn distribution(h: &Value, what: &str, path: &Path) -> Result<Vec<(f64, f64)>> {
     let points = h["distribution"].as_array().with_context(|| {
         format!(
-            "{}: {what} has no \"distribution\" (a report from before `seatgate plot`: run the drop again with --json)",
+            "{}: {what} has no \"distribution\" (a report from before `seatgate-tools plot`: run the drop again with --json)",
             path.display()
         )
     })?;
@@ -520,7 +521,7 @@ pub fn load_compare(path: &Path) -> Result<CompareData> {
     let doc = read_json(path)?;
     if doc["schema"].as_str() != Some(COMPARE_SCHEMA) {
         bail!(
-            "{}: not a comparison (expected \"schema\": {COMPARE_SCHEMA:?}, from `seatgate drop --compare --json`)",
+            "{}: not a comparison (expected \"schema\": {COMPARE_SCHEMA:?}, from `seatgate-tools drop --compare --json`)",
             path.display()
         );
     }

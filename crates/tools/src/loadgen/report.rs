@@ -2,6 +2,7 @@
 //! short table for people.
 
 use hdrhistogram::Histogram;
+use seatgate::cli::thousands;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -470,19 +471,6 @@ fn percentiles(h: &Histogram<u64>) -> String {
     )
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Microseconds as milliseconds (seconds from 1 s) with sensible precision.
 pub fn millis(micros: u64) -> String {
     let ms = micros as f64 / 1000.0;
@@ -500,15 +488,6 @@ pub fn millis(micros: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_get_thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(249_500), "249,500");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
 
     #[test]
     fn latencies_read_in_milliseconds() {

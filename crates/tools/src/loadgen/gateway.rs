@@ -8,10 +8,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::stores::Stores;
-use crate::claims::RedisStore;
-use crate::cli::StoreArgs;
-use crate::config::{ClaimStrategy, Secret, Settings};
-use crate::startup::Application;
+use seatgate::claims::RedisStore;
+use seatgate::cli::StoreArgs;
+use seatgate::config::{ClaimStrategy, Secret, Settings};
+use seatgate::startup::Application;
 
 /// A gateway to drop on, with what the load generator needs to drive and check it.
 pub struct Target {
@@ -156,7 +156,7 @@ impl InProcessGateway {
                     let mut conn = redis.connection();
                     let _: i64 = redis::AsyncCommands::del(
                         &mut conn,
-                        crate::claims::keys::namespace_owner(redis.namespace()),
+                        seatgate::claims::keys::namespace_owner(redis.namespace()),
                     )
                     .await
                     .context("cannot delete the run's Redis namespace")?;

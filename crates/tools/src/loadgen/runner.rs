@@ -4,6 +4,7 @@
 use anyhow::{ensure, Context};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use seatgate::cli::thousands;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -15,11 +16,11 @@ use uuid::Uuid;
 use super::client::{send_claim, Api, ClaimCall, Outcome, Sent};
 use super::gateway::Target;
 use super::mix::QuantityMix;
-use super::report::{thousands, DropReport, Mode, RunConfig};
+use super::report::{DropReport, Mode, RunConfig};
 use super::schedule::{micros, Schedule, Timing};
 use super::verify::{Verifier, Win};
-use crate::api::auth::sign_user_token;
-use crate::config::{ClaimStrategy, Secret};
+use seatgate::api::auth::sign_user_token;
+use seatgate::config::{ClaimStrategy, Secret};
 
 /// Most claims one run makes: every claim's token and key are made before the clock
 /// starts, and this keeps that under a few hundred MB.
@@ -145,7 +146,7 @@ pub struct Plan {
 
 /// `<prefix>-<unix millis>`: an event id unique per run.
 pub fn event_id(prefix: &str) -> anyhow::Result<String> {
-    Ok(format!("{prefix}-{}", crate::clock::unix_millis()))
+    Ok(format!("{prefix}-{}", seatgate::clock::unix_millis()))
 }
 
 /// The name of a claim strategy, as the command line spells it.
