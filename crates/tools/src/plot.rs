@@ -64,23 +64,21 @@ pub fn default_note() -> String {
 
 /// Today's date (UTC) as `YYYY-MM-DD`.
 pub fn today_utc() -> String {
-    let secs = seatgate::clock::unix_secs();
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    date_utc(seatgate::clock::unix_secs())
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// The UTC date of a Unix time as `YYYY-MM-DD`.
+fn date_utc(unix_secs: u64) -> String {
+    let date = i64::try_from(unix_secs)
+        .ok()
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+        .map_or(time::Date::MAX, |t| t.date());
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
 }
 
 /// Reads and parses a JSON file; every error names the file.
@@ -1226,9 +1224,9 @@ mod tests {
 
     #[test]
     fn dates_are_civil() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_418), (2025, 11, 26));
-        assert_eq!(civil_from_days(20_783), (2026, 11, 26));
+        assert_eq!(date_utc(0), "1970-01-01");
+        assert_eq!(date_utc(20_418 * 86_400), "2025-11-26");
+        assert_eq!(date_utc(20_783 * 86_400 + 86_399), "2026-11-26");
         assert_eq!(today_utc().len(), 10);
     }
 }
