@@ -4,6 +4,7 @@
 //!
 //! - [`loadgen`]: the ticket-drop load generator and the connection storm, against a
 //!   gateway started in this process or one already running at a URL.
+//! - [`schema`]: the JSON drop report as types, written by `drop` and read by `plot`.
 //! - [`plot`]: SVG plots of the benchmarks' results.
 //! - [`cli`]: the `seatgate-tools` command line (`demo`, `drop`, `storm`, `plot`).
 //!
@@ -12,3 +13,4 @@
 pub mod cli;
 pub mod loadgen;
 pub mod plot;
+pub mod schema;

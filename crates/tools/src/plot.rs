@@ -26,7 +26,8 @@ use seatgate::cli::thousands;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-use crate::loadgen::report::{millis, COMPARE_SCHEMA, SCHEMA};
+use crate::loadgen::report::millis;
+use crate::schema::{self, COMPARE_SCHEMA, SCHEMA};
 
 /// Size of every plot, in px.
 pub const SIZE: (u32, u32) = (1000, 600);
@@ -145,15 +146,15 @@ pub struct LatencySeries {
 }
 
 /// The runs of a drop report: the report itself, or both runs of a comparison.
-fn runs<'a>(doc: &'a Value, path: &Path) -> Result<Vec<&'a Value>> {
+fn runs(doc: Value, path: &Path) -> Result<Vec<schema::DropRun>> {
     match doc["schema"].as_str() {
-        Some(SCHEMA) => Ok(vec![doc]),
+        Some(SCHEMA) => Ok(vec![parse(doc, SCHEMA, path)?]),
         Some(COMPARE_SCHEMA) => {
-            let runs = doc["runs"]
-                .as_array()
-                .filter(|r| !r.is_empty())
-                .with_context(|| format!("{}: a comparison without runs", path.display()))?;
-            Ok(runs.iter().collect())
+            let compare: schema::Compare = parse(doc, COMPARE_SCHEMA, path)?;
+            if compare.runs.is_empty() {
+                bail!("{}: a comparison without runs", path.display());
+            }
+            Ok(compare.runs)
         }
         Some(other) => bail!(
             "{}: schema {other:?} is not a drop report ({SCHEMA} or {COMPARE_SCHEMA})",
@@ -166,40 +167,42 @@ fn runs<'a>(doc: &'a Value, path: &Path) -> Result<Vec<&'a Value>> {
     }
 }
 
+/// `doc` as the report type of `schema`; the error names the file and the field.
+fn parse<T: serde::de::DeserializeOwned>(doc: Value, schema: &str, path: &Path) -> Result<T> {
+    serde_json::from_value(doc)
+        .with_context(|| format!("{}: not a well-formed {schema} report", path.display()))
+}
+
 /// "redis, closed loop, 500 in flight" / "redis, open loop at 5,000/s".
-fn run_label(run: &Value) -> String {
-    let c = &run["config"];
-    let who = c["strategy"]
-        .as_str()
-        .or_else(|| c["target"].as_str())
-        .unwrap_or("?");
-    match c["mode"].as_str() {
-        Some("open") => format!(
+fn run_label(run: &schema::DropRun) -> String {
+    let c = &run.config;
+    let who = c.strategy.as_deref().unwrap_or(&c.target);
+    match c.mode {
+        schema::Pacing::Open => format!(
             "{who}, open loop at {}/s",
-            thousands(c["rate_per_s"].as_f64().unwrap_or(0.0).round() as u64)
+            thousands(c.rate_per_s.unwrap_or(0.0).round() as u64)
         ),
-        Some("closed") => format!(
+        schema::Pacing::Closed => format!(
             "{who}, closed loop, {} in flight",
-            thousands(c["concurrency"].as_u64().unwrap_or(0))
+            thousands(c.concurrency.into())
         ),
-        _ => who.to_owned(),
     }
 }
 
-/// `p99 3.2 ms, p99.9 7.3 ms, max 20 ms` from a `latency_us` object.
-fn tail_summary(h: &Value) -> String {
-    let ms = |key: &str| h[key].as_u64().map_or("?".to_owned(), millis);
+/// `p99 3.2 ms, p99.9 7.3 ms, max 20 ms` from a latency summary.
+fn tail_summary(h: &schema::Latency) -> String {
+    let ms = |us: Option<u64>| us.map_or("?".to_owned(), millis);
     format!(
         "p99 {}, p99.9 {}, max {}",
-        ms("p99"),
-        ms("p99_9"),
-        ms("max")
+        ms(h.p99),
+        ms(h.p99_9),
+        ms(h.max)
     )
 }
 
-/// The distribution of a `latency_us` / `service_time_us` object as (percentile, ms).
-fn distribution(h: &Value, what: &str, path: &Path) -> Result<Vec<(f64, f64)>> {
-    let points = h["distribution"].as_array().with_context(|| {
+/// The distribution of a `latency_us` / `service_time_us` summary as (percentile, ms).
+fn distribution(h: &schema::Latency, what: &str, path: &Path) -> Result<Vec<(f64, f64)>> {
+    let points = h.distribution.as_ref().with_context(|| {
         format!(
             "{}: {what} has no \"distribution\" (a report from before `seatgate-tools plot`: run the drop again with --json)",
             path.display()
@@ -210,14 +213,15 @@ fn distribution(h: &Value, what: &str, path: &Path) -> Result<Vec<(f64, f64)>> {
     }
     points
         .iter()
-        .map(|p| match (p[0].as_f64(), p[1].as_f64()) {
-            (Some(pct), Some(us)) if (0.0..=100.0).contains(&pct) && us >= 0.0 => {
-                Ok((pct, us / 1000.0))
+        .map(|&(pct, us)| {
+            if (0.0..=100.0).contains(&pct) {
+                Ok((pct, us as f64 / 1000.0))
+            } else {
+                bail!(
+                    "{}: {what}.distribution has a bad point [{pct}, {us}] (expected [percentile, µs])",
+                    path.display()
+                )
             }
-            _ => bail!(
-                "{}: {what}.distribution has a bad point {p} (expected [percentile, µs])",
-                path.display()
-            ),
         })
         .collect()
 }
@@ -229,23 +233,17 @@ pub fn latency_series(
     label: Option<&str>,
     service_time: bool,
 ) -> Result<Vec<LatencySeries>> {
-    let doc = read_json(path)?;
-    let runs = runs(&doc, path)?;
+    let runs = runs(read_json(path)?, path)?;
     let several = runs.len() > 1;
     let mut out = Vec::new();
-    for run in runs {
+    for run in &runs {
         let name = match label {
             Some(l) if several => format!("{l}: {}", run_label(run)),
             Some(l) => l.to_owned(),
             None => run_label(run),
         };
-        let latency = &run["latency_us"];
-        if !latency.is_object() {
-            bail!("{}: no \"latency_us\" in the report", path.display());
-        }
-        let service = run["service_time_us"]
-            .is_object()
-            .then(|| &run["service_time_us"]);
+        let latency = &run.latency_us;
+        let service = run.service_time_us.as_ref();
         let what = if service.is_some() {
             "latency (from intended send)"
         } else {
@@ -523,36 +521,33 @@ pub fn load_compare(path: &Path) -> Result<CompareData> {
             path.display()
         );
     }
-    let runs = runs(&doc, path)?;
-    let runs = runs
-        .iter()
-        .map(|run| {
-            Ok(StrategyRun {
-                strategy: run["config"]["strategy"].as_str().unwrap_or("?").to_owned(),
-                throughput_per_s: run["throughput_per_s"].as_f64().with_context(|| {
-                    format!("{}: a run without \"throughput_per_s\"", path.display())
-                })?,
-                p99_ms: run["latency_us"]["p99"].as_f64().map(|us| us / 1000.0),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let cmp = &doc["comparison"];
-    let first = doc["runs"][0]["config"].clone();
+    let compare: schema::Compare = parse(doc, COMPARE_SCHEMA, path)?;
+    let Some(first) = compare.runs.first() else {
+        bail!("{}: a comparison without runs", path.display());
+    };
     let workload = format!(
         "{} seats × {} claims each, {}",
-        thousands(first["seats"].as_u64().unwrap_or(0)),
-        thousands(first["claims_per_seat"].as_u64().unwrap_or(0)),
-        run_label(&doc["runs"][0])
+        thousands(first.config.seats.into()),
+        thousands(first.config.claims_per_seat.into()),
+        run_label(first)
             .split_once(", ")
             .map_or("", |(_, rest)| rest)
     );
+    let runs = compare
+        .runs
+        .iter()
+        .map(|run| StrategyRun {
+            strategy: run.config.strategy.as_deref().unwrap_or("?").to_owned(),
+            throughput_per_s: run.throughput_per_s,
+            p99_ms: run.latency_us.p99.map(|us| us as f64 / 1000.0),
+        })
+        .collect();
+    let cmp = compare.comparison;
     Ok(CompareData {
-        ours: cmp["ours"].as_str().unwrap_or("?").to_owned(),
-        baseline: cmp["baseline"].as_str().unwrap_or("?").to_owned(),
-        throughput_ratio: cmp["throughput_ratio"]
-            .as_f64()
-            .with_context(|| format!("{}: no comparison.throughput_ratio", path.display()))?,
-        p99_ratio: cmp["p99_ratio"].as_f64(),
+        ours: cmp.ours,
+        baseline: cmp.baseline,
+        throughput_ratio: cmp.throughput_ratio,
+        p99_ratio: Some(cmp.p99_ratio),
         workload,
         runs,
     })

@@ -25,9 +25,9 @@ use seatgate::cli::thousands;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::loadgen::report::CONFIRM_DEADLINE;
 use crate::loadgen::report::{millis, Mode};
 use crate::loadgen::runner::MAX_CLAIMS;
-use crate::loadgen::verify::CONFIRM_DEADLINE;
 use crate::loadgen::{self, DropReport, InProcessGateway, Pacing, Plan, Stores, Workload};
 use seatgate::cli::StoreArgs;
 use seatgate::config::ClaimStrategy;

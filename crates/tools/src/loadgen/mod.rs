@@ -14,7 +14,8 @@
 //!   (started in this process, or already running at a URL).
 //! - [`runner`]: one drop, closed or open loop.
 //! - [`verify`]: the confirmation wait and the MySQL, Redis and audit checks.
-//! - [`report`]: the JSON report and the tables.
+//! - [`report`]: what a drop measured, as the tables and as the JSON report (whose
+//!   types are [`crate::schema`]).
 //! - [`storm`]: a connection storm (`seatgate-tools storm`): N fresh connections at once,
 //!   one claim each, timed to the first answer, with the kernel's listen counters.
 

@@ -6,13 +6,13 @@
 use anyhow::{ensure, Context};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What the watchers received, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchSummary {
     pub watchers: u32,
     pub snapshots: u64,
