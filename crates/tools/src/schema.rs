@@ -7,7 +7,6 @@
 //! in seconds, as the field names say. An absent value (a quantile of an empty
 //! histogram, a rate of a closed loop) is `null`, never left out.
 
-use crate::loadgen::watchers::WatchSummary;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -159,4 +158,13 @@ pub struct Ratios {
     pub throughput_ratio: f64,
     /// Below 1: ours is faster at p99.
     pub p99_ratio: f64,
+}
+
+/// What the `--watchers` received, summed over them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchSummary {
+    pub watchers: u32,
+    pub snapshots: u64,
+    pub deltas: u64,
+    pub bytes: u64,
 }

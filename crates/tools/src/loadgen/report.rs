@@ -94,7 +94,7 @@ pub struct DropReport {
     /// The checks that ran and passed, in words.
     pub checks: Vec<String>,
     /// `--watchers`: what the live seat map's subscribers received during the run.
-    pub watch: Option<super::watchers::WatchSummary>,
+    pub watch: Option<schema::WatchSummary>,
     pub failures: Vec<String>,
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use super::client::{send_claim, Api, ClaimCall, Outcome, Sent};
-use super::gateway::Target;
+use super::gateway::{InProcessGateway, Target};
 use super::mix::QuantityMix;
 use super::report::{DropReport, Mode, RunConfig};
 use super::schedule::{micros, Schedule, Timing};
@@ -198,6 +198,29 @@ enum Event {
         sent: Sent,
     },
     Dropped,
+}
+
+impl InProcessGateway {
+    /// Runs `plan` on this gateway, keeps it up for `linger` after a successful run (to
+    /// look around), then stops it and cleans up (see [`InProcessGateway::stop_after`]).
+    pub async fn run_and_stop(
+        self,
+        plan: &Plan,
+        keep: bool,
+        linger: Duration,
+    ) -> anyhow::Result<DropReport> {
+        let outcome = run(&self.target, plan).await;
+        if !linger.is_zero() && outcome.is_ok() {
+            eprintln!(
+                "the drop is over; the gateway stays up for {} s more (live map: {}/live/{})",
+                linger.as_secs(),
+                self.target.base,
+                plan.event_id
+            );
+            tokio::time::sleep(linger).await;
+        }
+        self.stop_after(outcome, &plan.event_id, keep).await
+    }
 }
 
 /// Runs `plan` against `target` and verifies the result.

@@ -3,22 +3,13 @@
 //! claim until the drop is verified, and counts what it receives, so that a run with
 //! watchers and one without measure what the fan-out costs the claim path.
 
+use crate::schema::WatchSummary;
 use anyhow::{ensure, Context};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// What the watchers received, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WatchSummary {
-    pub watchers: u32,
-    pub snapshots: u64,
-    pub deltas: u64,
-    pub bytes: u64,
-}
 
 pub struct Watchers {
     tasks: Vec<JoinHandle<anyhow::Result<WatchSummary>>>,
