@@ -1,4 +1,5 @@
-//! Private Redis and MariaDB servers, for the demo and for fault tests.
+//! Private Redis and MariaDB servers, for the demo and for fault tests. One file
+//! because the crate is one idea: a server process of its own, of two kinds.
 //!
 //! [`PrivateRedis`] and [`PrivateMysql`] each run one server process of their own on a
 //! free `127.0.0.1` port, with all its files in a temporary directory; both are one

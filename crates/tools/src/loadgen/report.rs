@@ -1,5 +1,6 @@
 //! What a drop measured and found: the report, its JSON form for machines and its
-//! short table for people.
+//! short table for people. One file because the report's fields, its table and its
+//! mapping onto the JSON types of [`crate::schema`] change together.
 
 use hdrhistogram::Histogram;
 use seatgate::cli::thousands;

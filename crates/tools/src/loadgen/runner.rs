@@ -1,5 +1,7 @@
 //! One drop: create and warm an event, fire the workload at it (closed or open loop),
-//! record every answer, then verify.
+//! record every answer, then verify. One file because these steps are one sequence
+//! over shared in-flight state (the claims, their tally, the progress bar) that
+//! nothing else uses.
 
 use anyhow::{ensure, Context};
 use futures::StreamExt;

@@ -1,5 +1,7 @@
 //! A connection storm: N clients connect at the same instant, each on a fresh TCP
-//! connection, and send one claim.
+//! connection, and send one claim. One file because it is one procedure (connect,
+//! exchange, tally, report) whose parts, the raw HTTP exchange and the kernel
+//! counters included, serve the storm alone.
 //!
 //! This is what the first second of a drop looks like to the gateway's listener: every
 //! client's SYN arrives at once, before the gateway has accepted any of them. Whatever
