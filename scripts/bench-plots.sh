@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks behind the plots of BENCHMARKS.md and renders them as SVG with
-# `seatgate plot`:
+# `seatgate-tools plot`:
 #
 #   docs/plots/latency.svg     closed-loop and open-loop drops (open at half the closed
 #                              loop's throughput): latency by percentile
@@ -35,10 +35,10 @@ export RUST_LOG=${RUST_LOG:-warn}
 
 say() { printf '\n[bench-plots] %s\n' "$*"; }
 mkdir -p "$OUT" "$RUN"
-bin=$TARGET/release/seatgate
+bin=$TARGET/release/seatgate-tools
 
 say "building (release, and the reconciler bench)"
-cargo build --release --quiet
+cargo build --release --quiet -p seatgate-tools
 cargo bench --bench reconciler --no-run --quiet
 start=$(date +%s)
 

@@ -5,16 +5,17 @@
 # old main (b78a52b, which read the whole map from Redis for every request) and of
 # this checkout (one read per event per 200 ms, whatever the number of readers).
 #
-# Usage: scripts/seat-readers.sh OLD_BINARY NEW_BINARY
-# The claims come from NEW_BINARY's load generator (`seatgate drop --url`), on an event
+# Usage: scripts/seat-readers.sh OLD_BINARY NEW_BINARY [TOOLS_BINARY]
+# The claims come from the load generator of this checkout (`seatgate-tools drop --url`,
+# TOOLS_BINARY, default target/release/seatgate-tools), on an event
 # of their own; the readers read the big event's map. Each gateway is a separate
 # process with a database and a Redis namespace of its own, deleted at the end.
 # Environment: READERS (500), READ_SECONDS (20), OUT (target/seat-readers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ $# -eq 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY" >&2; exit 2; }
-old=$(realpath "$1") new=$(realpath "$2")
+[ $# -eq 2 ] || [ $# -eq 3 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY [TOOLS_BINARY]" >&2; exit 2; }
+old=$(realpath "$1") new=$(realpath "$2") tools=$(realpath "${3:-target/release/seatgate-tools}")
 readers=${READERS:-500}
 read_secs=${READ_SECONDS:-20}
 out=${OUT:-target/seat-readers}
@@ -60,7 +61,7 @@ run() {
   curl -fs -X POST "$base/v1/admin/events" -H "Authorization: Bearer $admin" \
     -H 'Content-Type: application/json' --data-binary @"$out/map-event.json" >/dev/null
   curl -fs -X POST "$base/v1/admin/events/map/warm" -H "Authorization: Bearer $admin" >/dev/null
-  local drop=("$new" drop --url "$base" --admin-token "$admin" --jwt-secret "$jwt"
+  local drop=("$tools" drop --url "$base" --admin-token "$admin" --jwt-secret "$jwt"
     --database-url "mysql://root@127.0.0.1:3306/$db" --redis-namespace "$ns"
     --seats 1000 --claims-per-seat 20 --concurrency 200 --no-progress)
   "${drop[@]}" --json "$out/$label-alone.json" >"$out/$label-alone.txt"

@@ -9,7 +9,9 @@
 # Usage: scripts/storm.sh [OLD_BINARY NEW_BINARY]
 #   Without binaries it builds both in release: the old one in a temporary git
 #   worktree of $STORM_OLD_REV (default b78a52b), the new one here. The storm client
-#   is always NEW_BINARY (`seatgate storm`); each gateway is a separate process.
+#   is `seatgate-tools storm` of this checkout ($STORM_TOOLS, default
+#   target/release/seatgate-tools, built in release when missing); each gateway is a
+#   separate process.
 # Environment:
 #   STORM_SIZES="2000 5000"   connections per storm
 #   STORM_ROUNDS=1            storms per (binary, size), alternating old and new
@@ -63,6 +65,12 @@ else
   cargo build --release --bin seatgate >&2
   new_bin=$(realpath target/release/seatgate)
 fi
+tools_bin=${STORM_TOOLS:-target/release/seatgate-tools}
+if [ -z "${STORM_TOOLS:-}" ] && [ ! -x "$tools_bin" ]; then
+  echo "building the storm client (seatgate-tools) ..." >&2
+  cargo build --release -p seatgate-tools >&2
+fi
+tools_bin=$(realpath "$tools_bin")
 
 run_id=$$
 export SEATGATE_ADMIN_TOKEN=$(openssl rand -hex 16)
@@ -125,7 +133,7 @@ for round in $(seq "$rounds"); do
       # The listener's backlog as the kernel holds it (Send-Q of a listening socket).
       ss -Hltn "sport = :$port" | awk '{ print $3 }' >"$out/backlog-$label"
       echo "== $label, $n connections, round $round (listen backlog $(cat "$out/backlog-$label"))" >&2
-      "$new_bin" storm --url "http://127.0.0.1:$port" --connections "$n" \
+      "$tools_bin" storm --url "http://127.0.0.1:$port" --connections "$n" \
         --json "$out/storm-$label-$n-$round.json" >&2 || true
       stop_gateway
     done

@@ -19,9 +19,6 @@
 //! - [`server`]: the HTTP server loop (listen backlog, connection cap, header and idle
 //!   timeouts).
 //! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
-//! - [`plot`]: SVG plots of the benchmarks' results (`seatgate plot`).
-//! - [`sandbox`]: private `redis-server` / `mariadbd` processes for the demo and the
-//!   fault tests.
 
 pub mod api;
 pub mod backoff;
@@ -33,11 +30,8 @@ pub mod db;
 pub mod deployment;
 pub mod domain;
 pub mod live;
-pub mod loadgen;
 pub mod ops;
-pub mod plot;
 pub mod reconciler;
-pub mod sandbox;
 pub mod server;
 pub mod startup;
 pub mod strategy;

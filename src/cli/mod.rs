@@ -1,12 +1,11 @@
 //! The `seatgate` command line: one binary, one subcommand per job, one file each.
+//!
+//! The tooling (demo, load generator, plots) is the `seatgate-tools` binary of its own
+//! crate; what it shares with these commands ([`StoreArgs`], [`thousands`]) lives here.
 
 pub mod admin;
-pub mod demo;
-pub mod drop;
-pub mod plot;
 pub mod reconcile;
 pub mod serve;
-pub mod storm;
 pub mod token;
 
 use clap::{Args, Parser, Subcommand};
@@ -29,17 +28,8 @@ pub enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Print a user JWT signed with SEATGATE_JWT_SECRET, for local use.
     Token(token::TokenArgs),
-    /// Run a local ticket drop end to end through the real HTTP API and report.
-    Demo(demo::DemoArgs),
-    /// Load-test a gateway with a reproducible ticket drop (closed or open loop) and verify it.
-    Drop(drop::DropArgs),
-    /// Open N connections to a gateway at once, one claim each, and report the time to
-    /// first answer and the kernel's listen-queue overflows.
-    Storm(storm::StormArgs),
     /// Prepare a drop: create events from a CSV or a row pattern, warm, audit, list.
     Admin(admin::AdminArgs),
-    /// Render the benchmarks' results as SVG plots (latency, throughput, reconciler).
-    Plot(plot::PlotArgs),
 }
 
 impl Cli {
@@ -48,7 +38,6 @@ impl Cli {
         crate::telemetry::init();
         let result = match self.command {
             Command::Token(args) => token::run(args),
-            Command::Plot(args) => plot::run(args),
             command => {
                 let runtime = match tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
@@ -64,11 +53,8 @@ impl Cli {
                     match command {
                         Command::Serve(args) => serve::run(args).await,
                         Command::Reconcile(args) => reconcile::run(args).await,
-                        Command::Demo(args) => demo::run(args).await,
-                        Command::Drop(args) => drop::run(args).await,
-                        Command::Storm(args) => storm::run(args).await,
                         Command::Admin(args) => admin::run(args).await,
-                        Command::Token(_) | Command::Plot(_) => unreachable!("handled above"),
+                        Command::Token(_) => unreachable!("handled above"),
                     }
                 })
             }
@@ -112,13 +98,28 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The Redis call timeout (at least 1 ms).
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
     }
 
+    /// How long a claim may wait to be persisted before it is rejected.
     pub fn claim_deadline(&self) -> Duration {
         Duration::from_secs(self.claim_deadline_secs)
     }
+}
+
+/// `1234567` → `1,234,567`, for the tables the command lines print.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -129,5 +130,14 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(249_500), "249,500");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

@@ -89,7 +89,7 @@ pub fn is_duplicate_key(err: &sqlx::Error) -> bool {
 /// The id columns use the binary collation `utf8mb4_bin` (ids compare byte for byte),
 /// and MariaDB reports such columns with the BINARY flag, which sqlx will not decode
 /// as `String`; bytes decode from either, and are checked to be UTF-8 here.
-pub(crate) fn text(row: &sqlx::mysql::MySqlRow, column: &str) -> Result<String, sqlx::Error> {
+pub fn text(row: &sqlx::mysql::MySqlRow, column: &str) -> Result<String, sqlx::Error> {
     use sqlx::Row;
     let bytes: Vec<u8> = row.try_get(column)?;
     String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
@@ -99,10 +99,7 @@ pub(crate) fn text(row: &sqlx::mysql::MySqlRow, column: &str) -> Result<String, 
 }
 
 /// A nullable text column (see [`text`]).
-pub(crate) fn opt_text(
-    row: &sqlx::mysql::MySqlRow,
-    column: &str,
-) -> Result<Option<String>, sqlx::Error> {
+pub fn opt_text(row: &sqlx::mysql::MySqlRow, column: &str) -> Result<Option<String>, sqlx::Error> {
     use sqlx::Row;
     let bytes: Option<Vec<u8>> = row.try_get(column)?;
     bytes

@@ -36,7 +36,7 @@ impl Browser {
                 chromium.display()
             ));
         }
-        if seatgate::sandbox::binary_on_path("node").is_none() {
+        if seatgate_sandbox::binary_on_path("node").is_none() {
             return Err("node is not installed".into());
         }
         let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use seatgate::claims::keys::RECONCILER_GROUP;
 use seatgate::reconciler::{Reconciler, ReconcilerConfig};
-use seatgate::sandbox::{PrivateMysql, PrivateRedis};
+use seatgate_sandbox::{PrivateMysql, PrivateRedis};
 
 use crate::common::{mysql_server_installed, redis_server_installed};
 use crate::helpers::*;

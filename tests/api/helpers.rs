@@ -156,12 +156,12 @@ pub fn block_on_aside(cleanup: impl std::future::Future<Output = ()> + Send + 's
 /// A private redis-server for tests that must do what the shared one must not suffer
 /// (SCRIPT FLUSH, kills). `None` when redis-server is not installed and the test is to
 /// be skipped (see `common`).
-pub async fn private_redis() -> Option<seatgate::sandbox::PrivateRedis> {
+pub async fn private_redis() -> Option<seatgate_sandbox::PrivateRedis> {
     if !crate::common::redis_server_installed() {
         return None;
     }
     Some(
-        seatgate::sandbox::PrivateRedis::start(false)
+        seatgate_sandbox::PrivateRedis::start(false)
             .await
             .expect("a private redis-server starts"),
     )

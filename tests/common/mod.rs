@@ -1,12 +1,12 @@
 //! What the test binaries share: whether a test that needs a private server process
-//! (`seatgate::sandbox`) can run on this machine.
+//! (`seatgate_sandbox`) can run on this machine.
 //!
 //! A test whose server binary is missing prints `SKIPPED …` and passes, so a laptop
 //! without `redis-server` or `mariadbd` still runs the rest. Where the servers are known
 //! to be installed (`.ci/run` sets `SEATGATE_REQUIRE_SERVERS=1`), a missing binary fails
 //! the test instead, so a broken install cannot turn the fault tests into silent passes.
 
-use seatgate::sandbox::{binary_on_path, PrivateMysql};
+use seatgate_sandbox::{binary_on_path, PrivateMysql};
 
 /// True when `redis-server` is installed. Otherwise skips or fails as the module says:
 /// the caller returns early on `false`.

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use super::warm::{render_counts, warm_with_bar};
 use super::{check_event_id, emit, mysql, op_error, redis};
 use crate::claims::SeatCounts;
+use crate::cli::thousands;
 use crate::cli::StoreArgs;
 use crate::db::events::{self as db_events, CreateEventError, NewEvent};
 use crate::domain::{event, PER_USER_LIMIT_DEFAULT};
-use crate::loadgen::report::thousands;
 use crate::ops::import::{self, ImportErrors};
 
 /// `create-event`'s options.

@@ -5,9 +5,9 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{emit, mysql, redis, table};
+use crate::cli::thousands;
 use crate::cli::StoreArgs;
 use crate::db::events as db_events;
-use crate::loadgen::report::thousands;
 
 /// `events`' options.
 #[derive(Debug, Clone, Args)]

@@ -6,8 +6,8 @@ use sqlx::MySqlPool;
 
 use super::{check_event_id, emit, mysql, op_error, progress_bar, redis};
 use crate::claims::{RedisStore, SeatCounts};
+use crate::cli::thousands;
 use crate::cli::StoreArgs;
-use crate::loadgen::report::thousands;
 use crate::ops::{warm as warm_op, OpError};
 
 /// `warm`'s options.

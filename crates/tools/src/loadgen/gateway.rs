@@ -2,16 +2,15 @@
 //! the reconciler), or one already running at a URL.
 
 use anyhow::Context;
-use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::stores::Stores;
-use crate::claims::RedisStore;
-use crate::cli::StoreArgs;
-use crate::config::{ClaimStrategy, Secret, Settings};
-use crate::startup::Application;
+use seatgate::claims::RedisStore;
+use seatgate::cli::StoreArgs;
+use seatgate::config::{ClaimStrategy, Secret, Settings};
+use seatgate::startup::Application;
 
 /// A gateway to drop on, with what the load generator needs to drive and check it.
 pub struct Target {
@@ -119,28 +118,16 @@ impl InProcessGateway {
         })
     }
 
-    /// Stops the gateway (requests in flight finish) and reports how it ended. The
-    /// target's Redis handle stays usable.
-    /// Runs `plan` on this gateway, then stops it (whatever happened) and, unless
-    /// `keep`, deletes the event's Redis keys: a default drop leaves hundreds of
-    /// thousands of idempotency records (24 h TTL) that a shared Redis is better off
-    /// without. MySQL keeps its rows.
-    pub async fn run_and_stop(
+    /// Stops the gateway after a run whose result is `outcome`, and, when the run and
+    /// the stop both succeeded and unless `keep`, deletes `event_id`'s Redis keys: a
+    /// default drop leaves hundreds of thousands of idempotency records (24 h TTL) that
+    /// a shared Redis is better off without. MySQL keeps its rows.
+    pub async fn stop_after<T>(
         self,
-        plan: &super::Plan,
+        outcome: anyhow::Result<T>,
+        event_id: &str,
         keep: bool,
-        linger: Duration,
-    ) -> anyhow::Result<super::DropReport> {
-        let outcome = super::run(&self.target, plan).await;
-        if !linger.is_zero() && outcome.is_ok() {
-            eprintln!(
-                "the drop is over; the gateway stays up for {} s more (live map: {}/live/{})",
-                linger.as_secs(),
-                self.target.base,
-                plan.event_id
-            );
-            tokio::time::sleep(linger).await;
-        }
+    ) -> anyhow::Result<T> {
         let own_namespace = self.own_namespace;
         let (target, stopped) = self.stop().await;
         let report = outcome?;
@@ -148,7 +135,7 @@ impl InProcessGateway {
         if !keep {
             if let Some(redis) = &target.redis {
                 redis
-                    .delete_event(&plan.event_id)
+                    .delete_event(event_id)
                     .await
                     .context("cannot delete the event's Redis keys")?;
                 if own_namespace {
@@ -156,7 +143,7 @@ impl InProcessGateway {
                     let mut conn = redis.connection();
                     let _: i64 = redis::AsyncCommands::del(
                         &mut conn,
-                        crate::claims::keys::namespace_owner(redis.namespace()),
+                        seatgate::claims::keys::namespace_owner(redis.namespace()),
                     )
                     .await
                     .context("cannot delete the run's Redis namespace")?;
@@ -166,6 +153,8 @@ impl InProcessGateway {
         Ok(report)
     }
 
+    /// Stops the gateway (requests in flight finish) and reports how it ended. The
+    /// target's Redis handle stays usable.
     pub async fn stop(self) -> (Target, anyhow::Result<()>) {
         let _ = self.stop.send(());
         let ended = match self.task.await {

@@ -16,6 +16,7 @@
 
 use anyhow::Context;
 use futures::StreamExt;
+use seatgate::cli::thousands;
 use serde_json::Value;
 use sqlx::mysql::MySqlPoolOptions;
 use sqlx::MySqlPool;
@@ -23,12 +24,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::client::Api;
-use super::report::{thousands, DropReport};
-use crate::claims::RedisStore;
-use crate::db::{opt_text, text};
+use super::report::{DropReport, CONFIRM_DEADLINE};
+use seatgate::claims::RedisStore;
+use seatgate::db::{opt_text, text};
 
-/// How long every won claim may take to be confirmed after the drop ends.
-pub const CONFIRM_DEADLINE: Duration = Duration::from_secs(120);
 /// Pause between reads of the event's counters while waiting for confirmations.
 const CONFIRM_POLL: Duration = Duration::from_millis(50);
 /// Booking reads in flight at once when checking through the API.

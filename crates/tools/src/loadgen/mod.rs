@@ -1,4 +1,4 @@
-//! The ticket-drop load generator behind `seatgate drop` and `seatgate demo`.
+//! The ticket-drop load generator behind `seatgate-tools drop` and `seatgate-tools demo`.
 //!
 //! A drop creates an event through the admin API, warms it, then fires a workload of
 //! claims at it through the public API, as simulated users would: every claim with its
@@ -14,8 +14,9 @@
 //!   (started in this process, or already running at a URL).
 //! - [`runner`]: one drop, closed or open loop.
 //! - [`verify`]: the confirmation wait and the MySQL, Redis and audit checks.
-//! - [`report`]: the JSON report and the tables.
-//! - [`storm`]: a connection storm (`seatgate storm`): N fresh connections at once,
+//! - [`report`]: what a drop measured, as the tables and as the JSON report (whose
+//!   types are [`crate::schema`]).
+//! - [`storm`]: a connection storm (`seatgate-tools storm`): N fresh connections at once,
 //!   one claim each, timed to the first answer, with the kernel's listen counters.
 
 pub mod client;

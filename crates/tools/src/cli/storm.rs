@@ -1,4 +1,4 @@
-//! `seatgate storm`: a connection storm against a running gateway.
+//! `seatgate-tools storm`: a connection storm against a running gateway.
 //!
 //! N clients connect at the same instant, each on a fresh TCP connection, and send one
 //! claim (see [`crate::loadgen::storm`]). It creates and warms a fresh event through
@@ -12,7 +12,7 @@
 //! limit above `--connections` on both sides:
 //!
 //! ```sh
-//! seatgate storm --url http://127.0.0.1:8080 --connections 5000 --json storm.json
+//! seatgate-tools storm --url http://127.0.0.1:8080 --connections 5000 --json storm.json
 //! ```
 //!
 //! It exits non-zero when a connection got no answer, so a script can tell a clean
@@ -23,8 +23,8 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Secret;
 use crate::loadgen::storm::{self, StormPlan, StormTarget};
+use seatgate::config::Secret;
 
 #[derive(Debug, Args)]
 pub struct StormArgs {

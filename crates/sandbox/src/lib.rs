@@ -1,10 +1,14 @@
-//! Private Redis and MariaDB servers, for the demo and for fault tests.
+//! Private Redis and MariaDB servers, for the demo and for fault tests. One file
+//! because the crate is one idea: a server process of its own, of two kinds.
 //!
 //! [`PrivateRedis`] and [`PrivateMysql`] each run one server process of their own on a
-//! free `127.0.0.1` port, with all its files in a temporary directory. They exist so
-//! that a test can do to a server what must never be done to a shared one (SIGKILL it,
-//! restart it, lose its data) and so that `seatgate demo` can run on a machine that has
-//! the server binaries installed but not running.
+//! free `127.0.0.1` port, with all its files in a temporary directory; both are one
+//! [`PrivateServer`] type over a [`ServerKind`] (the command line, the readiness probe,
+//! the logs). They exist so that a test can do to a server what must never be done to
+//! a shared one (SIGKILL it, restart it, lose its data) and so that `seatgate-tools
+//! demo` can run on a machine that has the server binaries installed but not running.
+//!
+//! This crate does not depend on the gateway: the gateway's tests and the tools use it.
 //!
 //! The rules every server here follows:
 //!
@@ -196,84 +200,80 @@ enum NotReady {
     Timeout(anyhow::Error),
 }
 
-/// Polls `probe` until it succeeds, the process exits, or `deadline` passes.
-async fn wait_until_ready<F, Fut>(
-    process: &mut Process,
-    deadline: Duration,
-    mut probe: F,
-) -> Result<(), NotReady>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(status) = process.exited() {
-            return Err(NotReady::Exited(status));
-        }
-        let last = match probe().await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if Instant::now() >= until {
-            return Err(NotReady::Timeout(last));
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+/// What differs between the servers [`PrivateServer`] runs: the command line, the
+/// readiness probe, and where the logs are.
+pub trait ServerKind {
+    /// How long the server may take to answer after it is started.
+    const READY_DEADLINE: Duration;
+    /// The file in the server's directory that receives its stdout and stderr.
+    const OUTPUT_FILE: &'static str;
+    /// What the server does when it is ready, for errors ("answer PING").
+    const READY_VERB: &'static str;
+    /// [`READY_VERB`](Self::READY_VERB) as a gerund, for errors ("answering PING").
+    const READY_GERUND: &'static str;
+
+    /// The server's name in errors.
+    fn name(&self) -> String;
+    /// The command that runs the server on `port` with its files in `dir`.
+    fn command(&self, port: u16, dir: &Path) -> Command;
+    /// Answers `Ok` once the server on `port` serves clients.
+    fn probe(&self, port: u16) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// The tail of the server's logs in `dir`.
+    fn log_tail(&self, dir: &Path) -> String;
 }
 
-/// A `redis-server` of its own, on a free port, with its files in a temporary
-/// directory.
-pub struct PrivateRedis {
+/// One server process of its own, on a free port, with its files in a temporary
+/// directory: [`PrivateRedis`] and [`PrivateMysql`] are this type for each
+/// [`ServerKind`].
+pub struct PrivateServer<K> {
     // Field order matters for Drop: the process is killed in `Drop::drop`, before the
     // directory it writes to is removed.
     process: Option<Process>,
     pid: u32,
     port: u16,
-    appendonly: bool,
-    binary: PathBuf,
+    kind: K,
     dir: TempDir,
 }
 
-impl PrivateRedis {
-    /// Starts `redis-server` and waits until it answers PING.
-    ///
-    /// With `appendonly`, writes go to an AOF fsynced every second
-    /// (`appendfsync everysec`, what README.md's durability contract assumes), so data
-    /// survives [`kill`](Self::kill) + [`restart`](Self::restart). RDB snapshots are
-    /// off either way.
-    pub async fn start(appendonly: bool) -> anyhow::Result<Self> {
-        let binary = binary_on_path("redis-server")
-            .context("redis-server is not installed (apt-get install redis-server)")?;
-        let dir = tempfile::Builder::new()
-            .prefix("seatgate-redis-")
-            .tempdir()
-            .context("cannot create a temporary directory for redis-server")?;
-        let mut redis = Self {
+/// A `redis-server` of its own (see [`PrivateServer`]).
+pub type PrivateRedis = PrivateServer<Redis>;
+
+/// A MariaDB (or MySQL) server of its own, with a fresh data directory (see
+/// [`PrivateServer`]). `root` connects over TCP with no password.
+pub type PrivateMysql = PrivateServer<Mysql>;
+
+/// A temporary directory named after `prefix`, for `server`'s files.
+fn server_dir(prefix: &str, server: &str) -> anyhow::Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .with_context(|| format!("cannot create a temporary directory for {server}"))
+}
+
+impl<K: ServerKind> PrivateServer<K> {
+    /// Starts the server in `dir` on a free port and waits until it answers, trying
+    /// another port when the process exits before answering (see the module docs).
+    async fn launch(kind: K, dir: TempDir) -> anyhow::Result<Self> {
+        let mut server = Self {
             process: None,
             pid: 0,
             port: 0,
-            appendonly,
-            binary,
+            kind,
             dir,
         };
         for attempt in 1..=START_ATTEMPTS {
-            redis.port = try_free_port().context("cannot find a free port")?;
-            match redis.spawn_and_wait().await {
-                Ok(()) => return Ok(redis),
+            server.port = try_free_port().context("cannot find a free port")?;
+            match server.spawn_and_wait().await {
+                Ok(()) => return Ok(server),
                 // Most likely someone took the port between free_port and the bind.
                 Err(NotReady::Exited(_)) if attempt < START_ATTEMPTS => continue,
-                Err(e) => return Err(redis.startup_error(e)),
+                Err(e) => return Err(server.startup_error(e)),
             }
         }
         unreachable!("the last attempt returns")
     }
 
-    /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
+    /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -302,7 +302,8 @@ impl PrivateRedis {
     }
 
     /// Starts the server again on the same port and directory (killing it first if it
-    /// still runs) and waits until it answers PING. With `appendonly`, it loads the AOF.
+    /// still runs) and waits until it answers. Whatever the server had made durable (an
+    /// AOF, committed InnoDB transactions) is recovered.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn_and_wait()
@@ -312,18 +313,85 @@ impl PrivateRedis {
 
     /// The tail of the server's logs.
     pub fn log_tail(&self) -> String {
-        format!(
-            "{}\n{}",
-            log_tail(&self.dir.path().join("redis-server.out")),
-            log_tail(&self.dir.path().join("redis.log"))
-        )
+        self.kind.log_tail(self.dir.path())
     }
 
+    /// Polls the probe until it succeeds, the process exits, or the deadline passes;
+    /// a server that did not answer is killed.
     async fn spawn_and_wait(&mut self) -> Result<(), NotReady> {
         let dir = self.dir.path();
+        let cmd = self.kind.command(self.port, dir);
+        let process = Process::spawn(cmd, &dir.join(K::OUTPUT_FILE)).map_err(NotReady::Spawn)?;
+        self.pid = process.pid;
+        let result = self.wait_until_ready(process).await;
+        if result.is_err() {
+            self.kill();
+        }
+        result
+    }
+
+    async fn wait_until_ready(&mut self, process: Process) -> Result<(), NotReady> {
+        let process = self.process.insert(process);
+        let until = Instant::now() + K::READY_DEADLINE;
+        loop {
+            if let Some(status) = process.exited() {
+                return Err(NotReady::Exited(status));
+            }
+            let last = match self.kind.probe(self.port).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if Instant::now() >= until {
+                return Err(NotReady::Timeout(last));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn startup_error(&self, e: NotReady) -> anyhow::Error {
+        let what = match e {
+            NotReady::Spawn(e) => format!("could not be started: {e:#}"),
+            NotReady::Exited(status) => format!("exited ({status}) before {}", K::READY_GERUND),
+            NotReady::Timeout(e) => format!("did not {} in time: {e:#}", K::READY_VERB),
+        };
+        anyhow::anyhow!(
+            "private {} on port {} {what}\n{}",
+            self.kind.name(),
+            self.port,
+            self.log_tail()
+        )
+    }
+}
+
+impl<K> Drop for PrivateServer<K> {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill();
+        }
+    }
+}
+
+/// `redis-server`, with or without an append-only file.
+pub struct Redis {
+    binary: PathBuf,
+    appendonly: bool,
+}
+
+impl ServerKind for Redis {
+    const READY_DEADLINE: Duration = REDIS_READY_DEADLINE;
+    // Output before the logfile is open (bad arguments) lands here.
+    const OUTPUT_FILE: &'static str = "redis-server.out";
+    const READY_VERB: &'static str = "answer PING";
+    const READY_GERUND: &'static str = "answering PING";
+
+    fn name(&self) -> String {
+        "redis-server".to_owned()
+    }
+
+    fn command(&self, port: u16, dir: &Path) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--port")
-            .arg(self.port.to_string())
+            .arg(port.to_string())
             .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(dir)
@@ -333,51 +401,50 @@ impl PrivateRedis {
             .args(["--daemonize", "no"])
             .arg("--logfile")
             .arg(dir.join("redis.log"));
-        // Output before the logfile is open (bad arguments) lands in redis-server.out.
-        let process =
-            Process::spawn(cmd, &dir.join("redis-server.out")).map_err(NotReady::Spawn)?;
-        self.pid = process.pid;
-        let url = self.url();
-        let process = self.process.insert(process);
-        let result = wait_until_ready(process, REDIS_READY_DEADLINE, || {
-            redis_ping(&url, Duration::from_millis(500))
-        })
-        .await;
-        if result.is_err() {
-            self.kill();
-        }
-        result
+        cmd
     }
 
-    fn startup_error(&self, e: NotReady) -> anyhow::Error {
-        let what = match e {
-            NotReady::Spawn(e) => format!("could not be started: {e:#}"),
-            NotReady::Exited(status) => format!("exited ({status}) before answering PING"),
-            NotReady::Timeout(e) => format!("did not answer PING in time: {e:#}"),
-        };
-        anyhow::anyhow!(
-            "private redis-server on port {} {what}\n{}",
-            self.port,
-            self.log_tail()
+    fn probe(&self, port: u16) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        let url = redis_url(port);
+        async move { redis_ping(&url, Duration::from_millis(500)).await }
+    }
+
+    fn log_tail(&self, dir: &Path) -> String {
+        format!(
+            "{}\n{}",
+            log_tail(&dir.join(Self::OUTPUT_FILE)),
+            log_tail(&dir.join("redis.log"))
         )
     }
 }
 
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
+fn redis_url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}")
+}
+
+impl PrivateServer<Redis> {
+    /// Starts `redis-server` and waits until it answers PING.
+    ///
+    /// With `appendonly`, writes go to an AOF fsynced every second
+    /// (`appendfsync everysec`, what README.md's durability contract assumes), so data
+    /// survives [`kill`](Self::kill) + [`restart`](Self::restart). RDB snapshots are
+    /// off either way.
+    pub async fn start(appendonly: bool) -> anyhow::Result<Self> {
+        let binary = binary_on_path("redis-server")
+            .context("redis-server is not installed (apt-get install redis-server)")?;
+        let dir = server_dir("seatgate-redis-", "redis-server")?;
+        Self::launch(Redis { binary, appendonly }, dir).await
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        redis_url(self.port)
     }
 }
 
-/// A MariaDB (or MySQL) server of its own, on a free port, with a fresh data directory
-/// in a temporary directory. `root` connects over TCP with no password.
-pub struct PrivateMysql {
-    // Killed in `Drop::drop` before the directory is removed.
-    process: Option<Process>,
-    pid: u32,
-    port: u16,
+/// `mariadbd` (or `mysqld`) with a data directory of its own.
+pub struct Mysql {
     binary: PathBuf,
-    dir: TempDir,
 }
 
 /// The server binary: MariaDB's name first, then the name both MariaDB and MySQL
@@ -386,95 +453,29 @@ fn mysql_server_binary() -> Option<PathBuf> {
     binary_on_path("mariadbd").or_else(|| binary_on_path("mysqld"))
 }
 
-impl PrivateMysql {
-    /// True when a MariaDB or MySQL server binary is installed.
-    pub fn available() -> bool {
-        mysql_server_binary().is_some()
+fn mysql_url(port: u16, database: &str) -> String {
+    format!("mysql://root@127.0.0.1:{port}/{database}")
+}
+
+impl ServerKind for Mysql {
+    // InnoDB crash recovery after a SIGKILL is part of it.
+    const READY_DEADLINE: Duration = MYSQL_READY_DEADLINE;
+    // Without --log-error the server logs to stderr, which goes here.
+    const OUTPUT_FILE: &'static str = "mysqld.log";
+    const READY_VERB: &'static str = "accept a connection";
+    const READY_GERUND: &'static str = "accepting connections";
+
+    fn name(&self) -> String {
+        self.binary.display().to_string()
     }
 
-    /// Creates a data directory, starts the server and waits until `root` can connect
-    /// over TCP.
-    pub async fn start() -> anyhow::Result<Self> {
-        let binary = mysql_server_binary()
-            .context("mariadbd is not installed (apt-get install mariadb-server)")?;
-        let dir = tempfile::Builder::new()
-            .prefix("seatgate-mysql-")
-            .tempdir()
-            .context("cannot create a temporary directory for mariadbd")?;
-        install_data_dir(&binary, dir.path()).await?;
-        let mut mysql = Self {
-            process: None,
-            pid: 0,
-            port: 0,
-            binary,
-            dir,
-        };
-        for attempt in 1..=START_ATTEMPTS {
-            mysql.port = try_free_port().context("cannot find a free port")?;
-            match mysql.spawn_and_wait().await {
-                Ok(()) => return Ok(mysql),
-                Err(NotReady::Exited(_)) if attempt < START_ATTEMPTS => continue,
-                Err(e) => return Err(mysql.startup_error(e)),
-            }
-        }
-        unreachable!("the last attempt returns")
-    }
-
-    /// `mysql://root@127.0.0.1:<port>/<database>` (`database` may be empty).
-    pub fn url(&self, database: &str) -> String {
-        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The pid of the server process most recently started (after [`kill`](Self::kill),
-    /// the pid the dead process had).
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// The temporary directory holding the data directory and the logs.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// True while the server process is alive.
-    pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| p.exited().is_none())
-    }
-
-    /// Kills the server with SIGKILL: a crash. Does nothing if it is not running.
-    pub fn kill(&mut self) {
-        if let Some(process) = self.process.take() {
-            process.kill();
-        }
-    }
-
-    /// Starts the server again on the same port and data directory (killing it first
-    /// if it still runs); InnoDB recovers what was committed. Waits until `root` can
-    /// connect.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn_and_wait()
-            .await
-            .map_err(|e| self.startup_error(e))
-    }
-
-    /// The tail of the server's log.
-    pub fn log_tail(&self) -> String {
-        log_tail(&self.dir.path().join("mysqld.log"))
-    }
-
-    async fn spawn_and_wait(&mut self) -> Result<(), NotReady> {
-        let dir = self.dir.path();
+    fn command(&self, port: u16, dir: &Path) -> Command {
         let mut cmd = Command::new(&self.binary);
         // --no-defaults first: the host's my.cnf (its port, socket, datadir) must not
         // leak in. Small buffers and no binlog keep startup and recovery quick.
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
-            .arg(format!("--port={}", self.port))
+            .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
@@ -485,39 +486,38 @@ impl PrivateMysql {
             // mysqld refuses to run as root unless told to.
             cmd.arg("--user=root");
         }
-        // Without --log-error the server logs to stderr, which goes to mysqld.log.
-        let process = Process::spawn(cmd, &dir.join("mysqld.log")).map_err(NotReady::Spawn)?;
-        self.pid = process.pid;
-        let url = self.url("");
-        let process = self.process.insert(process);
-        let result = wait_until_ready(process, MYSQL_READY_DEADLINE, || {
-            mysql_ping(&url, Duration::from_secs(2))
-        })
-        .await;
-        if result.is_err() {
-            self.kill();
-        }
-        result
+        cmd
     }
 
-    fn startup_error(&self, e: NotReady) -> anyhow::Error {
-        let what = match e {
-            NotReady::Spawn(e) => format!("could not be started: {e:#}"),
-            NotReady::Exited(status) => format!("exited ({status}) before accepting connections"),
-            NotReady::Timeout(e) => format!("did not accept a connection in time: {e:#}"),
-        };
-        anyhow::anyhow!(
-            "private {} on port {} {what}\n{}",
-            self.binary.display(),
-            self.port,
-            self.log_tail()
-        )
+    fn probe(&self, port: u16) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        let url = mysql_url(port, "");
+        async move { mysql_ping(&url, Duration::from_secs(2)).await }
+    }
+
+    fn log_tail(&self, dir: &Path) -> String {
+        log_tail(&dir.join(Self::OUTPUT_FILE))
     }
 }
 
-impl Drop for PrivateMysql {
-    fn drop(&mut self) {
-        self.kill();
+impl PrivateServer<Mysql> {
+    /// True when a MariaDB or MySQL server binary is installed.
+    pub fn available() -> bool {
+        mysql_server_binary().is_some()
+    }
+
+    /// Creates a data directory, starts the server and waits until `root` can connect
+    /// over TCP.
+    pub async fn start() -> anyhow::Result<Self> {
+        let binary = mysql_server_binary()
+            .context("mariadbd is not installed (apt-get install mariadb-server)")?;
+        let dir = server_dir("seatgate-mysql-", "mariadbd")?;
+        install_data_dir(&binary, dir.path()).await?;
+        Self::launch(Mysql { binary }, dir).await
+    }
+
+    /// `mysql://root@127.0.0.1:<port>/<database>` (`database` may be empty).
+    pub fn url(&self, database: &str) -> String {
+        mysql_url(self.port, database)
     }
 }
 

@@ -1,12 +1,13 @@
-//! The private servers of `seatgate::sandbox`: they start, answer, die on `kill()` and
+//! The private servers of `seatgate-sandbox`: they start, answer, die on `kill()` and
 //! come back on `restart()` with what they had made durable.
 //!
 //! Each test skips (with a message) when its server binary is not installed, unless
 //! `SEATGATE_REQUIRE_SERVERS=1` (set by `.ci/run`), where it fails (see `common`).
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
-use seatgate::sandbox::{PrivateMysql, PrivateRedis};
+use seatgate_sandbox::{PrivateMysql, PrivateRedis};
 use std::time::Duration;
 
 async fn ping(url: &str) -> redis::RedisResult<String> {

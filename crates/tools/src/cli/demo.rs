@@ -1,6 +1,6 @@
-//! `seatgate demo`: a real ticket drop on this machine, through the real HTTP API.
+//! `seatgate-tools demo`: a real ticket drop on this machine, through the real HTTP API.
 //!
-//! The demo is a preset of `seatgate drop` (see [`crate::loadgen`]): it starts the
+//! The demo is a preset of `seatgate-tools drop` (see [`crate::loadgen`]): it starts the
 //! gateway in this process (on a free port, with the reconciler), creates an event and
 //! warms it, then fires `seats × claims-per-seat` claims, each from a different
 //! simulated user asking for one seat, with exactly `concurrency` requests in flight.
@@ -11,7 +11,7 @@
 //! non-zero if any check failed.
 //!
 //! If Redis or MySQL does not answer at the configured URL but its server binary is
-//! installed, the demo runs a private one (see [`crate::sandbox`]) for its own use and
+//! installed, the demo runs a private one (see [`seatgate_sandbox`]) for its own use and
 //! stops it at the end. The demo's event keeps its MySQL data (its id is unique per
 //! run); its Redis keys are deleted unless `--keep`.
 //!
@@ -21,15 +21,16 @@
 
 use anyhow::bail;
 use clap::Args;
+use seatgate::cli::thousands;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::StoreArgs;
-use crate::config::ClaimStrategy;
-use crate::loadgen::report::{millis, thousands, Mode};
+use crate::loadgen::report::CONFIRM_DEADLINE;
+use crate::loadgen::report::{millis, Mode};
 use crate::loadgen::runner::MAX_CLAIMS;
-use crate::loadgen::verify::CONFIRM_DEADLINE;
 use crate::loadgen::{self, DropReport, InProcessGateway, Pacing, Plan, Stores, Workload};
+use seatgate::cli::StoreArgs;
+use seatgate::config::ClaimStrategy;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

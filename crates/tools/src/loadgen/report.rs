@@ -1,20 +1,21 @@
 //! What a drop measured and found: the report, its JSON form for machines and its
-//! short table for people.
+//! short table for people. One file because the report's fields, its table and its
+//! mapping onto the JSON types of [`crate::schema`] change together.
 
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use seatgate::cli::thousands;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::mix::QuantityMix;
 use super::schedule::LATE_THRESHOLD;
-use super::verify::CONFIRM_DEADLINE;
+use crate::schema::{self, COMPARE_SCHEMA, SCHEMA};
 
-/// Version tag of the JSON report; bump it when a field changes meaning.
-pub const SCHEMA: &str = "seatgate.drop.v1";
-/// Version tag of the JSON of a `--compare` run.
-pub const COMPARE_SCHEMA: &str = "seatgate.drop.compare.v1";
+/// How long the verifier waits for every won claim to be confirmed once the drop
+/// has ended.
+pub const CONFIRM_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How the claims were paced.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +95,7 @@ pub struct DropReport {
     /// The checks that ran and passed, in words.
     pub checks: Vec<String>,
     /// `--watchers`: what the live seat map's subscribers received during the run.
-    pub watch: Option<super::watchers::WatchSummary>,
+    pub watch: Option<schema::WatchSummary>,
     pub failures: Vec<String>,
 }
 
@@ -142,83 +143,98 @@ impl DropReport {
     }
 
     /// The machine-readable report.
-    pub fn to_json(&self) -> Value {
+    pub fn to_schema(&self) -> schema::DropRun {
         let c = &self.config;
-        let (mode, concurrency, rate, max_lateness) = match c.mode {
-            Mode::Closed { concurrency } => ("closed", concurrency, None, None),
+        let (mode, concurrency, rate_per_s, max_lateness_ms) = match c.mode {
+            Mode::Closed { concurrency } => (schema::Pacing::Closed, concurrency, None, None),
             Mode::Open {
                 rate,
                 max_outstanding,
                 max_lateness,
             } => (
-                "open",
+                schema::Pacing::Open,
                 max_outstanding,
                 Some(rate),
                 Some(max_lateness.as_millis() as u64),
             ),
         };
-        let mix = c.quantity_mix.as_ref().map(|m| {
+        let quantity_mix = c.quantity_mix.as_ref().map(|m| {
             m.entries()
                 .iter()
-                .map(|e| json!({ "quantity": e.quantity, "percent": e.percent }))
-                .collect::<Vec<_>>()
+                .map(|e| schema::MixShare {
+                    quantity: e.quantity,
+                    percent: e.percent,
+                })
+                .collect()
         });
-        json!({
-            "schema": SCHEMA,
-            "config": {
-                "target": c.target,
-                "strategy": c.strategy,
-                "mode": mode,
-                "seats": c.seats,
-                "claims_per_seat": c.claims_per_seat,
-                "users": c.users,
-                "claims": c.claims,
-                "concurrency": concurrency,
-                "rate_per_s": rate,
-                "max_lateness_ms": max_lateness,
-                "duration_s": c.duration.map(|d| d.as_secs_f64()),
-                "quantity_mix": mix,
-                "per_user_limit": c.per_user_limit,
-                "seed": c.seed,
+        schema::DropRun {
+            schema: SCHEMA.to_owned(),
+            config: schema::Config {
+                target: c.target.clone(),
+                strategy: c.strategy.clone(),
+                mode,
+                seats: c.seats,
+                claims_per_seat: c.claims_per_seat,
+                users: c.users,
+                claims: c.claims,
+                concurrency,
+                rate_per_s,
+                max_lateness_ms,
+                duration_s: c.duration.map(|d| d.as_secs_f64()),
+                quantity_mix,
+                per_user_limit: c.per_user_limit,
+                seed: c.seed,
             },
-            "event_id": c.event_id,
-            "claims": {
-                "planned": c.claims,
-                "sent": self.sent,
-                "not_sent": self.not_sent,
-                "dropped": self.dropped,
-                "late": self.late,
+            event_id: c.event_id.clone(),
+            claims: schema::Claims {
+                planned: c.claims,
+                sent: self.sent,
+                not_sent: self.not_sent,
+                dropped: self.dropped,
+                late: self.late,
             },
-            "drop_time_s": self.drop_time.as_secs_f64(),
-            "throughput_per_s": self.throughput(),
-            "latency_us": latency_json(
+            drop_time_s: self.drop_time.as_secs_f64(),
+            throughput_per_s: self.throughput(),
+            latency_us: latency_summary(
                 &self.latency,
-                if self.service.is_some() { "intended_send" } else { "first_attempt" },
+                if self.service.is_some() {
+                    "intended_send"
+                } else {
+                    "first_attempt"
+                },
             ),
-            "service_time_us": self.service.as_ref().map(|h| latency_json(h, "actual_send")),
-            "outcomes": {
-                "won": self.won,
-                "won_seats": self.won_seats,
-                "won_pending": self.won_pending,
-                "won_confirmed": self.won - self.won_pending,
-                "lost": self.lost,
-                "user_limit_exceeded": self.user_limit,
-                "errors": self.error_count(),
-                "by_answer": self.answers,
+            service_time_us: self
+                .service
+                .as_ref()
+                .map(|h| latency_summary(h, "actual_send")),
+            outcomes: schema::Outcomes {
+                won: self.won,
+                won_seats: self.won_seats,
+                won_pending: self.won_pending,
+                won_confirmed: self.won - self.won_pending,
+                lost: self.lost,
+                user_limit_exceeded: self.user_limit,
+                errors: self.error_count(),
+                by_answer: self.answers.clone(),
             },
-            "retries": self.retries,
-            "confirmation": {
-                "confirmed_seats": self.confirmed,
-                "all_confirmed": self.confirmed_after.is_some(),
-                "time_to_all_confirmed_s": self.confirmed_after.map(|d| d.as_secs_f64()),
+            retries: self.retries,
+            confirmation: schema::Confirmation {
+                confirmed_seats: self.confirmed,
+                all_confirmed: self.confirmed_after.is_some(),
+                time_to_all_confirmed_s: self.confirmed_after.map(|d| d.as_secs_f64()),
             },
-            "verification": {
-                "ok": self.ok(),
-                "checks": self.checks,
-                "failures": self.failures,
+            verification: schema::Verification {
+                ok: self.ok(),
+                checks: self.checks.clone(),
+                failures: self.failures.clone(),
             },
-            "live_watchers": self.watch,
-        })
+            live_watchers: self.watch,
+        }
+    }
+
+    /// [`to_schema`](Self::to_schema) as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.to_schema()).expect("a drop report serializes")
     }
 
     /// The short table for people.
@@ -386,17 +402,23 @@ impl Comparison<'_> {
         report.config.strategy.as_deref().unwrap_or("?")
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "schema": COMPARE_SCHEMA,
-            "runs": [self.ours.to_json(), self.baseline.to_json()],
-            "comparison": {
-                "ours": Self::name(self.ours),
-                "baseline": Self::name(self.baseline),
-                "throughput_ratio": self.throughput_ratio(),
-                "p99_ratio": self.p99_ratio(),
+    /// The machine-readable comparison, both runs included.
+    pub fn to_schema(&self) -> schema::Compare {
+        schema::Compare {
+            schema: COMPARE_SCHEMA.to_owned(),
+            runs: vec![self.ours.to_schema(), self.baseline.to_schema()],
+            comparison: schema::Ratios {
+                ours: Self::name(self.ours).to_owned(),
+                baseline: Self::name(self.baseline).to_owned(),
+                throughput_ratio: self.throughput_ratio(),
+                p99_ratio: self.p99_ratio(),
             },
-        })
+        }
+    }
+
+    /// [`to_schema`](Self::to_schema) as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.to_schema()).expect("a comparison serializes")
     }
 
     pub fn render(&self) -> String {
@@ -425,21 +447,21 @@ fn p99(h: &Histogram<u64>) -> u64 {
     h.value_at_quantile(0.99)
 }
 
-fn latency_json(h: &Histogram<u64>, measured_from: &str) -> Value {
-    let empty = h.is_empty();
-    let q = |q: f64| (!empty).then(|| h.value_at_quantile(q));
-    json!({
-        "measured_from": measured_from,
-        "count": h.len(),
-        "min": (!empty).then(|| h.min()),
-        "mean": (!empty).then(|| h.mean().round() as u64),
-        "p50": q(0.5),
-        "p90": q(0.9),
-        "p99": q(0.99),
-        "p99_9": q(0.999),
-        "max": (!empty).then(|| h.max()),
-        "distribution": distribution(h),
-    })
+fn latency_summary(h: &Histogram<u64>, measured_from: &str) -> schema::Latency {
+    let some = |v: u64| (!h.is_empty()).then_some(v);
+    let q = |q: f64| some(h.value_at_quantile(q));
+    schema::Latency {
+        measured_from: measured_from.to_owned(),
+        count: h.len(),
+        min: some(h.min()),
+        mean: some(h.mean().round() as u64),
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        p99_9: q(0.999),
+        max: some(h.max()),
+        distribution: Some(distribution(h)),
+    }
 }
 
 /// Points per halving of the distance to 100 % in [`distribution`].
@@ -448,11 +470,10 @@ const DISTRIBUTION_TICKS_PER_HALF: u32 = 5;
 /// The percentile distribution for plotting: `[percentile, µs]` points (percentile in
 /// 0..=100, ascending), denser towards the tail, the last one at 100 % (the maximum),
 /// as HdrHistogram's percentile output has them. Empty for an empty histogram.
-fn distribution(h: &Histogram<u64>) -> Value {
+fn distribution(h: &Histogram<u64>) -> Vec<(f64, u64)> {
     h.iter_quantiles(DISTRIBUTION_TICKS_PER_HALF)
-        .map(|v| json!([v.quantile_iterated_to() * 100.0, v.value_iterated_to()]))
-        .collect::<Vec<_>>()
-        .into()
+        .map(|v| (v.quantile_iterated_to() * 100.0, v.value_iterated_to()))
+        .collect()
 }
 
 /// `p50 … p90 … p99 … p99.9 … max …`.
@@ -468,19 +489,6 @@ fn percentiles(h: &Histogram<u64>) -> String {
         millis(h.value_at_quantile(0.999)),
         millis(h.max()),
     )
-}
-
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Microseconds as milliseconds (seconds from 1 s) with sensible precision.
@@ -500,15 +508,7 @@ pub fn millis(micros: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_get_thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(249_500), "249,500");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
+    use serde_json::json;
 
     #[test]
     fn latencies_read_in_milliseconds() {

@@ -320,7 +320,7 @@ fn transport_failure(e: &reqwest::Error) -> Attempt {
 /// sooner than the server's `Retry-After` (itself capped).
 pub fn backoff(retry: u32, retry_after: Option<Duration>) -> Duration {
     let floor = retry_after.unwrap_or(Duration::ZERO).min(BACKOFF_CAP);
-    crate::backoff::backoff(retry.saturating_sub(1), BACKOFF_CAP).max(floor)
+    seatgate::backoff::backoff(retry.saturating_sub(1), BACKOFF_CAP).max(floor)
 }
 
 /// The JSON body of `response` if it has the `expected` status, else an error naming

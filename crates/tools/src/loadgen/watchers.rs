@@ -3,19 +3,13 @@
 //! claim until the drop is verified, and counts what it receives, so that a run with
 //! watchers and one without measure what the fan-out costs the claim path.
 
+use crate::schema::WatchSummary;
 use anyhow::{ensure, Context};
-use serde::Serialize;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// What the watchers received, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct WatchSummary {
-    pub watchers: u32,
-    pub snapshots: u64,
-    pub deltas: u64,
-    pub bytes: u64,
-}
 
 pub struct Watchers {
     tasks: Vec<JoinHandle<anyhow::Result<WatchSummary>>>,
@@ -64,45 +58,42 @@ impl Watchers {
 }
 
 async fn watch_one(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<WatchSummary> {
     let mut seen = WatchSummary::default();
-    let mut lines = LineCounter::default();
+    // Atomic only so that the (spawned, so Send) future can count through a shared
+    // reference; nothing else touches it.
+    let bytes = AtomicU64::new(0);
+    let chunks = futures::stream::unfold(response, |mut response| async move {
+        let chunk = response.chunk().await.transpose()?;
+        Some((chunk, response))
+    })
+    .inspect(|chunk| {
+        if let Ok(chunk) = chunk {
+            bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let mut events = std::pin::pin!(chunks.eventsource());
     loop {
-        let chunk = tokio::select! {
+        let event = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            chunk = response.chunk() => chunk.context("a watcher's stream failed")?,
+            event = events.next() => event,
         };
-        let Some(chunk) = chunk else { break };
-        seen.bytes += chunk.len() as u64;
-        lines.feed(&chunk, &mut seen);
+        let Some(event) = event else { break };
+        seen.count(&event.context("a watcher's stream failed")?);
     }
+    seen.bytes = bytes.load(Ordering::Relaxed);
     Ok(seen)
 }
 
-/// Counts `event:` lines across chunk boundaries.
-#[derive(Default)]
-struct LineCounter {
-    partial: Vec<u8>,
-}
-
-impl LineCounter {
-    fn feed(&mut self, chunk: &[u8], seen: &mut WatchSummary) {
-        for &byte in chunk {
-            if byte != b'\n' {
-                // Only the start of a line matters.
-                if self.partial.len() < 32 {
-                    self.partial.push(byte);
-                }
-                continue;
-            }
-            match self.partial.strip_prefix(b"event:").map(<[u8]>::trim_ascii) {
-                Some(b"snapshot") => seen.snapshots += 1,
-                Some(b"delta") => seen.deltas += 1,
-                _ => {}
-            }
-            self.partial.clear();
+impl WatchSummary {
+    /// Counts one event of the seat map stream.
+    fn count(&mut self, event: &eventsource_stream::Event) {
+        match event.event.as_str() {
+            "snapshot" => self.snapshots += 1,
+            "delta" => self.deltas += 1,
+            _ => {}
         }
     }
 }
@@ -111,16 +102,18 @@ impl LineCounter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_are_counted_across_chunk_boundaries() {
-        let mut seen = WatchSummary::default();
-        let mut lines = LineCounter::default();
-        for chunk in [
+    #[tokio::test]
+    async fn events_are_counted_across_chunk_boundaries() {
+        let chunks = [
             &b"event: snapshot\ndata: {}\n\nevent: del"[..],
             b"ta\ndata: {\"changes\":[]}\n\n:keep-alive\n\nevent: delta\n",
             b"data: {}\n\n",
-        ] {
-            lines.feed(chunk, &mut seen);
+        ]
+        .map(|c| Ok::<_, std::convert::Infallible>(c.to_vec()));
+        let mut events = futures::stream::iter(chunks).eventsource();
+        let mut seen = WatchSummary::default();
+        while let Some(event) = events.next().await {
+            seen.count(&event.unwrap());
         }
         assert_eq!((seen.snapshots, seen.deltas), (1, 2));
     }

@@ -1,4 +1,4 @@
-//! `seatgate drop`: a reproducible ticket-drop load generator.
+//! `seatgate-tools drop`: a reproducible ticket-drop load generator.
 //!
 //! It runs against a gateway already running (`--url`, with `--admin-token` and
 //! `--jwt-secret` to create the event and sign the users' tokens) or one it starts in
@@ -24,13 +24,13 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::StoreArgs;
-use crate::config::ClaimStrategy;
 use crate::loadgen::runner::strategy_name;
 use crate::loadgen::{
     self, Comparison, DropReport, InProcessGateway, Pacing, Plan, QuantityMix, Stores, Target,
     Workload,
 };
+use seatgate::cli::StoreArgs;
+use seatgate::config::ClaimStrategy;
 
 /// Where MySQL is when neither `--database-url` nor `SEATGATE_DATABASE_URL` says.
 const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/seatgate";

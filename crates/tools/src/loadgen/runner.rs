@@ -1,9 +1,12 @@
 //! One drop: create and warm an event, fire the workload at it (closed or open loop),
-//! record every answer, then verify.
+//! record every answer, then verify. One file because these steps are one sequence
+//! over shared in-flight state (the claims, their tally, the progress bar) that
+//! nothing else uses.
 
 use anyhow::{ensure, Context};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use seatgate::cli::thousands;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -13,13 +16,13 @@ use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use super::client::{send_claim, Api, ClaimCall, Outcome, Sent};
-use super::gateway::Target;
+use super::gateway::{InProcessGateway, Target};
 use super::mix::QuantityMix;
-use super::report::{thousands, DropReport, Mode, RunConfig};
+use super::report::{DropReport, Mode, RunConfig};
 use super::schedule::{micros, Schedule, Timing};
 use super::verify::{Verifier, Win};
-use crate::api::auth::sign_user_token;
-use crate::config::{ClaimStrategy, Secret};
+use seatgate::api::auth::sign_user_token;
+use seatgate::config::{ClaimStrategy, Secret};
 
 /// Most claims one run makes: every claim's token and key are made before the clock
 /// starts, and this keeps that under a few hundred MB.
@@ -145,7 +148,7 @@ pub struct Plan {
 
 /// `<prefix>-<unix millis>`: an event id unique per run.
 pub fn event_id(prefix: &str) -> anyhow::Result<String> {
-    Ok(format!("{prefix}-{}", crate::clock::unix_millis()))
+    Ok(format!("{prefix}-{}", seatgate::clock::unix_millis()))
 }
 
 /// The name of a claim strategy, as the command line spells it.
@@ -197,6 +200,29 @@ enum Event {
         sent: Sent,
     },
     Dropped,
+}
+
+impl InProcessGateway {
+    /// Runs `plan` on this gateway, keeps it up for `linger` after a successful run (to
+    /// look around), then stops it and cleans up (see [`InProcessGateway::stop_after`]).
+    pub async fn run_and_stop(
+        self,
+        plan: &Plan,
+        keep: bool,
+        linger: Duration,
+    ) -> anyhow::Result<DropReport> {
+        let outcome = run(&self.target, plan).await;
+        if !linger.is_zero() && outcome.is_ok() {
+            eprintln!(
+                "the drop is over; the gateway stays up for {} s more (live map: {}/live/{})",
+                linger.as_secs(),
+                self.target.base,
+                plan.event_id
+            );
+            tokio::time::sleep(linger).await;
+        }
+        self.stop_after(outcome, &plan.event_id, keep).await
+    }
 }
 
 /// Runs `plan` against `target` and verifies the result.

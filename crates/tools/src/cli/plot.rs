@@ -1,9 +1,9 @@
-//! `seatgate plot`: SVG plots of the benchmarks (see [`crate::plot`]).
+//! `seatgate-tools plot`: SVG plots of the benchmarks (see [`crate::plot`]).
 //!
 //! ```sh
-//! seatgate plot latency closed.json open.json --label "closed loop" --label "open loop" -o latency.svg
-//! seatgate plot compare compare.json -o throughput.svg
-//! seatgate plot reconciler --criterion-dir target/criterion -o reconciler.svg
+//! seatgate-tools plot latency closed.json open.json --label "closed loop" --label "open loop" -o latency.svg
+//! seatgate-tools plot compare compare.json -o throughput.svg
+//! seatgate-tools plot reconciler --criterion-dir target/criterion -o reconciler.svg
 //! ```
 
 use anyhow::{bail, Result};
@@ -20,10 +20,10 @@ pub struct PlotArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PlotCommand {
-    /// Latency by percentile (HDR plot) of one or more `seatgate drop --json` reports,
+    /// Latency by percentile (HDR plot) of one or more `seatgate-tools drop --json` reports,
     /// overlaid (a --compare report gives both of its runs).
     Latency(LatencyArgs),
-    /// Throughput by claim strategy from a `seatgate drop --compare --json` report.
+    /// Throughput by claim strategy from a `seatgate-tools drop --compare --json` report.
     Compare(CompareArgs),
     /// Reconciler throughput by batch size from criterion's results of
     /// `cargo bench --bench reconciler`.
@@ -62,7 +62,7 @@ impl Output {
 
 #[derive(Debug, Args)]
 pub struct LatencyArgs {
-    /// Drop reports (`seatgate drop --json`, with or without --compare).
+    /// Drop reports (`seatgate-tools drop --json`, with or without --compare).
     #[arg(required = true, value_name = "REPORT.json")]
     pub reports: Vec<PathBuf>,
     /// Legend label of each report, in order (default: strategy and pacing).
@@ -80,7 +80,7 @@ pub struct LatencyArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// A `seatgate drop --compare --json` report.
+    /// A `seatgate-tools drop --compare --json` report.
     #[arg(value_name = "COMPARE.json")]
     pub report: PathBuf,
     #[command(flatten)]

@@ -1,12 +1,12 @@
 //! The Redis and MySQL an in-process drop uses: the configured ones when they answer,
-//! otherwise private servers (see [`crate::sandbox`]) when their binaries are installed.
+//! otherwise private servers (see [`seatgate_sandbox`]) when their binaries are installed.
 
 use anyhow::{bail, Context};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::cli::StoreArgs;
-use crate::sandbox::{self, PrivateMysql, PrivateRedis};
+use seatgate::cli::StoreArgs;
+use seatgate_sandbox::{self as sandbox, PrivateMysql, PrivateRedis};
 
 /// Time allowed to Redis/MySQL to answer the first probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,7 +101,7 @@ impl Stores {
 
     /// The Redis namespace the run uses: the configured one, unless the run has a
     /// private MySQL on a Redis it shares. That database is a new one each run, and a
-    /// namespace belongs to one database for good (see [`crate::deployment`]), so the
+    /// namespace belongs to one database for good (see [`seatgate::deployment`]), so the
     /// run takes a namespace of its own, which the gateway deletes when it stops.
     pub fn redis_namespace<'a>(&'a self, configured: &'a str) -> &'a str {
         self.own_namespace.as_deref().unwrap_or(configured)

@@ -1,5 +1,7 @@
 //! A connection storm: N clients connect at the same instant, each on a fresh TCP
-//! connection, and send one claim.
+//! connection, and send one claim. One file because it is one procedure (connect,
+//! exchange, tally, report) whose parts, the raw HTTP exchange and the kernel
+//! counters included, serve the storm alone.
 //!
 //! This is what the first second of a drop looks like to the gateway's listener: every
 //! client's SYN arrives at once, before the gateway has accepted any of them. Whatever
@@ -22,6 +24,7 @@
 
 use anyhow::{ensure, Context};
 use hdrhistogram::Histogram;
+use seatgate::cli::thousands;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,9 +36,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::client::Api;
-use super::report::{histogram, millis, thousands};
-use crate::api::auth::sign_user_token;
-use crate::config::Secret;
+use super::report::{histogram, millis};
+use seatgate::api::auth::sign_user_token;
+use seatgate::config::Secret;
 
 /// Lifetime of the storm's user tokens.
 const TOKEN_TTL_SECS: u64 = 3600;
@@ -323,7 +326,7 @@ fn tally(
         connections: plan.connections,
         seats: plan.seats,
         timeout: plan.timeout,
-        somaxconn: crate::server::somaxconn(),
+        somaxconn: seatgate::server::somaxconn(),
         statuses: BTreeMap::new(),
         failures: BTreeMap::new(),
         first_answer: histogram(),
