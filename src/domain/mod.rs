@@ -4,6 +4,10 @@
 //! Redis keys and SQL from them without re-checking. Lengths count Unicode characters
 //! and ids compare byte for byte, as the contract says.
 
+mod ids;
+
+pub use ids::{BookingId, EventId, InvalidId, SeatId, UserId};
+
 use serde::Serialize;
 use std::fmt;
 use utoipa::ToSchema;
@@ -23,25 +27,19 @@ pub const PER_USER_LIMIT_MAX: u32 = 100;
 /// Per-user limit when the admin names none.
 pub const PER_USER_LIMIT_DEFAULT: u32 = 4;
 
-/// True when `id` is a well-formed event id.
+/// True when `id` is a well-formed event id (see [`EventId`]).
 pub fn is_valid_event_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= EVENT_ID_MAX
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    EventId::parse(id).is_ok()
 }
 
-/// True when `id` is a well-formed seat id (1 to 32 characters).
+/// True when `id` is a well-formed seat id (see [`SeatId`]).
 pub fn is_valid_seat_id(id: &str) -> bool {
-    let n = id.chars().count();
-    (1..=SEAT_ID_MAX).contains(&n)
+    SeatId::parse(id).is_ok()
 }
 
-/// True when `id` is a well-formed user id (1 to 128 characters).
+/// True when `id` is a well-formed user id (see [`UserId`]).
 pub fn is_valid_user_id(id: &str) -> bool {
-    let n = id.chars().count();
-    (1..=USER_ID_MAX).contains(&n)
+    UserId::parse(id).is_ok()
 }
 
 /// True when `key` is a valid `Idempotency-Key`: 1 to 255 visible ASCII characters.
