@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use keys::EventKeys;
 pub use scripts::ClaimOutcome;
 
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, RejectReason};
 
 /// Why a Redis call failed. All of these are "try again later" for a client.
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +236,7 @@ impl RedisStore {
         event_id: &str,
         booking_id: &str,
         user_id: &str,
-        reason: &str,
+        reason: RejectReason,
         states: &[(String, String)],
     ) -> Result<Option<BookingStatus>, StoreError> {
         let k = self.keys(event_id);
@@ -248,7 +248,7 @@ impl RedisStore {
             .key(k.user(user_id))
             .key(k.booking(booking_id))
             .arg(booking_id)
-            .arg(reason);
+            .arg(reason.as_str());
         for (seat, state) in states {
             inv.arg(seat).arg(state);
         }

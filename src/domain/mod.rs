@@ -132,18 +132,54 @@ pub struct Booking {
     pub reason: Option<String>,
 }
 
-/// Why the reconciler rejected a claim (the booking's `reason`).
-pub mod reasons {
+/// Why the reconciler rejected a claim: a booking's `reason`, spelled on the wire, in
+/// MySQL and in Redis as [`RejectReason::as_str`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
     /// MySQL has one of the seats booked by another booking.
-    pub const SEATS_TAKEN: &str = "seats_taken";
+    SeatsTaken,
     /// The event or one of the seats does not exist in MySQL.
-    pub const EVENT_NOT_FOUND: &str = "event_not_found";
+    EventNotFound,
     /// The claim could not be persisted before the claim deadline.
-    pub const DEADLINE_EXCEEDED: &str = "deadline_exceeded";
+    DeadlineExceeded,
     /// MySQL refused the booking for good (a constraint, say).
-    pub const PERSIST_FAILED: &str = "persist_failed";
+    PersistFailed,
     /// The outbox entry could not be decoded.
-    pub const MALFORMED_CLAIM: &str = "malformed_claim";
+    MalformedClaim,
+}
+
+impl RejectReason {
+    /// Every reason, for lookups and tests.
+    pub const ALL: [Self; 5] = [
+        Self::SeatsTaken,
+        Self::EventNotFound,
+        Self::DeadlineExceeded,
+        Self::PersistFailed,
+        Self::MalformedClaim,
+    ];
+
+    /// The reason's wire spelling (`seats_taken`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SeatsTaken => "seats_taken",
+            Self::EventNotFound => "event_not_found",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::PersistFailed => "persist_failed",
+            Self::MalformedClaim => "malformed_claim",
+        }
+    }
+
+    /// The reason spelled `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +203,25 @@ mod tests {
         assert!(!is_valid_seat_id(&"é".repeat(33)));
         assert!(is_valid_user_id(&"ü".repeat(128)));
         assert!(!is_valid_user_id(""));
+    }
+
+    #[test]
+    fn reject_reasons_keep_their_wire_spelling() {
+        let wire = [
+            "seats_taken",
+            "event_not_found",
+            "deadline_exceeded",
+            "persist_failed",
+            "malformed_claim",
+        ];
+        for (reason, text) in RejectReason::ALL.into_iter().zip(wire) {
+            assert_eq!(reason.as_str(), text);
+            assert_eq!(reason.to_string(), text);
+            assert_eq!(serde_json::to_value(reason).unwrap(), text);
+            assert_eq!(RejectReason::parse(text), Some(reason));
+        }
+        assert_eq!(RejectReason::parse("Seats_Taken"), None);
+        assert_eq!(RejectReason::parse(""), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::{Claim, Reconciler};
 use crate::claims::ensure_group;
 use crate::claims::keys::RECONCILER_GROUP;
-use crate::domain::reasons;
+use crate::domain::RejectReason;
 use crate::telemetry;
 
 /// How often `seatgate_outbox_length` is sampled, at most.
@@ -151,7 +151,10 @@ impl Reconciler {
                     user_id: booking.user_id,
                     seats: booking.seats,
                 };
-                if let Err(err) = self.reject_claim(&claim, reasons::MALFORMED_CLAIM).await {
+                if let Err(err) = self
+                    .reject_claim(&claim, RejectReason::MalformedClaim)
+                    .await
+                {
                     tracing::warn!(booking.id = %claim.booking_id, error = %err, "cannot reject the booking of an undecodable entry yet");
                     return Ok(false);
                 }

@@ -4,7 +4,7 @@
 
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, SeatCounts, Selection};
-use seatgate::domain::BookingStatus;
+use seatgate::domain::{BookingStatus, RejectReason};
 use std::time::Duration;
 
 use crate::helpers::REDIS_URL;
@@ -241,7 +241,7 @@ async fn confirm_reject_and_cancel_lua_move_only_the_seats_their_booking_holds()
     // reject.lua: MySQL says A3 is booked by "x"; a confirmed booking is never rejected.
     let truth = vec![("A3".to_owned(), "booked:x".to_owned())];
     assert_eq!(
-        s.reject(e, "b2", "u2", "seats_taken", &truth)
+        s.reject(e, "b2", "u2", RejectReason::SeatsTaken, &truth)
             .await
             .unwrap(),
         Some(BookingStatus::Rejected)
@@ -254,7 +254,9 @@ async fn confirm_reject_and_cancel_lua_move_only_the_seats_their_booking_holds()
     );
     let free = vec![("A1".to_owned(), "available".to_owned())];
     assert_eq!(
-        s.reject(e, "b1", "u1", "seats_taken", &free).await.unwrap(),
+        s.reject(e, "b1", "u1", RejectReason::SeatsTaken, &free)
+            .await
+            .unwrap(),
         Some(BookingStatus::Confirmed)
     );
     assert_eq!(lab.state("A1").await, "booked:b1");
@@ -426,7 +428,7 @@ async fn freed_seats_go_back_to_their_exact_ordinal_after_reject_and_cancel() {
         ("Y1".to_owned(), "available".to_owned()),
     ];
     assert_eq!(
-        s.reject(e, "b1", "u1", "seats_taken", &truth)
+        s.reject(e, "b1", "u1", RejectReason::SeatsTaken, &truth)
             .await
             .unwrap(),
         Some(BookingStatus::Rejected)

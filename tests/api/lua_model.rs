@@ -57,7 +57,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, SeatCounts, Selection};
-use seatgate::domain::BookingStatus;
+use seatgate::domain::{BookingStatus, RejectReason};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -237,7 +237,8 @@ struct Row {
     user: usize,
     seats: Vec<usize>,
     status: BookingStatus,
-    reason: &'static str,
+    /// Only for a rejected row.
+    reason: Option<RejectReason>,
 }
 
 /// A script call a caller's protocol decided on, with what it is passed.
@@ -245,7 +246,7 @@ struct Row {
 enum Call {
     Confirm,
     Reject {
-        reason: &'static str,
+        reason: RejectReason,
         truth: Vec<(usize, Seat)>,
     },
     Cancel {
@@ -472,7 +473,7 @@ impl Model {
                     seats: row.seats.clone(),
                 },
                 BookingStatus::Rejected | BookingStatus::Pending => Call::Reject {
-                    reason: row.reason,
+                    reason: row.reason.unwrap_or(RejectReason::SeatsTaken),
                     truth: row.seats.iter().map(|&i| (i, self.truth(i))).collect(),
                 },
             };
@@ -487,9 +488,9 @@ impl Model {
         let taken = seats.iter().any(|&i| self.mysql_seats[i].is_some());
         if taken || verdict == Verdict::Reject {
             let reason = if taken {
-                "seats_taken"
+                RejectReason::SeatsTaken
             } else {
-                "deadline_exceeded"
+                RejectReason::DeadlineExceeded
             };
             let truth = seats.iter().map(|&i| (i, self.truth(i))).collect();
             if then != Then::Never {
@@ -499,7 +500,7 @@ impl Model {
                         user,
                         seats,
                         status: BookingStatus::Rejected,
-                        reason,
+                        reason: Some(reason),
                     },
                 );
             }
@@ -514,7 +515,7 @@ impl Model {
                 user,
                 seats,
                 status: BookingStatus::Confirmed,
-                reason: "",
+                reason: None,
             },
         );
         Some((Call::Confirm, false))
@@ -545,7 +546,7 @@ impl Model {
                         user,
                         seats: seats.clone(),
                         status: BookingStatus::Cancelled,
-                        reason: "",
+                        reason: None,
                     },
                 );
             }
