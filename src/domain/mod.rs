@@ -101,15 +101,36 @@ impl SeatStatus {
             Self::Booked => "booked",
         }
     }
+}
 
-    /// Reads a Redis seat state (`available`, `pending:<bid>`, `booked:<bid>`).
-    pub fn from_state(state: &str) -> Self {
-        if state.starts_with("pending:") {
-            Self::Pending
-        } else if state.starts_with("booked:") {
-            Self::Booked
-        } else {
-            Self::Available
+/// What holds a seat: nothing, a pending claim, or a booking. Redis keeps one per
+/// seat (spelled in `claims::state`, the only code that reads or writes that text);
+/// MySQL's seat rows know only the settled two.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SeatState {
+    /// Free to claim.
+    Available,
+    /// Held by this booking's claim, not yet settled.
+    Pending(String),
+    /// Booked by this booking.
+    Booked(String),
+}
+
+impl SeatState {
+    /// The status the public seat map shows for this state.
+    pub fn status(&self) -> SeatStatus {
+        match self {
+            Self::Available => SeatStatus::Available,
+            Self::Pending(_) => SeatStatus::Pending,
+            Self::Booked(_) => SeatStatus::Booked,
+        }
+    }
+
+    /// The booking that holds the seat, pending or booked.
+    pub fn booking(&self) -> Option<&str> {
+        match self {
+            Self::Available => None,
+            Self::Pending(bid) | Self::Booked(bid) => Some(bid),
         }
     }
 }

@@ -6,7 +6,7 @@ use sqlx::MySqlPool;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::claims::RedisStore;
+use crate::claims::{state, RedisStore};
 use crate::config::ClaimStrategy;
 use crate::db::sync_claim;
 use crate::domain::SeatStatus;
@@ -63,7 +63,7 @@ impl Source {
                 .await?
                 .into_iter()
                 .map(|s| {
-                    let status = SeatStatus::from_state(&s.state);
+                    let status = s.state.status();
                     (s.seat, status)
                 })
                 .collect(),
@@ -103,7 +103,7 @@ impl Source {
                     )
                     .await?;
                     for (seat, state) in pairs {
-                        let status = SeatStatus::from_state(&state);
+                        let status = state::status_of(&state);
                         out.insert(seat, status);
                     }
                     if next == 0 {

@@ -26,6 +26,7 @@ use super::client::Api;
 use super::report::{thousands, DropReport};
 use crate::claims::RedisStore;
 use crate::db::{opt_text, text};
+use crate::domain::SeatState;
 
 /// How long every won claim may take to be confirmed after the drop ends.
 pub const CONFIRM_DEADLINE: Duration = Duration::from_secs(120);
@@ -195,22 +196,23 @@ impl Verifier<'_> {
         let mut booked = 0u64;
         let mut untouched = 0u64;
         for s in &states {
-            let holder = s
-                .state
-                .strip_prefix("booked:")
-                .or_else(|| s.state.strip_prefix("pending:"));
+            let holder = s.state.booking();
             match (owners.get(s.seat.as_str()), holder) {
-                (Some(winner), Some(h)) if h == *winner && s.state.starts_with("booked:") => {
+                (Some(winner), Some(h))
+                    if h == *winner && matches!(s.state, SeatState::Booked(_)) =>
+                {
                     booked += 1;
                 }
                 (Some(_), None) if !self.redis_in_path => untouched += 1,
                 (Some(winner), _) => failures.push(format!(
                     "Redis: seat {} is {}, its winner was told booking {winner}",
-                    s.seat, s.state
+                    s.seat,
+                    s.state.to_redis()
                 )),
                 (None, Some(_)) => failures.push(format!(
                     "Redis: seat {} is {} but no client won it",
-                    s.seat, s.state
+                    s.seat,
+                    s.state.to_redis()
                 )),
                 (None, None) => {}
             }

@@ -15,7 +15,7 @@ use super::outbox::Entry;
 use super::{Claim, Reconciler, SettleError, Settled};
 use crate::backoff::backoff;
 use crate::db::{self, bookings::BookingRow};
-use crate::domain::{BookingStatus, RejectReason};
+use crate::domain::{BookingStatus, RejectReason, SeatState};
 
 /// Redis follow-ups (`confirm.lua` and its notification) of one batch in flight at
 /// once, after its COMMIT: Redis calls only, pipelined on one multiplexed connection, so
@@ -358,9 +358,9 @@ enum After {
     Nothing,
 }
 
-/// MySQL's state of each seat of the claim, in Redis's spelling; a seat MySQL does
-/// not have is given back as available.
-fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, String)> {
+/// MySQL's state of each seat of the claim; a seat MySQL does not have is given back
+/// as available.
+fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, SeatState)> {
     seats
         .iter()
         .map(|seat| {
@@ -368,7 +368,7 @@ fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, 
                 .iter()
                 .find(|l| &l.seat == seat)
                 .map(|l| l.state())
-                .unwrap_or_else(|| "available".to_owned());
+                .unwrap_or(SeatState::Available);
             (seat.clone(), state)
         })
         .collect()

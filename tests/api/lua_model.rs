@@ -57,7 +57,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, SeatCounts, Selection};
-use seatgate::domain::{BookingStatus, RejectReason};
+use seatgate::domain::{BookingStatus, RejectReason, SeatState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -218,6 +218,15 @@ impl Seat {
             Seat::Available => "available".into(),
             Seat::Pending(bid) => format!("pending:{bid}"),
             Seat::Booked(bid) => format!("booked:{bid}"),
+        }
+    }
+
+    /// As the store's wrappers take it (MySQL's truth handed to reject and warm).
+    fn state(&self) -> SeatState {
+        match self {
+            Seat::Available => SeatState::Available,
+            Seat::Pending(bid) => SeatState::Pending(bid.clone()),
+            Seat::Booked(bid) => SeatState::Booked(bid.clone()),
         }
     }
 }
@@ -750,9 +759,9 @@ impl Harness {
             }
             Call::Reject { reason, truth } => {
                 let record = &self.model.records[bid];
-                let states: Vec<(String, String)> = truth
+                let states: Vec<(String, SeatState)> = truth
                     .iter()
-                    .map(|(i, state)| (seat_name(*i), state.redis()))
+                    .map(|(i, state)| (seat_name(*i), state.state()))
                     .collect();
                 let got = store
                     .reject(event, bid, &user_name(record.user), reason, &states)
@@ -834,9 +843,9 @@ impl Harness {
     }
 
     async fn warm_chunk(&mut self, ordinals: &[usize]) -> Result<(), TestCaseError> {
-        let triples: Vec<(String, i64, String)> = ordinals
+        let triples: Vec<(String, i64, SeatState)> = ordinals
             .iter()
-            .map(|&i| (seat_name(i), i as i64, self.model.truth(i).redis()))
+            .map(|&i| (seat_name(i), i as i64, self.model.truth(i).state()))
             .collect();
         let got = self
             .lab
