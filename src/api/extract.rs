@@ -10,6 +10,7 @@ use http_body::Body as _;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::domain::{BookingId, EventId};
 
 /// `axum::extract::Path`, rejecting with a JSON 400.
 #[derive(FromRequestParts)]
@@ -20,6 +21,37 @@ pub struct ApiPath<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+/// The event id of a path (`/…/events/{id}…`), parsed: a malformed id names no event,
+/// so it is answered 404 `event_not_found`, as an unknown event is.
+///
+/// For handlers whose only check before the event's is the path itself. A handler that
+/// checks the caller (401) or the body (400, 413) first takes the raw segment with
+/// [`ApiPath`] and parses it with [`parse_event_id`] after those checks, so a request wrong
+/// in two ways keeps the answer it has always had.
+pub struct EventPath(pub EventId);
+
+impl<S: Send + Sync> FromRequestParts<S> for EventPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let ApiPath(raw) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        parse_event_id(raw).map(Self)
+    }
+}
+
+/// Parses an event id from a path; a malformed one is 404 `event_not_found`.
+pub fn parse_event_id(raw: String) -> Result<EventId, ApiError> {
+    EventId::parse(raw).map_err(|_| ApiError::EventNotFound)
+}
+
+/// Parses a booking id from a path; a malformed one is 404 `booking_not_found`.
+pub fn parse_booking_id(raw: String) -> Result<BookingId, ApiError> {
+    BookingId::parse(raw).map_err(|_| ApiError::BookingNotFound)
+}
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
