@@ -104,3 +104,58 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    /// The status and `error` code of `GET uri` on a route that takes an [`EventPath`].
+    async fn answer(uri: &str) -> (StatusCode, String) {
+        let app = Router::new().route(
+            "/events/{id}",
+            get(|EventPath(id): EventPath| async move { id.into_string() }),
+        );
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        if status.is_success() {
+            return (status, text);
+        }
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (status, body["error"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn an_event_path_parses_a_well_formed_id() {
+        assert_eq!(
+            answer("/events/wc-2026_eu").await,
+            (StatusCode::OK, "wc-2026_eu".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_event_id_in_a_path_is_event_not_found() {
+        let too_long = format!("/events/{}", "x".repeat(65));
+        for uri in ["/events/bad%20id", "/events/%C3%A9", too_long.as_str()] {
+            assert_eq!(
+                answer(uri).await,
+                (StatusCode::NOT_FOUND, "event_not_found".to_owned()),
+                "{uri}"
+            );
+        }
+        assert_eq!(
+            answer("/events/%FF").await,
+            (StatusCode::NOT_FOUND, "not_found".to_owned())
+        );
+    }
+}
