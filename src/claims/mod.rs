@@ -498,7 +498,7 @@ impl RedisStore {
     /// Every seat with its ordinal and Redis state, in best-available order: the order
     /// list gives the ordinals. A seat the list lacks (an event warmed before the list
     /// existed, until its next warm or audit repair) comes last, by id, with ordinal
-    /// `i64::MAX`.
+    /// `i64::MAX`. A state no script writes is a [`StoreError::Reply`].
     pub async fn seat_states(&self, event_id: &str) -> Result<Vec<SeatRecord>, StoreError> {
         let k = self.keys(event_id);
         let mut conn = self.conn.clone();

@@ -1,7 +1,7 @@
 //! Seat states as Redis spells them in `{e}:seats`: `available`, `pending:<bid>` and
 //! `booked:<bid>`. This is the one place in Rust that reads or writes that text; the
-//! Lua scripts spell it the same way (`lua/lib`), and warm and reject hand them
-//! states written here.
+//! Lua scripts in `lua/` spell it the same way, and `warm.lua` and `reject.lua` are
+//! handed states written here.
 
 use crate::domain::{SeatState, SeatStatus};
 
