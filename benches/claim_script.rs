@@ -23,6 +23,7 @@ mod common;
 use criterion::{Criterion, Throughput};
 use futures::future::join_all;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, Selection};
+use seatgate::domain::SeatState;
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -103,14 +104,14 @@ async fn warm_event(
     per_user_limit: u32,
 ) -> anyhow::Result<()> {
     for (n, chunk) in seats.chunks(WARM_CHUNK).enumerate() {
-        let triples: Vec<(String, i64, String)> = chunk
+        let triples: Vec<(String, i64, SeatState)> = chunk
             .iter()
             .enumerate()
             .map(|(i, seat)| {
                 let state = if taken.contains(&seat.as_str()) {
-                    "booked:0190c0de-0000-7000-8000-000000000000".to_owned()
+                    SeatState::Booked("0190c0de-0000-7000-8000-000000000000".to_owned())
                 } else {
-                    "available".to_owned()
+                    SeatState::Available
                 };
                 (seat.clone(), (n * WARM_CHUNK + i) as i64, state)
             })

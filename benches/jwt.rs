@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use criterion::{criterion_group, criterion_main, Criterion};
 use seatgate::api::auth::{sign_user_token, Auth, Caller};
 use seatgate::config::Secret;
+use seatgate::domain::UserId;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ fn jwt(c: &mut Criterion) {
     ));
     assert_eq!(
         auth.caller(&user).ok(),
-        Some(Caller::User("user-0042".into()))
+        Some(Caller::User(UserId::parse("user-0042").unwrap()))
     );
     assert_eq!(auth.caller(&admin_headers).ok(), Some(Caller::Admin));
     assert!(auth.caller(&forged).is_err());

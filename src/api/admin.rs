@@ -10,11 +10,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{json_body, read_body, ApiPath, ApiQuery};
+use super::extract::{json_body, parse_event_id, read_body, ApiPath, ApiQuery};
 use super::openapi::Unavailable;
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
-use crate::domain::{event, is_valid_event_id};
+use crate::domain::event;
 use crate::ops;
 use crate::ops::audit::Divergence;
 
@@ -143,12 +143,10 @@ async fn warm_event(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WarmReport>, ApiError> {
     app.auth.admin(&headers)?;
-    if !is_valid_event_id(&id) {
-        return Err(ApiError::EventNotFound);
-    }
+    let id = parse_event_id(id)?;
     let counts = ops::warm::warm(&app.redis, &app.db, &id).await?;
     Ok(Json(WarmReport {
-        event_id: id,
+        event_id: id.into_string(),
         seats_total: counts.seats_total,
         available: counts.available,
         pending: counts.pending,
@@ -198,12 +196,10 @@ async fn audit_event(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditResponse>, ApiError> {
     app.auth.admin(&headers)?;
-    if !is_valid_event_id(&id) {
-        return Err(ApiError::EventNotFound);
-    }
+    let id = parse_event_id(id)?;
     let report = ops::audit::audit(&app.redis, &app.db, &id, query.repair).await?;
     Ok(Json(AuditResponse {
-        event_id: id,
+        event_id: id.into_string(),
         consistent: report.divergences.is_empty(),
         divergences: report.divergences,
         repaired: report.repaired,

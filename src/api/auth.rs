@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use crate::config::Secret;
-use crate::domain::is_valid_user_id;
+use crate::domain::UserId;
 
 /// Clock skew tolerated on `exp`, in seconds (the contract allows at most 60).
 pub const JWT_LEEWAY_SECS: u64 = 30;
@@ -23,7 +23,8 @@ pub const JWT_LEEWAY_SECS: u64 = 30;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     Admin,
-    User(String),
+    /// A user, by the token's `sub`.
+    User(UserId),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,12 +62,9 @@ impl Auth {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| ApiError::Unauthorized("invalid or expired token"))?;
-        if !is_valid_user_id(&data.claims.sub) {
-            return Err(ApiError::Unauthorized(
-                "the token's sub must be 1 to 128 characters",
-            ));
-        }
-        Ok(Caller::User(data.claims.sub))
+        let user = UserId::parse(data.claims.sub)
+            .map_err(|_| ApiError::Unauthorized("the token's sub must be 1 to 128 characters"))?;
+        Ok(Caller::User(user))
     }
 
     /// Requires the admin token.
@@ -152,7 +150,7 @@ mod tests {
         let token = sign_user_token(&Secret::new("jwt-secret"), "alice", 60);
         assert_eq!(
             auth().caller(&headers(&token)).unwrap(),
-            Caller::User("alice".into())
+            Caller::User(UserId::parse("alice").unwrap())
         );
     }
 

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{json_body, read_body, ApiPath};
+use super::extract::{json_body, parse_booking_id, parse_event_id, read_body, ApiPath};
 use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
 use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
@@ -247,7 +247,7 @@ async fn create_booking(
 async fn claim(
     app: &AppState,
     event_id: String,
-    user_id: String,
+    user_id: UserId,
     headers: &HeaderMap,
     body: Body,
     probe: &mut ClaimProbe,
@@ -269,9 +269,9 @@ async fn claim(
         }
         None => (Wanted::parse(&bytes)?, None),
     };
-    if !is_valid_event_id(&event_id) {
-        return Err(ApiError::EventNotFound);
-    }
+    // After the caller and the body: a claim wrong in several ways is answered for
+    // the first of them, in this order.
+    let event_id = parse_event_id(event_id)?;
     // Load shedding: a bounded number of claims in flight; beyond it, an immediate 503
     // with Retry-After rather than a queue that grows until latency is unbounded.
     let _permit = app
@@ -280,11 +280,13 @@ async fn claim(
         .map_err(|_| ApiError::Overloaded)?;
     telemetry::claims_in_flight(in_flight(app));
 
-    let booking_id = uuid::Uuid::now_v7().to_string();
+    let booking_id = BookingId::generate();
     let selection = match &wanted {
         Wanted::Seats(seats) => Selection::Seats(seats),
         Wanted::Quantity(n) => Selection::Quantity(*n),
     };
+    // Checked; from here on the claim and the booking it makes carry them as text.
+    let (event_id, user_id) = (event_id.into_string(), user_id.into_string());
     let request = ClaimRequest {
         event_id: &event_id,
         user_id: &user_id,
@@ -504,17 +506,16 @@ fn requester(caller: &Caller) -> Requester<'_> {
     }
 }
 
-/// Checks the path of a booking URL; a malformed one names nothing that exists.
-async fn check_booking_path(
+/// Parses the path of a booking URL: the event first (a malformed id, or an event not
+/// on sale, is `event_not_found`), then the booking (a malformed id names no booking).
+async fn booking_path(
     app: &AppState,
-    event_id: &str,
-    booking_id: &str,
-) -> Result<(), ApiError> {
-    app.ensure_on_sale(event_id).await?;
-    if uuid::Uuid::parse_str(booking_id).is_err() {
-        return Err(ApiError::BookingNotFound);
-    }
-    Ok(())
+    event_id: String,
+    booking_id: String,
+) -> Result<(EventId, BookingId), ApiError> {
+    let event_id = parse_event_id(event_id)?;
+    app.ensure_on_sale(&event_id).await?;
+    Ok((event_id, parse_booking_id(booking_id)?))
 }
 
 #[utoipa::path(
@@ -540,7 +541,7 @@ async fn get_booking(
     headers: HeaderMap,
 ) -> Result<Json<Booking>, ApiError> {
     let caller = app.auth.caller(&headers)?;
-    check_booking_path(&app, &event_id, &booking_id).await?;
+    let (event_id, booking_id) = booking_path(&app, event_id, booking_id).await?;
     let booking = ops::cancel::find(
         &app.redis,
         &app.db,
@@ -577,7 +578,7 @@ async fn cancel_booking(
     headers: HeaderMap,
 ) -> Result<Json<Booking>, ApiError> {
     let caller = app.auth.caller(&headers)?;
-    check_booking_path(&app, &event_id, &booking_id).await?;
+    let (event_id, booking_id) = booking_path(&app, event_id, booking_id).await?;
     let booking = ops::cancel::cancel(
         &app.redis,
         &app.db,

@@ -11,10 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::extract::ApiPath;
+use super::extract::EventPath;
 use super::openapi::{EventNotFound, Unavailable};
 use super::AppState;
-use crate::domain::is_valid_event_id;
 use crate::live::snapshot::SeatMap;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -50,18 +49,15 @@ struct EventView {
 )]
 async fn get_event(
     State(app): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    EventPath(id): EventPath,
 ) -> Result<Json<EventView>, ApiError> {
-    if !is_valid_event_id(&id) {
-        return Err(ApiError::EventNotFound);
-    }
     let event = app
         .strategy
         .event_summary(&id)
         .await?
         .ok_or(ApiError::EventNotFound)?;
     Ok(Json(EventView {
-        id,
+        id: id.into_string(),
         name: event.name,
         seats_total: event.seats_total,
         available: event.available,
@@ -99,7 +95,7 @@ async fn get_event(
 )]
 async fn get_seats(
     State(app): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    EventPath(id): EventPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.ensure_on_sale(&id).await?;

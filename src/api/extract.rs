@@ -10,6 +10,7 @@ use http_body::Body as _;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::domain::{BookingId, EventId};
 
 /// `axum::extract::Path`, rejecting with a JSON 400.
 #[derive(FromRequestParts)]
@@ -20,6 +21,37 @@ pub struct ApiPath<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+/// The event id of a path (`/…/events/{id}…`), parsed: a malformed id names no event,
+/// so it is answered 404 `event_not_found`, as an unknown event is.
+///
+/// For handlers whose only check before the event's is the path itself. A handler that
+/// checks the caller (401) or the body (400, 413) first takes the raw segment with
+/// [`ApiPath`] and parses it with [`parse_event_id`] after those checks, so a request wrong
+/// in two ways keeps the answer it has always had.
+pub struct EventPath(pub EventId);
+
+impl<S: Send + Sync> FromRequestParts<S> for EventPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let ApiPath(raw) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        parse_event_id(raw).map(Self)
+    }
+}
+
+/// Parses an event id from a path; a malformed one is 404 `event_not_found`.
+pub fn parse_event_id(raw: String) -> Result<EventId, ApiError> {
+    EventId::parse(raw).map_err(|_| ApiError::EventNotFound)
+}
+
+/// Parses a booking id from a path; a malformed one is 404 `booking_not_found`.
+pub fn parse_booking_id(raw: String) -> Result<BookingId, ApiError> {
+    BookingId::parse(raw).map_err(|_| ApiError::BookingNotFound)
+}
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
@@ -71,4 +103,59 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    /// The status and `error` code of `GET uri` on a route that takes an [`EventPath`].
+    async fn answer(uri: &str) -> (StatusCode, String) {
+        let app = Router::new().route(
+            "/events/{id}",
+            get(|EventPath(id): EventPath| async move { id.into_string() }),
+        );
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        if status.is_success() {
+            return (status, text);
+        }
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (status, body["error"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn an_event_path_parses_a_well_formed_id() {
+        assert_eq!(
+            answer("/events/wc-2026_eu").await,
+            (StatusCode::OK, "wc-2026_eu".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_event_id_in_a_path_is_event_not_found() {
+        let too_long = format!("/events/{}", "x".repeat(65));
+        for uri in ["/events/bad%20id", "/events/%C3%A9", too_long.as_str()] {
+            assert_eq!(
+                answer(uri).await,
+                (StatusCode::NOT_FOUND, "event_not_found".to_owned()),
+                "{uri}"
+            );
+        }
+        assert_eq!(
+            answer("/events/%FF").await,
+            (StatusCode::NOT_FOUND, "not_found".to_owned())
+        );
+    }
 }

@@ -17,10 +17,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::ApiPath;
+use super::extract::EventPath;
 use super::openapi::EventNotFound;
 use super::AppState;
-use crate::domain::is_valid_event_id;
 use crate::live::{Message, Subscription};
 
 const PAGE: &str = include_str!("../../static/live.html");
@@ -76,7 +75,7 @@ enum StreamEventKind {
 )]
 async fn stream(
     State(app): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    EventPath(id): EventPath,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     app.ensure_on_sale(&id).await?;
@@ -98,7 +97,8 @@ async fn next_event(mut sub: Subscription) -> Option<(Result<Event, Infallible>,
     Some((Ok(event), sub))
 }
 
-/// The page; it reads the event id from its own path.
+/// The page; it reads the event id from its own path. The id is checked only for its
+/// form: the page waits for the event to go on sale.
 #[utoipa::path(
     get,
     path = "/live/{id}",
@@ -111,11 +111,8 @@ async fn next_event(mut sub: Subscription) -> Option<(Result<Event, Infallible>,
     ),
     security(())
 )]
-async fn page(ApiPath(id): ApiPath<String>) -> Result<Html<&'static str>, ApiError> {
-    if !is_valid_event_id(&id) {
-        return Err(ApiError::EventNotFound);
-    }
-    Ok(Html(PAGE))
+async fn page(EventPath(_): EventPath) -> Html<&'static str> {
+    Html(PAGE)
 }
 
 #[utoipa::path(

@@ -29,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
+use crate::domain::EventId;
 use auth::Auth;
 use error::ApiError;
 
@@ -44,10 +45,10 @@ impl AppState {
 }
 
 impl AppState {
-    /// `event_not_found` unless `event_id` is well formed and the event is on sale
-    /// (warmed): every public endpoint treats an event that is not on sale as unknown.
-    pub async fn ensure_on_sale(&self, event_id: &str) -> Result<(), ApiError> {
-        if !crate::domain::is_valid_event_id(event_id) || !self.redis.is_on_sale(event_id).await? {
+    /// `event_not_found` unless the event is on sale (warmed): every public endpoint
+    /// treats an event that is not on sale as unknown.
+    pub async fn ensure_on_sale(&self, event_id: &EventId) -> Result<(), ApiError> {
+        if !self.redis.is_on_sale(event_id).await? {
             return Err(ApiError::EventNotFound);
         }
         Ok(())

@@ -13,6 +13,7 @@
 pub mod keys;
 pub mod scripts;
 pub mod settled;
+pub mod state;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Value};
@@ -23,7 +24,7 @@ use std::time::Duration;
 pub use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
 pub use keys::EventKeys;
 
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, RejectReason, SeatState};
 
 /// Why a Redis call failed. All of these are "try again later" for a client.
 #[derive(Debug, thiserror::Error)]
@@ -196,15 +197,14 @@ impl RedisStore {
         Ok(status)
     }
 
-    /// Rejects a pending booking and sets its seats to MySQL's `states`
-    /// (`(seat, "available" | "booked:<bid>")`).
+    /// Rejects a pending booking and sets its seats to MySQL's `states`.
     pub async fn reject(
         &self,
         event_id: &str,
         booking_id: &str,
         user_id: &str,
-        reason: &str,
-        states: &[(String, String)],
+        reason: RejectReason,
+        states: &[(String, SeatState)],
     ) -> Result<Option<BookingStatus>, StoreError> {
         let k = self.keys(event_id);
         let mut inv = scripts::REJECT.prepare_invoke();
@@ -215,9 +215,9 @@ impl RedisStore {
             .key(k.user(user_id))
             .key(k.booking(booking_id))
             .arg(booking_id)
-            .arg(reason);
+            .arg(reason.as_str());
         for (seat, state) in states {
-            inv.arg(seat).arg(state);
+            inv.arg(seat).arg(state.to_redis());
         }
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
@@ -285,13 +285,13 @@ impl RedisStore {
     pub async fn warm_chunk(
         &self,
         event_id: &str,
-        chunk: &[(String, i64, String)],
+        chunk: &[(String, i64, SeatState)],
     ) -> Result<i64, StoreError> {
         let k = self.keys(event_id);
         let mut inv = scripts::WARM.prepare_invoke();
         inv.key(k.seats()).key(k.avail()).key(k.order());
         for (seat, ordinal, state) in chunk {
-            inv.arg(seat).arg(ordinal).arg(state);
+            inv.arg(seat).arg(ordinal).arg(state.to_redis());
         }
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
@@ -465,8 +465,8 @@ impl RedisStore {
     /// Every seat with its ordinal and Redis state, in best-available order: the order
     /// list gives the ordinals. A seat the list lacks (an event warmed before the list
     /// existed, until its next warm or audit repair) comes last, by id, with ordinal
-    /// `i64::MAX`.
-    pub async fn seat_states(&self, event_id: &str) -> Result<Vec<SeatState>, StoreError> {
+    /// `i64::MAX`. A state no script writes is a [`StoreError::Reply`].
+    pub async fn seat_states(&self, event_id: &str) -> Result<Vec<SeatRecord>, StoreError> {
         let k = self.keys(event_id);
         let mut conn = self.conn.clone();
         let (mut states, order): (HashMap<String, String>, Vec<String>) = self
@@ -477,24 +477,24 @@ impl RedisStore {
                     .query_async(&mut conn),
             )
             .await?;
+        let record = |seat: String, ordinal: i64, text: &str| match SeatState::from_redis(text) {
+            Some(state) => Ok(SeatRecord {
+                seat,
+                ordinal,
+                state,
+            }),
+            None => Err(StoreError::Reply(format!("seat {seat:?} is {text:?}"))),
+        };
         let mut seats = Vec::with_capacity(states.len());
         for (ordinal, seat) in order.into_iter().enumerate() {
-            if let Some(state) = states.remove(&seat) {
-                seats.push(SeatState {
-                    seat,
-                    ordinal: ordinal as i64,
-                    state,
-                });
+            if let Some(text) = states.remove(&seat) {
+                seats.push(record(seat, ordinal as i64, &text)?);
             }
         }
-        let mut rest: Vec<SeatState> = states
+        let mut rest = states
             .into_iter()
-            .map(|(seat, state)| SeatState {
-                seat,
-                ordinal: i64::MAX,
-                state,
-            })
-            .collect();
+            .map(|(seat, text)| record(seat, i64::MAX, &text))
+            .collect::<Result<Vec<_>, _>>()?;
         rest.sort_unstable_by(|a, b| a.seat.cmp(&b.seat));
         seats.extend(rest);
         Ok(seats)
@@ -534,11 +534,11 @@ impl RedisStore {
 
 /// One seat as Redis holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeatState {
+pub struct SeatRecord {
     pub seat: String,
+    /// Its place in best-available order (`i64::MAX` when the order list lacks it).
     pub ordinal: i64,
-    /// `available`, `pending:<bid>` or `booked:<bid>`.
-    pub state: String,
+    pub state: SeatState,
 }
 
 /// `XGROUP CREATE <outbox> reconcilers 0 MKSTREAM`, treating "already exists" as done.

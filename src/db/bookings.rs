@@ -15,7 +15,7 @@ use sqlx::mysql::MySqlRow;
 use sqlx::MySqlConnection;
 
 use super::{opt_text, placeholders, text};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, SeatState};
 
 /// A seat row as a writer sees it under its lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +26,8 @@ pub struct LockedSeat {
 }
 
 impl LockedSeat {
-    /// Redis's spelling of this seat's state.
-    pub fn state(&self) -> String {
+    /// This seat's state.
+    pub fn state(&self) -> SeatState {
         super::events::state_of(&self.status, self.booking_id.clone())
     }
 

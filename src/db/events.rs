@@ -4,6 +4,7 @@ use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{MySqlConnection, Row};
 
 use super::{opt_text, text};
+use crate::domain::SeatState;
 
 /// An event as MySQL holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,13 +144,12 @@ fn event_row(row: &MySqlRow) -> Result<EventRow, sqlx::Error> {
     })
 }
 
-/// One seat of the inventory with its MySQL state in Redis's spelling
-/// (`available` or `booked:<bid>`).
+/// One seat of the inventory with its MySQL state (available or booked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventorySeat {
     pub seat: String,
     pub ordinal: i64,
-    pub state: String,
+    pub state: SeatState,
 }
 
 /// Reads the whole inventory of an event, share-locking every seat row until the
@@ -205,10 +205,10 @@ pub async fn confirmed_holdings(
     .await
 }
 
-/// Redis's spelling of a MySQL seat state.
-pub(crate) fn state_of(status: &str, booking_id: Option<String>) -> String {
+/// The state of a MySQL seat row (`status`, `booking_id`).
+pub(crate) fn state_of(status: &str, booking_id: Option<String>) -> SeatState {
     match (status, booking_id) {
-        ("booked", Some(bid)) => format!("booked:{bid}"),
-        _ => "available".to_owned(),
+        ("booked", Some(bid)) => SeatState::Booked(bid),
+        _ => SeatState::Available,
     }
 }

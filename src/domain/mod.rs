@@ -6,6 +6,9 @@
 
 pub mod claim;
 pub mod event;
+mod ids;
+
+pub use ids::{BookingId, EventId, InvalidId, SeatId, UserId};
 
 use serde::Serialize;
 use std::fmt;
@@ -26,25 +29,19 @@ pub const PER_USER_LIMIT_MAX: u32 = 100;
 /// Per-user limit when the admin names none.
 pub const PER_USER_LIMIT_DEFAULT: u32 = 4;
 
-/// True when `id` is a well-formed event id.
+/// True when `id` is a well-formed event id (see [`EventId`]).
 pub fn is_valid_event_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= EVENT_ID_MAX
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    EventId::parse(id).is_ok()
 }
 
-/// True when `id` is a well-formed seat id (1 to 32 characters).
+/// True when `id` is a well-formed seat id (see [`SeatId`]).
 pub fn is_valid_seat_id(id: &str) -> bool {
-    let n = id.chars().count();
-    (1..=SEAT_ID_MAX).contains(&n)
+    SeatId::parse(id).is_ok()
 }
 
-/// True when `id` is a well-formed user id (1 to 128 characters).
+/// True when `id` is a well-formed user id (see [`UserId`]).
 pub fn is_valid_user_id(id: &str) -> bool {
-    let n = id.chars().count();
-    (1..=USER_ID_MAX).contains(&n)
+    UserId::parse(id).is_ok()
 }
 
 /// True when `key` is a valid `Idempotency-Key`: 1 to 255 visible ASCII characters.
@@ -106,15 +103,36 @@ impl SeatStatus {
             Self::Booked => "booked",
         }
     }
+}
 
-    /// Reads a Redis seat state (`available`, `pending:<bid>`, `booked:<bid>`).
-    pub fn from_state(state: &str) -> Self {
-        if state.starts_with("pending:") {
-            Self::Pending
-        } else if state.starts_with("booked:") {
-            Self::Booked
-        } else {
-            Self::Available
+/// What holds a seat: nothing, a pending claim, or a booking. Redis keeps one per
+/// seat (spelled in `claims::state`, the only code that reads or writes that text);
+/// MySQL's seat rows know only the settled two.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SeatState {
+    /// Free to claim.
+    Available,
+    /// Held by this booking's claim, not yet settled.
+    Pending(String),
+    /// Booked by this booking.
+    Booked(String),
+}
+
+impl SeatState {
+    /// The status the public seat map shows for this state.
+    pub fn status(&self) -> SeatStatus {
+        match self {
+            Self::Available => SeatStatus::Available,
+            Self::Pending(_) => SeatStatus::Pending,
+            Self::Booked(_) => SeatStatus::Booked,
+        }
+    }
+
+    /// The booking that holds the seat, pending or booked.
+    pub fn booking(&self) -> Option<&str> {
+        match self {
+            Self::Available => None,
+            Self::Pending(bid) | Self::Booked(bid) => Some(bid),
         }
     }
 }
@@ -137,18 +155,54 @@ pub struct Booking {
     pub reason: Option<String>,
 }
 
-/// Why the reconciler rejected a claim (the booking's `reason`).
-pub mod reasons {
+/// Why the reconciler rejected a claim: a booking's `reason`, spelled on the wire, in
+/// MySQL and in Redis as [`RejectReason::as_str`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
     /// MySQL has one of the seats booked by another booking.
-    pub const SEATS_TAKEN: &str = "seats_taken";
+    SeatsTaken,
     /// The event or one of the seats does not exist in MySQL.
-    pub const EVENT_NOT_FOUND: &str = "event_not_found";
+    EventNotFound,
     /// The claim could not be persisted before the claim deadline.
-    pub const DEADLINE_EXCEEDED: &str = "deadline_exceeded";
+    DeadlineExceeded,
     /// MySQL refused the booking for good (a constraint, say).
-    pub const PERSIST_FAILED: &str = "persist_failed";
+    PersistFailed,
     /// The outbox entry could not be decoded.
-    pub const MALFORMED_CLAIM: &str = "malformed_claim";
+    MalformedClaim,
+}
+
+impl RejectReason {
+    /// Every reason, for lookups and tests.
+    pub const ALL: [Self; 5] = [
+        Self::SeatsTaken,
+        Self::EventNotFound,
+        Self::DeadlineExceeded,
+        Self::PersistFailed,
+        Self::MalformedClaim,
+    ];
+
+    /// The reason's wire spelling (`seats_taken`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SeatsTaken => "seats_taken",
+            Self::EventNotFound => "event_not_found",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::PersistFailed => "persist_failed",
+            Self::MalformedClaim => "malformed_claim",
+        }
+    }
+
+    /// The reason spelled `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +226,25 @@ mod tests {
         assert!(!is_valid_seat_id(&"é".repeat(33)));
         assert!(is_valid_user_id(&"ü".repeat(128)));
         assert!(!is_valid_user_id(""));
+    }
+
+    #[test]
+    fn reject_reasons_keep_their_wire_spelling() {
+        let wire = [
+            "seats_taken",
+            "event_not_found",
+            "deadline_exceeded",
+            "persist_failed",
+            "malformed_claim",
+        ];
+        for (reason, text) in RejectReason::ALL.into_iter().zip(wire) {
+            assert_eq!(reason.as_str(), text);
+            assert_eq!(reason.to_string(), text);
+            assert_eq!(serde_json::to_value(reason).unwrap(), text);
+            assert_eq!(RejectReason::parse(text), Some(reason));
+        }
+        assert_eq!(RejectReason::parse("Seats_Taken"), None);
+        assert_eq!(RejectReason::parse(""), None);
     }
 
     #[test]

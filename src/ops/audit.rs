@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{OpError, WARM_CHUNK};
 use crate::claims::RedisStore;
 use crate::db;
-use crate::domain::BookingStatus;
+use crate::domain::{BookingStatus, SeatState};
 
 /// One seat whose states differ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -67,7 +67,7 @@ async fn audit_in_one_transaction(
     // the repair.
     let mut tx = pool.begin().await?;
     let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
-    let mut in_redis: HashMap<String, (String, i64)> = redis
+    let mut in_redis: HashMap<String, (SeatState, i64)> = redis
         .seat_states(event_id)
         .await?
         .into_iter()
@@ -88,15 +88,15 @@ async fn audit_in_one_transaction(
         // order): not a divergence of state, but repaired with the rest (`warm.lua`
         // places the seat and leaves a pending seat's state alone).
         let misplaced = ordinal != Some(seat.ordinal);
-        let pending = state.as_deref().is_some_and(|s| s.starts_with("pending:"));
-        if !pending && state.as_deref() != Some(seat.state.as_str()) {
-            if let Some(bid) = state.as_deref().and_then(|s| s.strip_prefix("booked:")) {
-                stale_bookings.insert(bid.to_owned());
+        let pending = matches!(state, Some(SeatState::Pending(_)));
+        if !pending && state.as_ref() != Some(&seat.state) {
+            if let Some(SeatState::Booked(bid)) = &state {
+                stale_bookings.insert(bid.clone());
             }
             divergences.push(Divergence {
                 seat: seat.seat.clone(),
-                redis: state.unwrap_or_else(|| MISSING.to_owned()),
-                mysql: seat.state.clone(),
+                redis: state.map_or_else(|| MISSING.to_owned(), |s| s.to_redis()),
+                mysql: seat.state.to_redis(),
             });
             repairs.push((seat.seat.clone(), seat.ordinal, seat.state.clone()));
         } else if misplaced {
@@ -105,11 +105,11 @@ async fn audit_in_one_transaction(
     }
     // Seats Redis has and MySQL does not: reported, not deleted (a human should look).
     let mut extra: Vec<_> = in_redis.into_iter().collect();
-    extra.sort();
+    extra.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (seat, (state, _)) in extra {
         divergences.push(Divergence {
             seat,
-            redis: state,
+            redis: state.to_redis(),
             mysql: MISSING.to_owned(),
         });
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{audit, OpError, WARM_CHUNK};
 use crate::claims::{RedisStore, SeatCounts};
 use crate::db;
+use crate::domain::SeatState;
 
 /// Told how far a warm has got: `(seats copied into Redis, seats in all)`. Called
 /// once when the inventory is read (with 0 copied) and after every chunk.
@@ -68,7 +69,7 @@ async fn warm_in_one_transaction(
     // the seats are overwritten: afterwards nothing in the seats names them, and one
     // whose cancellation died between its MySQL COMMIT and cancel.lua would stay
     // `confirmed` in Redis, counted against its owner's limit, with its seats sold again.
-    let in_redis: HashMap<String, String> = redis
+    let in_redis: HashMap<String, SeatState> = redis
         .seat_states(event_id)
         .await?
         .into_iter()
@@ -78,8 +79,10 @@ async fn warm_in_one_transaction(
         .iter()
         .filter_map(|seat| {
             let state = in_redis.get(&seat.seat)?;
-            let bid = state.strip_prefix("booked:")?;
-            (*state != seat.state).then(|| bid.to_owned())
+            let SeatState::Booked(bid) = state else {
+                return None;
+            };
+            (*state != seat.state).then(|| bid.clone())
         })
         .collect();
     let mut chunk = Vec::with_capacity(WARM_CHUNK);

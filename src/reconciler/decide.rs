@@ -8,7 +8,7 @@
 //! at-least-once protocol be tested without a database or Redis.
 
 use crate::db::bookings::{BookingRow, LockedSeat};
-use crate::domain::{reasons, BookingStatus};
+use crate::domain::{BookingStatus, RejectReason};
 
 use super::Claim;
 
@@ -24,7 +24,7 @@ pub(crate) enum Decision {
     /// Reject the claim for `reason`. `record` says whether a `rejected` booking row is
     /// written: not when a seat is missing, since that most likely means the event is
     /// missing, and a booking row must name an existing event (`bookings_event`).
-    Reject { reason: &'static str, record: bool },
+    Reject { reason: RejectReason, record: bool },
     /// Book the seats and insert the confirmed booking.
     Persist,
 }
@@ -38,7 +38,7 @@ pub(crate) enum Follow {
     Cancel,
     /// MySQL recorded a rejection for this reason: `reject.lua` while the locks are
     /// held, with MySQL's state of the seats.
-    Reject(&'static str),
+    Reject(RejectReason),
 }
 
 /// Decides one claim (steps 2 to 5 of the protocol).
@@ -55,7 +55,7 @@ pub(crate) fn decide(
     known: Option<&BookingRow>,
     redis_status: Option<BookingStatus>,
     locked: &[Option<&LockedSeat>],
-    give_up: Option<&'static str>,
+    give_up: Option<RejectReason>,
 ) -> Decision {
     debug_assert_eq!(locked.len(), claim.seats.len(), "one lock per seat");
     if let Some(row) = known {
@@ -76,9 +76,9 @@ pub(crate) fn decide(
         .flatten()
         .any(|l| l.taken_by_other(&claim.booking_id));
     let reason = if !all_exist {
-        Some(reasons::EVENT_NOT_FOUND)
+        Some(RejectReason::EventNotFound)
     } else if taken {
-        Some(reasons::SEATS_TAKEN)
+        Some(RejectReason::SeatsTaken)
     } else {
         give_up
     };
@@ -91,19 +91,12 @@ pub(crate) fn decide(
     }
 }
 
-/// The `'static` reason constant matching a recorded reason (reasons recorded in
-/// MySQL are always one of them).
-fn reason_of(recorded: Option<&str>) -> &'static str {
-    [
-        reasons::SEATS_TAKEN,
-        reasons::EVENT_NOT_FOUND,
-        reasons::DEADLINE_EXCEEDED,
-        reasons::PERSIST_FAILED,
-        reasons::MALFORMED_CLAIM,
-    ]
-    .into_iter()
-    .find(|r| Some(*r) == recorded)
-    .unwrap_or(reasons::SEATS_TAKEN)
+/// The reason a booking row records (reasons recorded in MySQL are always one of
+/// them; anything else reads as seats taken).
+fn reason_of(recorded: Option<&str>) -> RejectReason {
+    recorded
+        .and_then(RejectReason::parse)
+        .unwrap_or(RejectReason::SeatsTaken)
 }
 
 #[cfg(test)]
@@ -150,7 +143,7 @@ mod tests {
         known: Option<&BookingRow>,
         redis_status: Option<BookingStatus>,
         seats: &[Option<&LockedSeat>],
-        give_up: Option<&'static str>,
+        give_up: Option<RejectReason>,
     ) -> Decision {
         decide(&claim(), known, redis_status, seats, give_up)
     }
@@ -207,15 +200,15 @@ mod tests {
     #[test]
     fn a_recorded_rejection_is_repeated_in_redis_with_its_reason() {
         let [a1, a2] = free();
-        let row = known(BookingStatus::Rejected, Some(reasons::DEADLINE_EXCEEDED));
+        let row = known(BookingStatus::Rejected, Some("deadline_exceeded"));
         assert_eq!(
             decide_on(
                 Some(&row),
                 Some(BookingStatus::Pending),
                 &[Some(&a1), Some(&a2)],
-                Some(reasons::PERSIST_FAILED)
+                Some(RejectReason::PersistFailed)
             ),
-            Decision::FollowMysql(Follow::Reject(reasons::DEADLINE_EXCEEDED))
+            Decision::FollowMysql(Follow::Reject(RejectReason::DeadlineExceeded))
         );
         // A pending row, or a reason MySQL should not have, reads as seats taken.
         for row in [
@@ -224,7 +217,7 @@ mod tests {
         ] {
             assert_eq!(
                 decide_on(Some(&row), None, &[Some(&a1), Some(&a2)], None),
-                Decision::FollowMysql(Follow::Reject(reasons::SEATS_TAKEN))
+                Decision::FollowMysql(Follow::Reject(RejectReason::SeatsTaken))
             );
         }
     }
@@ -253,10 +246,10 @@ mod tests {
                 None,
                 Some(BookingStatus::Pending),
                 &[Some(&a1), None],
-                Some(reasons::DEADLINE_EXCEEDED)
+                Some(RejectReason::DeadlineExceeded)
             ),
             Decision::Reject {
-                reason: reasons::EVENT_NOT_FOUND,
+                reason: RejectReason::EventNotFound,
                 record: false
             }
         );
@@ -271,10 +264,10 @@ mod tests {
                 None,
                 Some(BookingStatus::Pending),
                 &[Some(&a1), Some(&a2)],
-                Some(reasons::DEADLINE_EXCEEDED)
+                Some(RejectReason::DeadlineExceeded)
             ),
             Decision::Reject {
-                reason: reasons::SEATS_TAKEN,
+                reason: RejectReason::SeatsTaken,
                 record: true
             }
         );
@@ -288,10 +281,10 @@ mod tests {
                 None,
                 Some(BookingStatus::Pending),
                 &[Some(&a1), Some(&a2)],
-                Some(reasons::PERSIST_FAILED)
+                Some(RejectReason::PersistFailed)
             ),
             Decision::Reject {
-                reason: reasons::PERSIST_FAILED,
+                reason: RejectReason::PersistFailed,
                 record: true
             }
         );

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::claims::{RedisStore, StoreError};
 use crate::db;
-use crate::domain::{reasons, BookingStatus};
+use crate::domain::{BookingStatus, RejectReason};
 use crate::telemetry;
 
 mod decide;
@@ -107,7 +107,7 @@ pub enum Settled {
     /// Persisted now and confirmed in Redis.
     Confirmed,
     /// Rejected now, for this reason; Redis took MySQL's state for its seats.
-    Rejected(&'static str),
+    Rejected(RejectReason),
     /// Settled before (redelivery, cancellation, or Redis no longer has the claim);
     /// Redis was brought in line with MySQL where needed.
     AlreadySettled(Option<BookingStatus>),
@@ -296,9 +296,9 @@ impl Reconciler {
                 (Ok(_), Ok(Settled::AlreadySettled(_))) => report.already_settled += 1,
                 (Ok(claim), Err(err)) => {
                     let give_up = if !err.is_transient() {
-                        Some(reasons::PERSIST_FAILED)
+                        Some(RejectReason::PersistFailed)
                     } else if stream_entry_age(&entry.id) > self.config.claim_deadline {
-                        Some(reasons::DEADLINE_EXCEEDED)
+                        Some(RejectReason::DeadlineExceeded)
                     } else {
                         None
                     };

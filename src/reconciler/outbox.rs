@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::{Claim, Reconciler};
 use crate::claims::ensure_group;
 use crate::claims::keys::RECONCILER_GROUP;
-use crate::domain::reasons;
+use crate::domain::{BookingId, RejectReason};
 use crate::telemetry;
 
 /// How often `seatgate_outbox_length` is sampled, at most.
@@ -151,7 +151,10 @@ impl Reconciler {
                     user_id: booking.user_id,
                     seats: booking.seats,
                 };
-                if let Err(err) = self.reject_claim(&claim, reasons::MALFORMED_CLAIM).await {
+                if let Err(err) = self
+                    .reject_claim(&claim, RejectReason::MalformedClaim)
+                    .await
+                {
                     tracing::warn!(booking.id = %claim.booking_id, error = %err, "cannot reject the booking of an undecodable entry yet");
                     return Ok(false);
                 }
@@ -182,7 +185,7 @@ pub(super) struct Entry {
     pub(super) id: String,
     pub(super) claim: Result<Claim, String>,
     /// The booking id, when the entry has a readable one (for dead letters).
-    pub(super) booking_hint: Option<String>,
+    pub(super) booking_hint: Option<BookingId>,
 }
 
 fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) -> Vec<Entry> {
@@ -215,7 +218,7 @@ fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) ->
                     seats,
                 })
             })();
-            let booking_hint = field("b").ok().filter(|b| uuid::Uuid::parse_str(b).is_ok());
+            let booking_hint = field("b").ok().and_then(|b| BookingId::parse(b).ok());
             entries.push(Entry {
                 outbox: stream.key.clone(),
                 event_id: event_id.clone(),

@@ -15,7 +15,7 @@ use super::outbox::Entry;
 use super::{Claim, Reconciler, SettleError, Settled};
 use crate::backoff::backoff;
 use crate::db::{self, bookings::BookingRow};
-use crate::domain::BookingStatus;
+use crate::domain::{BookingStatus, RejectReason, SeatState};
 
 /// Redis follow-ups (`confirm.lua` and its notification) of one batch in flight at
 /// once, after its COMMIT: Redis calls only, pipelined on one multiplexed connection, so
@@ -93,7 +93,7 @@ impl Reconciler {
     pub async fn reject_claim(
         &self,
         claim: &Claim,
-        reason: &'static str,
+        reason: RejectReason,
     ) -> Result<Settled, SettleError> {
         self.settle_one(claim, Some(reason)).await
     }
@@ -101,7 +101,7 @@ impl Reconciler {
     async fn settle_one(
         &self,
         claim: &Claim,
-        give_up: Option<&'static str>,
+        give_up: Option<RejectReason>,
     ) -> Result<Settled, SettleError> {
         let mut settled = self
             .settle_all(std::slice::from_ref(claim), give_up)
@@ -116,7 +116,7 @@ impl Reconciler {
     async fn settle_all(
         &self,
         claims: &[Claim],
-        give_up: Option<&'static str>,
+        give_up: Option<RejectReason>,
     ) -> Result<Vec<Settled>, SettleError> {
         let limit = self.config.settle_timeout;
         tokio::time::timeout(limit, self.settle_all_unbounded(claims, give_up))
@@ -138,7 +138,7 @@ impl Reconciler {
     async fn settle_all_unbounded(
         &self,
         claims: &[Claim],
-        give_up: Option<&'static str>,
+        give_up: Option<RejectReason>,
     ) -> Result<Vec<Settled>, SettleError> {
         // Seats by event, both sorted: the global lock order.
         let mut by_event: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
@@ -177,7 +177,7 @@ impl Reconciler {
         let mut rows = Vec::new();
         let mut to_book: Vec<&Claim> = Vec::new();
         // (index of the claim, claim, reason) of every rejection to tell Redis.
-        let mut rejects: Vec<(usize, &Claim, &'static str)> = Vec::new();
+        let mut rejects: Vec<(usize, &Claim, RejectReason)> = Vec::new();
         for (i, (claim, redis_status)) in claims.iter().zip(in_redis).enumerate() {
             let key = |seat: &String| (claim.event_id.clone(), seat.clone());
             let locked: Vec<Option<&db::bookings::LockedSeat>> = claim
@@ -248,7 +248,7 @@ impl Reconciler {
         )
         .await?;
         // Rejections go to Redis while the locks are held (see `settle`).
-        for (i, claim, reason) in &rejects {
+        for &(i, claim, reason) in &rejects {
             let locked: Vec<db::bookings::LockedSeat> = claim
                 .seats
                 .iter()
@@ -256,12 +256,12 @@ impl Reconciler {
                 .collect();
             let status = self.reject_in_redis(claim, reason, &locked).await?;
             // A rejection MySQL already had: report what Redis now says.
-            outcomes[*i].get_or_insert(Settled::AlreadySettled(status));
+            outcomes[i].get_or_insert(Settled::AlreadySettled(status));
         }
         tx.commit().await?;
-        for (i, claim, reason) in &rejects {
-            if outcomes[*i] == Some(Settled::Rejected(reason)) {
-                tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason, "claim rejected");
+        for &(i, claim, reason) in &rejects {
+            if outcomes[i] == Some(Settled::Rejected(reason)) {
+                tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason = reason.as_str(), "claim rejected");
             }
         }
 
@@ -312,7 +312,7 @@ impl Reconciler {
     async fn reject_in_redis(
         &self,
         claim: &Claim,
-        reason: &str,
+        reason: RejectReason,
         locked: &[db::bookings::LockedSeat],
     ) -> Result<Option<BookingStatus>, SettleError> {
         let states = truth(&claim.seats, locked);
@@ -358,9 +358,9 @@ enum After {
     Nothing,
 }
 
-/// MySQL's state of each seat of the claim, in Redis's spelling; a seat MySQL does
-/// not have is given back as available.
-fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, String)> {
+/// MySQL's state of each seat of the claim; a seat MySQL does not have is given back
+/// as available.
+fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, SeatState)> {
     seats
         .iter()
         .map(|seat| {
@@ -368,19 +368,19 @@ fn truth(seats: &[String], locked: &[db::bookings::LockedSeat]) -> Vec<(String, 
                 .iter()
                 .find(|l| &l.seat == seat)
                 .map(|l| l.state())
-                .unwrap_or_else(|| "available".to_owned());
+                .unwrap_or(SeatState::Available);
             (seat.clone(), state)
         })
         .collect()
 }
 
-fn row(claim: &Claim, status: BookingStatus, reason: Option<&str>) -> BookingRow {
+fn row(claim: &Claim, status: BookingStatus, reason: Option<RejectReason>) -> BookingRow {
     BookingRow {
         id: claim.booking_id.clone(),
         event_id: claim.event_id.clone(),
         user_id: claim.user_id.clone(),
         status,
         seats: claim.seats.clone(),
-        reason: reason.map(str::to_owned),
+        reason: reason.map(|r| r.as_str().to_owned()),
     }
 }

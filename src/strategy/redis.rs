@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Strategy, StrategyError};
-use crate::claims::{RedisStore, StoreError};
+use crate::claims::{state, RedisStore, StoreError};
 use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary};
 use crate::domain::{Booking, SeatStatus};
 
@@ -54,7 +54,7 @@ impl Strategy for RedisStrategy {
             .await?
             .into_iter()
             .map(|s| {
-                let status = SeatStatus::from_state(&s.state);
+                let status = s.state.status();
                 (s.seat, status)
             })
             .collect())
@@ -77,7 +77,7 @@ impl Strategy for RedisStrategy {
             )
             .await?;
             for (seat, state) in pairs {
-                let status = SeatStatus::from_state(&state);
+                let status = state::status_of(&state);
                 out.insert(seat, status);
             }
             if next == 0 {

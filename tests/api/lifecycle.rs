@@ -377,7 +377,7 @@ async fn one_batch_settles_each_claim_on_its_own_merits() {
         outcomes,
         vec![
             Settled::Confirmed,
-            Settled::Rejected("seats_taken"),
+            Settled::Rejected(seatgate::domain::RejectReason::SeatsTaken),
             Settled::AlreadySettled(Some(seatgate::domain::BookingStatus::Confirmed)),
             Settled::AlreadySettled(Some(seatgate::domain::BookingStatus::Cancelled)),
             Settled::Confirmed,

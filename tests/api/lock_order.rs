@@ -28,12 +28,18 @@ async fn lock_seat(conn: &mut MySqlConnection, event: &str, seat: &str) -> Resul
         .map(|_| ())
 }
 
+/// Lets one test at a time poll `INNODB_TRX` (see [`someone_waits_for_a_lock`]).
+static INNODB_TRX_POLL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits until some transaction of this test's database waits for a row lock.
 ///
 /// Polls every 150 ms, not faster: InnoDB refreshes the snapshot behind
 /// `information_schema.INNODB_TRX` only when it has not been read for 100 ms, so a
-/// tighter loop would keep reading the same stale snapshot.
+/// tighter loop would keep reading the same stale snapshot. For the same reason only
+/// one test polls at a time: two polling side by side read the table less than 100 ms
+/// apart between them, and both would read one stale snapshot until their deadlines.
 async fn someone_waits_for_a_lock(app: &TestApp) {
+    let _alone = INNODB_TRX_POLL.lock().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let waiting: i64 = sqlx::query(

@@ -4,7 +4,7 @@
 
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, SeatCounts, Selection};
-use seatgate::domain::BookingStatus;
+use seatgate::domain::{BookingStatus, RejectReason, SeatState};
 use std::time::Duration;
 
 use crate::helpers::REDIS_URL;
@@ -29,15 +29,15 @@ impl Lab {
             .await
             .unwrap();
         let event = "lab".to_owned();
-        let chunk: Vec<(String, i64, String)> = seats
+        let chunk: Vec<(String, i64, SeatState)> = seats
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 let state = booked
                     .iter()
                     .find(|(seat, _)| seat == s)
-                    .map(|(_, b)| format!("booked:{b}"))
-                    .unwrap_or_else(|| "available".into());
+                    .map(|(_, b)| SeatState::Booked(b.to_string()))
+                    .unwrap_or(SeatState::Available);
                 (s.to_string(), i as i64, state)
             })
             .collect();
@@ -239,9 +239,9 @@ async fn confirm_reject_and_cancel_lua_move_only_the_seats_their_booking_holds()
     assert_eq!(lab.counts().await, (0, 2, 2));
 
     // reject.lua: MySQL says A3 is booked by "x"; a confirmed booking is never rejected.
-    let truth = vec![("A3".to_owned(), "booked:x".to_owned())];
+    let truth = vec![("A3".to_owned(), SeatState::Booked("x".into()))];
     assert_eq!(
-        s.reject(e, "b2", "u2", "seats_taken", &truth)
+        s.reject(e, "b2", "u2", RejectReason::SeatsTaken, &truth)
             .await
             .unwrap(),
         Some(BookingStatus::Rejected)
@@ -252,9 +252,11 @@ async fn confirm_reject_and_cancel_lua_move_only_the_seats_their_booking_holds()
         (b.status, b.reason.as_deref()),
         (BookingStatus::Rejected, Some("seats_taken"))
     );
-    let free = vec![("A1".to_owned(), "available".to_owned())];
+    let free = vec![("A1".to_owned(), SeatState::Available)];
     assert_eq!(
-        s.reject(e, "b1", "u1", "seats_taken", &free).await.unwrap(),
+        s.reject(e, "b1", "u1", RejectReason::SeatsTaken, &free)
+            .await
+            .unwrap(),
         Some(BookingStatus::Confirmed)
     );
     assert_eq!(lab.state("A1").await, "booked:b1");
@@ -303,9 +305,9 @@ async fn warm_lua_never_touches_a_pending_seat_and_recounts() {
     let s = &lab.store;
     // MySQL's truth: A1 free (its claim is on the way), A2 booked by "m", A3 free.
     let chunk = vec![
-        ("A1".to_owned(), 0, "available".to_owned()),
-        ("A2".to_owned(), 1, "booked:m".to_owned()),
-        ("A3".to_owned(), 2, "available".to_owned()),
+        ("A1".to_owned(), 0, SeatState::Available),
+        ("A2".to_owned(), 1, SeatState::Booked("m".into())),
+        ("A3".to_owned(), 2, SeatState::Available),
     ];
     assert_eq!(s.warm_chunk(&lab.event, &chunk).await.unwrap(), 1);
     assert_eq!(lab.state("A1").await, "pending:b1");
@@ -422,11 +424,11 @@ async fn freed_seats_go_back_to_their_exact_ordinal_after_reject_and_cancel() {
 
     // Reject (MySQL has Y1 free and Z0 booked by someone else).
     let truth = vec![
-        ("Z0".to_owned(), "booked:m".to_owned()),
-        ("Y1".to_owned(), "available".to_owned()),
+        ("Z0".to_owned(), SeatState::Booked("m".into())),
+        ("Y1".to_owned(), SeatState::Available),
     ];
     assert_eq!(
-        s.reject(e, "b1", "u1", "seats_taken", &truth)
+        s.reject(e, "b1", "u1", RejectReason::SeatsTaken, &truth)
             .await
             .unwrap(),
         Some(BookingStatus::Rejected)
@@ -487,7 +489,7 @@ async fn warm_lua_keeps_the_order_list_that_seat_states_lists_seats_by() {
         .await
         .unwrap()
         .into_iter()
-        .map(|x| (x.seat, x.ordinal, x.state))
+        .map(|x| (x.seat, x.ordinal, x.state.to_redis()))
         .collect();
     assert_eq!(
         listed,
@@ -500,9 +502,9 @@ async fn warm_lua_keeps_the_order_list_that_seat_states_lists_seats_by() {
     );
 
     // Warm again, in two chunks: the list stays as it is.
-    let triples = |range: std::ops::Range<usize>| -> Vec<(String, i64, String)> {
+    let triples = |range: std::ops::Range<usize>| -> Vec<(String, i64, SeatState)> {
         range
-            .map(|i| (all[i].to_owned(), i as i64, "available".to_owned()))
+            .map(|i| (all[i].to_owned(), i as i64, SeatState::Available))
             .collect()
     };
     s.warm_chunk(e, &triples(0..2)).await.unwrap();
@@ -511,13 +513,13 @@ async fn warm_lua_keeps_the_order_list_that_seat_states_lists_seats_by() {
     // A scattered repair of a seat out of place puts it back.
     let mut conn = s.connection();
     let () = conn.lset(s.keys(e).order(), 2, "B2").await.unwrap();
-    s.warm_chunk(e, &[("M5".to_owned(), 2, "available".to_owned())])
+    s.warm_chunk(e, &[("M5".to_owned(), 2, SeatState::Available)])
         .await
         .unwrap();
     assert_eq!(lab.order().await, seats(&all));
     // A lost list is rebuilt by a warm; a seat beyond the end is left for that warm.
     let _: i64 = conn.del(s.keys(e).order()).await.unwrap();
-    s.warm_chunk(e, &[("M5".to_owned(), 2, "available".to_owned())])
+    s.warm_chunk(e, &[("M5".to_owned(), 2, SeatState::Available)])
         .await
         .unwrap();
     assert_eq!(lab.order().await, Vec::<String>::new());

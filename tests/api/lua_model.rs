@@ -57,7 +57,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, SeatCounts, Selection};
-use seatgate::domain::BookingStatus;
+use seatgate::domain::{BookingStatus, RejectReason, SeatState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -220,6 +220,15 @@ impl Seat {
             Seat::Booked(bid) => format!("booked:{bid}"),
         }
     }
+
+    /// As the store's wrappers take it (MySQL's truth handed to reject and warm).
+    fn state(&self) -> SeatState {
+        match self {
+            Seat::Available => SeatState::Available,
+            Seat::Pending(bid) => SeatState::Pending(bid.clone()),
+            Seat::Booked(bid) => SeatState::Booked(bid.clone()),
+        }
+    }
 }
 
 /// A booking record, as Redis should hold it.
@@ -237,7 +246,8 @@ struct Row {
     user: usize,
     seats: Vec<usize>,
     status: BookingStatus,
-    reason: &'static str,
+    /// Only for a rejected row.
+    reason: Option<RejectReason>,
 }
 
 /// A script call a caller's protocol decided on, with what it is passed.
@@ -245,7 +255,7 @@ struct Row {
 enum Call {
     Confirm,
     Reject {
-        reason: &'static str,
+        reason: RejectReason,
         truth: Vec<(usize, Seat)>,
     },
     Cancel {
@@ -472,7 +482,7 @@ impl Model {
                     seats: row.seats.clone(),
                 },
                 BookingStatus::Rejected | BookingStatus::Pending => Call::Reject {
-                    reason: row.reason,
+                    reason: row.reason.unwrap_or(RejectReason::SeatsTaken),
                     truth: row.seats.iter().map(|&i| (i, self.truth(i))).collect(),
                 },
             };
@@ -487,9 +497,9 @@ impl Model {
         let taken = seats.iter().any(|&i| self.mysql_seats[i].is_some());
         if taken || verdict == Verdict::Reject {
             let reason = if taken {
-                "seats_taken"
+                RejectReason::SeatsTaken
             } else {
-                "deadline_exceeded"
+                RejectReason::DeadlineExceeded
             };
             let truth = seats.iter().map(|&i| (i, self.truth(i))).collect();
             if then != Then::Never {
@@ -499,7 +509,7 @@ impl Model {
                         user,
                         seats,
                         status: BookingStatus::Rejected,
-                        reason,
+                        reason: Some(reason),
                     },
                 );
             }
@@ -514,7 +524,7 @@ impl Model {
                 user,
                 seats,
                 status: BookingStatus::Confirmed,
-                reason: "",
+                reason: None,
             },
         );
         Some((Call::Confirm, false))
@@ -545,7 +555,7 @@ impl Model {
                         user,
                         seats: seats.clone(),
                         status: BookingStatus::Cancelled,
-                        reason: "",
+                        reason: None,
                     },
                 );
             }
@@ -749,9 +759,9 @@ impl Harness {
             }
             Call::Reject { reason, truth } => {
                 let record = &self.model.records[bid];
-                let states: Vec<(String, String)> = truth
+                let states: Vec<(String, SeatState)> = truth
                     .iter()
-                    .map(|(i, state)| (seat_name(*i), state.redis()))
+                    .map(|(i, state)| (seat_name(*i), state.state()))
                     .collect();
                 let got = store
                     .reject(event, bid, &user_name(record.user), reason, &states)
@@ -833,9 +843,9 @@ impl Harness {
     }
 
     async fn warm_chunk(&mut self, ordinals: &[usize]) -> Result<(), TestCaseError> {
-        let triples: Vec<(String, i64, String)> = ordinals
+        let triples: Vec<(String, i64, SeatState)> = ordinals
             .iter()
-            .map(|&i| (seat_name(i), i as i64, self.model.truth(i).redis()))
+            .map(|&i| (seat_name(i), i as i64, self.model.truth(i).state()))
             .collect();
         let got = self
             .lab

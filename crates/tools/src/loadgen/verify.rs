@@ -27,6 +27,7 @@ use super::client::Api;
 use super::report::{DropReport, CONFIRM_DEADLINE};
 use seatgate::claims::RedisStore;
 use seatgate::db::{opt_text, text};
+use seatgate::domain::SeatState;
 
 /// Pause between reads of the event's counters while waiting for confirmations.
 const CONFIRM_POLL: Duration = Duration::from_millis(50);
@@ -194,22 +195,23 @@ impl Verifier<'_> {
         let mut booked = 0u64;
         let mut untouched = 0u64;
         for s in &states {
-            let holder = s
-                .state
-                .strip_prefix("booked:")
-                .or_else(|| s.state.strip_prefix("pending:"));
+            let holder = s.state.booking();
             match (owners.get(s.seat.as_str()), holder) {
-                (Some(winner), Some(h)) if h == *winner && s.state.starts_with("booked:") => {
+                (Some(winner), Some(h))
+                    if h == *winner && matches!(s.state, SeatState::Booked(_)) =>
+                {
                     booked += 1;
                 }
                 (Some(_), None) if !self.redis_in_path => untouched += 1,
                 (Some(winner), _) => failures.push(format!(
                     "Redis: seat {} is {}, its winner was told booking {winner}",
-                    s.seat, s.state
+                    s.seat,
+                    s.state.to_redis()
                 )),
                 (None, Some(_)) => failures.push(format!(
                     "Redis: seat {} is {} but no client won it",
-                    s.seat, s.state
+                    s.seat,
+                    s.state.to_redis()
                 )),
                 (None, None) => {}
             }
