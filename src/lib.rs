@@ -15,10 +15,16 @@
 //! - [`db`]: MySQL, the system of record (migrations in `migrations/`).
 //! - [`deployment`]: one Redis namespace belongs to one MySQL database.
 //! - [`ops`]: warm, audit and cancel, which span both stores.
-//! - [`clock`]: the wall clock as Unix time.
+//! - [`live`]: the live seat map (snapshots, the SSE hub and its watchers).
+//! - [`domain`]: validated ids, seat states, reject reasons, event validation.
+//! - [`clock`], [`backoff`]: the wall clock as Unix time; retry delays.
 //! - [`server`]: the HTTP server loop (listen backlog, connection cap, header and idle
 //!   timeouts).
 //! - [`startup`], [`config`], [`telemetry`], [`cli`]: running it.
+//!
+//! The load generator, the plots and the private test servers are crates of their
+//! own beside this one (`crates/tools`, `crates/sandbox`), so the server is built
+//! without them.
 
 pub mod api;
 pub mod backoff;
