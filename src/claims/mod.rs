@@ -1,4 +1,7 @@
 //! The Redis side of seatgate: the claim hot path and every script that moves seats.
+//! One file for [`RedisStore`] because each of its methods is the same few lines around
+//! one script or command on the one connection; the replies' parsing is in [`scripts`],
+//! the seat states' spelling in [`state`], the key names in [`keys`].
 //!
 //! [`RedisStore`] wraps one [`ConnectionManager`]: a multiplexed connection that
 //! pipelines every concurrent request on one socket and reconnects by itself. On this

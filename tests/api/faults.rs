@@ -1,7 +1,8 @@
 //! Failures that really happen: private redis-server / mariadbd processes killed and
 //! restarted, consumers that die holding entries, shutdown in the middle of a drop.
 //! Each ends with a final read: every 202 is confirmed or rejected, no seat is held
-//! twice, and the audit finds Redis and MySQL in agreement.
+//! twice, and the audit finds Redis and MySQL in agreement. One file because every
+//! test here shares the private-server set-up and that final read.
 
 use futures::stream::{self, StreamExt};
 use redis::AsyncCommands;

@@ -3,6 +3,10 @@
 //! Each test gets its own MySQL database (`sg_test_<id>`) and its own Redis key
 //! namespace (`sgt<id>:`), both removed when the `TestApp` is dropped, also when the
 //! test panics. The machine's shared Redis and MariaDB are used, never flushed.
+//!
+//! One file because it is the one place every test module reaches for set-up and
+//! requests: the app and its scratch stores first, then small builders and checks of
+//! request and answer bodies, then the `TestApp` methods, then the clean-up.
 
 use futures::stream::{self, StreamExt};
 use redis::AsyncCommands;

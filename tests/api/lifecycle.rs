@@ -1,5 +1,6 @@
 //! Cancel, warm, audit and the reconciler's settle paths, with the reconciler driven
-//! step by step where the test needs a claim to stay pending.
+//! step by step where the test needs a claim to stay pending. One file because these
+//! tests share that stepping and the reads of a booking's status and reason.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -1,6 +1,8 @@
 //! Each Lua script called directly through `RedisStore`, on the shared Redis under a
 //! namespace of its own (no MySQL involved), and a call after `SCRIPT FLUSH` on a
 //! private redis-server (flushing the shared server's script cache is not ours to do).
+//! One file because each script's tests read the same fixtures (an event warmed straight
+//! into Redis) and follow the order of `lua/`.
 
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, SeatCounts, Selection};

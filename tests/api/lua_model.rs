@@ -1,6 +1,8 @@
 //! A model-based randomized test of the Lua scripts: random interleavings of claims,
 //! settlements, cancellations, warms and audit repairs, run on the real Redis and on a
-//! small reference model written here in plain Rust, compared after every step.
+//! small reference model written here in plain Rust, compared after every step. One
+//! file because the model, its operations and the invariants are read together: each
+//! operation's model step sits beside the script call it mirrors.
 //!
 //! # The world
 //!
