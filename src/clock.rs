@@ -18,7 +18,7 @@ pub fn unix_secs() -> u64 {
 
 /// How long ago a Redis stream entry was added: its id is `<milliseconds>-<sequence>`.
 /// An id that does not parse reads as added now.
-pub fn stream_entry_age(id: &str) -> Duration {
+pub(crate) fn stream_entry_age(id: &str) -> Duration {
     let added_ms: u64 = id
         .split('-')
         .next()

@@ -77,15 +77,15 @@ pub struct Settings {
 }
 
 /// Shortest admin token accepted, in characters.
-pub const ADMIN_TOKEN_MIN_CHARS: usize = 16;
+pub(crate) const ADMIN_TOKEN_MIN_CHARS: usize = 16;
 /// Shortest JWT secret accepted, in bytes: HS256 keys shorter than the hash's 32 bytes
 /// are open to brute force (RFC 7518, section 3.2).
-pub const JWT_SECRET_MIN_BYTES: usize = 32;
+pub(crate) const JWT_SECRET_MIN_BYTES: usize = 32;
 
 impl Settings {
     /// Refuses secrets too weak to guard a drop, naming the variable to fix (and never
     /// showing the value).
-    pub fn check_secrets(&self) -> Result<(), String> {
+    pub(crate) fn check_secrets(&self) -> Result<(), String> {
         let admin = self.admin_token.expose().chars().count();
         if admin < ADMIN_TOKEN_MIN_CHARS {
             return Err(format!(

@@ -28,7 +28,7 @@ use crate::db;
      deployment its own SEATGATE_REDIS_NAMESPACE; if that database is gone for good, \
      delete the Redis key {key} to hand the namespace over"
 )]
-pub struct NamespaceTaken {
+pub(crate) struct NamespaceTaken {
     pub namespace: String,
     /// The Redis key that records the owner.
     pub key: String,
@@ -41,7 +41,7 @@ pub struct NamespaceTaken {
 /// Makes this deployment's database the owner of the Redis namespace if it has none,
 /// and fails with [`NamespaceTaken`] if another database owns it. If either store
 /// cannot answer now, warns and lets the start go on.
-pub async fn claim_namespace(
+pub(crate) async fn claim_namespace(
     redis: &RedisStore,
     pool: &MySqlPool,
     database_url: &str,

@@ -70,7 +70,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// The process's Prometheus recorder: installed on the first call, the same handle
 /// after. If another recorder was installed first (an embedding program), that one
 /// keeps the metrics and this handle renders nothing.
-pub fn prometheus() -> &'static PrometheusHandle {
+pub(crate) fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
@@ -144,13 +144,13 @@ fn register_zeros() {
 
 /// Installs the recorder (see [`prometheus`]) and registers every series, so that
 /// all of them show from the first scrape.
-pub fn init_metrics() {
+pub(crate) fn init_metrics() {
     claim_metrics();
 }
 
 /// How a claim request was answered (the `outcome` label of `seatgate_claims_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimResult {
+pub(crate) enum ClaimResult {
     Pending,
     /// The `mysql` strategy's synchronous booking.
     Confirmed,
@@ -232,7 +232,7 @@ fn claim_metrics() -> &'static ClaimMetrics {
 /// outcome, and recorded (count and duration) when dropped. A request abandoned
 /// before its answer (the request timeout of the API, which answers 503
 /// `unavailable`, or a client that went away) is recorded as `unavailable`.
-pub struct ClaimProbe {
+pub(crate) struct ClaimProbe {
     started: Instant,
     outcome: ClaimResult,
 }
@@ -263,19 +263,19 @@ impl Drop for ClaimProbe {
 }
 
 /// Sets `seatgate_claims_in_flight`.
-pub fn claims_in_flight(n: usize) {
+pub(crate) fn claims_in_flight(n: usize) {
     claim_metrics().in_flight.set(n as f64);
 }
 
 /// Counts settled bookings: `result` is `confirmed`, `rejected` or `cancelled`.
-pub fn bookings_settled(result: &'static str, n: usize) {
+pub(crate) fn bookings_settled(result: &'static str, n: usize) {
     if n > 0 {
         metrics::counter!(SETTLED, "result" => result).increment(n as u64);
     }
 }
 
 /// Counts one reconciler step's retried and dead-lettered entries.
-pub fn reconciler_trouble(retries: usize, dead: usize) {
+pub(crate) fn reconciler_trouble(retries: usize, dead: usize) {
     if retries > 0 {
         metrics::counter!(RETRIES).increment(retries as u64);
     }
@@ -284,7 +284,7 @@ pub fn reconciler_trouble(retries: usize, dead: usize) {
     }
 }
 
-pub fn reconciler_lag(lag: Duration) {
+pub(crate) fn reconciler_lag(lag: Duration) {
     metrics::gauge!(LAG).set(lag.as_secs_f64());
 }
 
@@ -293,7 +293,7 @@ pub fn outbox_length(n: u64) {
 }
 
 /// Counts a failed Redis (`store = "redis"`) or MySQL (`"mysql"`) call.
-pub fn store_error(store: &'static str) {
+pub(crate) fn store_error(store: &'static str) {
     metrics::counter!(STORE_ERRORS, "store" => store).increment(1);
 }
 

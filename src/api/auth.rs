@@ -17,7 +17,7 @@ use crate::config::Secret;
 use crate::domain::UserId;
 
 /// Clock skew tolerated on `exp`, in seconds (the contract allows at most 60).
-pub const JWT_LEEWAY_SECS: u64 = 30;
+pub(crate) const JWT_LEEWAY_SECS: u64 = 30;
 
 /// The caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

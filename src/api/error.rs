@@ -15,7 +15,7 @@ use crate::claims::StoreError;
 use crate::ops::OpError;
 
 /// Seconds a client is asked to wait before retrying a 503.
-pub const RETRY_AFTER_SECS: u64 = 1;
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -85,7 +85,7 @@ pub enum ErrorCode {
 /// The JSON body of every error: `error` and `message`, plus the fields some codes
 /// carry (`seats`, `limit`, `booking_id`, `reason`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: ErrorCode,
     /// A human-readable explanation.
     pub message: String,
@@ -141,7 +141,7 @@ impl ApiError {
 
     /// The JSON body of this error. It takes the error, so that the seats of a 409
     /// (the answer to nearly every claim of a drop) move into the body, not copied.
-    pub fn into_body(self) -> ErrorBody {
+    pub(crate) fn into_body(self) -> ErrorBody {
         let mut body = ErrorBody {
             error: self.code(),
             message: self.to_string(),

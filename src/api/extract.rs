@@ -15,12 +15,12 @@ use crate::domain::{BookingId, EventId};
 /// `axum::extract::Path`, rejecting with a JSON 400.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
+pub(crate) struct ApiPath<T>(pub T);
 
 /// `axum::extract::Query`, rejecting with a JSON 400.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 /// The event id of a path (`/…/events/{id}…`), parsed: a malformed id names no event,
 /// so it is answered 404 `event_not_found`, as an unknown event is.
@@ -29,7 +29,7 @@ pub struct ApiQuery<T>(pub T);
 /// checks the caller (401) or the body (400, 413) first takes the raw segment with
 /// [`ApiPath`] and parses it with [`parse_event_id`] after those checks, so a request wrong
 /// in two ways keeps the answer it has always had.
-pub struct EventPath(pub EventId);
+pub(crate) struct EventPath(pub EventId);
 
 impl<S: Send + Sync> FromRequestParts<S> for EventPath {
     type Rejection = ApiError;
@@ -44,12 +44,12 @@ impl<S: Send + Sync> FromRequestParts<S> for EventPath {
 }
 
 /// Parses an event id from a path; a malformed one is 404 `event_not_found`.
-pub fn parse_event_id(raw: String) -> Result<EventId, ApiError> {
+pub(crate) fn parse_event_id(raw: String) -> Result<EventId, ApiError> {
     EventId::parse(raw).map_err(|_| ApiError::EventNotFound)
 }
 
 /// Parses a booking id from a path; a malformed one is 404 `booking_not_found`.
-pub fn parse_booking_id(raw: String) -> Result<BookingId, ApiError> {
+pub(crate) fn parse_booking_id(raw: String) -> Result<BookingId, ApiError> {
     BookingId::parse(raw).map_err(|_| ApiError::BookingNotFound)
 }
 
@@ -79,7 +79,7 @@ impl From<QueryRejection> for ApiError {
 /// only once they have checked the caller, so a client without a valid token never
 /// makes the gateway buffer a body. A `Content-Length` over the limit is refused
 /// before a byte of the body is read.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     if body.size_hint().lower() > limit as u64 {
         return Err(ApiError::PayloadTooLarge);
     }
@@ -97,7 +97,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 }
 
 /// Parses a JSON body into `T`, with serde's message (line, column, field) in the 400.
-pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::InvalidRequest("a JSON body is required".into()));
     }

@@ -47,7 +47,7 @@ impl AppState {
 impl AppState {
     /// `event_not_found` unless the event is on sale (warmed): every public endpoint
     /// treats an event that is not on sale as unknown.
-    pub async fn ensure_on_sale(&self, event_id: &EventId) -> Result<(), ApiError> {
+    pub(crate) async fn ensure_on_sale(&self, event_id: &EventId) -> Result<(), ApiError> {
         if !self.redis.is_on_sale(event_id).await? {
             return Err(ApiError::EventNotFound);
         }
@@ -69,7 +69,7 @@ pub struct Shared {
     pub db: MySqlPool,
     pub auth: Arc<Auth>,
     /// Permits for claims in flight (load shedding).
-    pub claim_permits: Arc<Semaphore>,
+    pub(crate) claim_permits: Arc<Semaphore>,
     /// The number of permits `claim_permits` started with.
     pub max_inflight_claims: usize,
     /// Wakes `Prefer: wait` claims when their booking settles.
@@ -77,15 +77,15 @@ pub struct Shared {
     /// Longest any request may take before it is answered 503.
     pub request_timeout: Duration,
     /// True once MySQL has the schema (migrations applied); until then /readyz is 503.
-    pub db_ready: tokio::sync::watch::Receiver<bool>,
+    pub(crate) db_ready: tokio::sync::watch::Receiver<bool>,
     /// Per-user claim rate limit; `None` when disabled.
-    pub rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
+    pub(crate) rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
     /// How claims are made and events read: Redis, or the MySQL baseline.
     pub strategy: Arc<dyn crate::strategy::Strategy>,
     /// Watchers of the live seat maps (`GET /v1/events/{id}/stream`).
     pub live: crate::live::LiveHub,
     /// Seat map snapshots shared by all readers of `GET /v1/events/{id}/seats`.
-    pub seat_maps: crate::live::snapshot::SeatMaps,
+    pub(crate) seat_maps: crate::live::snapshot::SeatMaps,
 }
 
 /// Every route of the API with its OpenAPI description: one declaration, so what is

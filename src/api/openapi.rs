@@ -26,7 +26,7 @@ use crate::domain::{PER_USER_LIMIT_MAX, SEATS_MAX, SEAT_ID_MAX};
     description = "`unavailable`: a backend failed or the request timed out",
     headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
 )]
-pub struct Unavailable(#[allow(dead_code)] ErrorBody);
+pub(crate) struct Unavailable(#[allow(dead_code)] ErrorBody);
 
 /// The 404 of the operations on an event that must be on sale.
 #[derive(ToResponse)]
@@ -53,7 +53,7 @@ fn seat_ids(max_items: usize, pattern: Option<&str>) -> ArrayBuilder {
 
 /// `seats` of `POST /v1/admin/events`: 1 to 100,000 unique seat ids, none ending with a
 /// space (MySQL's PAD SPACE comparison would make `"A1 "` and `"A1"` one row).
-pub fn event_seats() -> Array {
+pub(crate) fn event_seats() -> Array {
     seat_ids(SEATS_MAX, Some("[^ ]$")).build()
 }
 
@@ -65,9 +65,9 @@ pub fn claim_seats() -> Array {
 }
 
 /// The name of the admin bearer token's security scheme.
-pub const ADMIN_TOKEN: &str = "admin_token";
+pub(crate) const ADMIN_TOKEN: &str = "admin_token";
 /// The name of the user JWT's security scheme.
-pub const USER_JWT: &str = "user_jwt";
+pub(crate) const USER_JWT: &str = "user_jwt";
 
 /// The document's frame: info, tags, security schemes and the shared error schemas.
 /// The paths come from the resource routers.
@@ -91,7 +91,7 @@ pub const USER_JWT: &str = "user_jwt";
         (name = "live", description = "The live seat map page and its assets (no token)"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct SecuritySchemes;
 
@@ -130,7 +130,7 @@ impl Modify for SecuritySchemes {
 
 /// The served document, serialized once.
 #[derive(Clone)]
-pub struct Spec(Bytes);
+pub(crate) struct Spec(Bytes);
 
 impl Spec {
     pub fn new(openapi: &utoipa::openapi::OpenApi) -> Self {

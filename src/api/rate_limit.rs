@@ -20,7 +20,7 @@ const SHARDS: usize = 32;
 /// Entries per shard before expired ones are swept out.
 const SHARD_SWEEP_AT: usize = 4096;
 
-pub struct UserRateLimiter {
+pub(crate) struct UserRateLimiter {
     /// Time one claim "costs": 1 / rate.
     interval: Duration,
     /// How far ahead of now a user's arrival time may run: (burst - 1) × interval.

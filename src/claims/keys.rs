@@ -83,12 +83,12 @@ impl EventKeys {
 }
 
 /// Set of the event ids that are on sale, read by reconcilers to find outboxes.
-pub fn events_registry(namespace: &str) -> String {
+pub(crate) fn events_registry(namespace: &str) -> String {
     format!("{namespace}seatgate:events")
 }
 
 /// Pub/sub channel on which settled booking ids are published (see `settled`).
-pub fn settled_channel(namespace: &str) -> String {
+pub(crate) fn settled_channel(namespace: &str) -> String {
     format!("{namespace}seatgate:settled")
 }
 

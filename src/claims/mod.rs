@@ -56,7 +56,7 @@ pub struct SeatCounts {
 }
 
 /// How long idempotency records are kept.
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Handle to Redis for the API and the reconciler. Cheap to clone.
 #[derive(Clone)]
@@ -76,7 +76,11 @@ impl RedisStore {
 
     /// A store that connects on first use and reconnects by itself, so the gateway can
     /// start, and stay up, while Redis is down (its calls fail fast meanwhile).
-    pub fn connect_lazy(url: &str, namespace: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub(crate) fn connect_lazy(
+        url: &str,
+        namespace: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -162,7 +166,7 @@ impl RedisStore {
     /// Notes in the idempotency record of (`user_id`, `key`) that its claim was
     /// answered `status` (a `Prefer: wait` claim answered 201 or 409), so that replays
     /// answer the same. False when the record is gone or belongs to another request.
-    pub async fn record_answer(
+    pub(crate) async fn record_answer(
         &self,
         event_id: &str,
         user_id: &str,
@@ -266,7 +270,7 @@ impl RedisStore {
     }
 
     /// The statuses of many bookings, in order, in one round trip (`None`: no record).
-    pub async fn booking_statuses<'a>(
+    pub(crate) async fn booking_statuses<'a>(
         &self,
         bookings: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<Vec<Option<BookingStatus>>, StoreError> {
@@ -356,7 +360,7 @@ impl RedisStore {
 
     /// Records that the event is on sale (for reconcilers) and makes sure its outbox
     /// has the reconcilers' consumer group.
-    pub async fn register_event(&self, event_id: &str) -> Result<(), StoreError> {
+    pub(crate) async fn register_event(&self, event_id: &str) -> Result<(), StoreError> {
         let k = self.keys(event_id);
         let mut conn = self.conn.clone();
         self.bounded(ensure_group(&mut conn, &k.outbox())).await?;
@@ -401,7 +405,7 @@ impl RedisStore {
     }
 
     /// The on-sale events (the registry reconcilers read).
-    pub async fn registered_events(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn registered_events(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
         let registry = keys::events_registry(&self.namespace);
         self.bounded(conn.smembers(registry)).await
@@ -410,7 +414,7 @@ impl RedisStore {
     /// Records `owner` as the owner of this namespace unless it already has one
     /// (`SET NX`), and returns the owner the namespace has now: `owner` itself, or
     /// whoever set it first.
-    pub async fn claim_namespace(&self, owner: &str) -> Result<String, StoreError> {
+    pub(crate) async fn claim_namespace(&self, owner: &str) -> Result<String, StoreError> {
         let key = keys::namespace_owner(&self.namespace);
         let mut conn = self.conn.clone();
         // SET NX, then GET (`SET … NX GET` would need Redis 7). Should the key vanish
@@ -457,7 +461,7 @@ impl RedisStore {
     }
 
     /// True when the event is on sale.
-    pub async fn is_on_sale(&self, event_id: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn is_on_sale(&self, event_id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let flag: Option<String> = self
             .bounded(conn.hget(self.keys(event_id).meta(), "on_sale"))

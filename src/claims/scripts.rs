@@ -14,25 +14,25 @@ use crate::domain::BookingStatus;
 
 pub static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/claim.lua")));
-pub static CONFIRM: LazyLock<Script> =
+pub(crate) static CONFIRM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/confirm.lua")));
-pub static REJECT: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static REJECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("../../lua/lib/ordinals.lua"),
         include_str!("../../lua/reject.lua")
     ))
 });
-pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("../../lua/lib/ordinals.lua"),
         include_str!("../../lua/cancel.lua")
     ))
 });
-pub static ANSWERED: LazyLock<Script> =
+pub(crate) static ANSWERED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/answered.lua")));
-pub static WARM: LazyLock<Script> =
+pub(crate) static WARM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/warm.lua")));
-pub static WARM_FINISH: LazyLock<Script> =
+pub(crate) static WARM_FINISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/warm_finish.lua")));
 
 impl ClaimOutcome {

@@ -68,7 +68,7 @@ impl SettledFeed {
     }
 
     /// Drops the registrations of `booking_id` whose requests stopped waiting.
-    pub fn forget(&self, booking_id: &str) {
+    pub(crate) fn forget(&self, booking_id: &str) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = waiters.get_mut(booking_id) {
             list.retain(|tx| !tx.is_closed());

@@ -11,7 +11,7 @@ const BOOKED: &str = "booked:";
 
 impl SeatState {
     /// Reads a state from Redis; `None` for text no script writes.
-    pub fn from_redis(text: &str) -> Option<Self> {
+    pub(crate) fn from_redis(text: &str) -> Option<Self> {
         if text == AVAILABLE {
             Some(Self::Available)
         } else if let Some(bid) = text.strip_prefix(PENDING) {

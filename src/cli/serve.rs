@@ -27,7 +27,7 @@ pub struct ServeArgs {
     pub claim_strategy: ClaimStrategy,
     /// Longest any request may take, in milliseconds, before it is answered 503.
     #[arg(long, env = "SEATGATE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
-    pub request_timeout_ms: u64,
+    pub(crate) request_timeout_ms: u64,
     /// Claims in flight at once before new ones get 503 overloaded.
     #[arg(long, env = "SEATGATE_MAX_INFLIGHT_CLAIMS", default_value_t = 10_000)]
     pub max_inflight_claims: usize,
@@ -51,27 +51,27 @@ pub struct ServeArgs {
     pub user_burst: u32,
     /// Do not run the reconciler in this process (run `seatgate reconcile` instead).
     #[arg(long, env = "SEATGATE_NO_RECONCILER")]
-    pub no_reconciler: bool,
+    pub(crate) no_reconciler: bool,
     /// MySQL connections in the pool.
     #[arg(long, env = "SEATGATE_DB_MAX_CONNECTIONS", default_value_t = 32)]
     pub db_max_connections: u32,
     /// Connections the kernel queues for accept (capped by net.core.somaxconn).
     #[arg(long, env = "SEATGATE_LISTEN_BACKLOG", default_value_t = 4096)]
-    pub listen_backlog: u32,
+    pub(crate) listen_backlog: u32,
     /// HTTP connections open at once; beyond it new ones wait in the backlog.
     #[arg(long, env = "SEATGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Milliseconds a client may take to send a request head, from its first byte.
     #[arg(long, env = "SEATGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
-    pub header_timeout_ms: u64,
+    pub(crate) header_timeout_ms: u64,
     /// Milliseconds a connection may stay open with no request in flight and no
     /// byte moving.
     #[arg(long, env = "SEATGATE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
-    pub idle_timeout_ms: u64,
+    pub(crate) idle_timeout_ms: u64,
     /// Milliseconds a served public seat map may be old: one store read per event per
     /// interval, however many readers.
     #[arg(long, env = "SEATGATE_SEAT_MAP_MAX_AGE_MS", default_value_t = 200)]
-    pub seat_map_max_age_ms: u64,
+    pub(crate) seat_map_max_age_ms: u64,
 }
 
 impl ServeArgs {

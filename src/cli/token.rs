@@ -14,7 +14,7 @@ pub struct TokenArgs {
     pub user: String,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
-    pub ttl: u64,
+    pub(crate) ttl: u64,
     /// The HS256 secret.
     #[arg(long, env = "SEATGATE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

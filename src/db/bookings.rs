@@ -32,7 +32,7 @@ impl LockedSeat {
     }
 
     /// True when another booking than `booking_id` holds the seat.
-    pub fn taken_by_other(&self, booking_id: &str) -> bool {
+    pub(crate) fn taken_by_other(&self, booking_id: &str) -> bool {
         self.status == "booked" && self.booking_id.as_deref() != Some(booking_id)
     }
 }
@@ -71,7 +71,7 @@ pub async fn lock_seats(
 
 /// A booking row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BookingRow {
+pub(crate) struct BookingRow {
     pub id: String,
     pub event_id: String,
     pub user_id: String,
@@ -81,7 +81,7 @@ pub struct BookingRow {
 }
 
 impl BookingRow {
-    pub fn into_booking(self) -> Booking {
+    pub(crate) fn into_booking(self) -> Booking {
         Booking {
             booking_id: self.id,
             event_id: self.event_id,
@@ -114,7 +114,7 @@ fn booking_row(row: MySqlRow) -> Result<BookingRow, sqlx::Error> {
 
 /// The booking row: inside a transaction that holds the booking's seat locks (the
 /// reconciler, cancel), or on the pool (reads for clients).
-pub async fn find_booking<'e, E>(
+pub(crate) async fn find_booking<'e, E>(
     executor: E,
     booking_id: &str,
 ) -> Result<Option<BookingRow>, sqlx::Error>
@@ -129,7 +129,7 @@ where
 }
 
 /// The booking rows of these ids that exist, by id (inside the batch transaction).
-pub async fn find_bookings(
+pub(crate) async fn find_bookings(
     conn: &mut MySqlConnection,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, BookingRow>, sqlx::Error> {
@@ -151,7 +151,7 @@ pub async fn find_bookings(
 }
 
 /// Inserts many booking rows with multi-row INSERTs.
-pub async fn insert_bookings(
+pub(crate) async fn insert_bookings(
     conn: &mut MySqlConnection,
     rows: &[BookingRow],
 ) -> Result<(), sqlx::Error> {
@@ -183,7 +183,7 @@ pub async fn insert_bookings(
 
 /// Marks the (locked) seats of many bookings booked: `(event, booking id, seats)`.
 /// One UPDATE per event and chunk, with a CASE mapping each seat to its booking.
-pub async fn book_seats_of(
+pub(crate) async fn book_seats_of(
     conn: &mut MySqlConnection,
     bookings: &[(&str, &str, &[String])],
 ) -> Result<(), sqlx::Error> {
@@ -222,7 +222,7 @@ pub async fn book_seats_of(
 }
 
 /// Inserts a booking row (`confirmed`, a `cancelled` tombstone, or a `rejected` record).
-pub async fn insert_booking(
+pub(crate) async fn insert_booking(
     conn: &mut MySqlConnection,
     row: &BookingRow,
 ) -> Result<(), sqlx::Error> {
@@ -242,7 +242,7 @@ pub async fn insert_booking(
 }
 
 /// Marks the (locked) seats booked by `booking_id`.
-pub async fn book_seats(
+pub(crate) async fn book_seats(
     conn: &mut MySqlConnection,
     event_id: &str,
     booking_id: &str,
@@ -260,7 +260,7 @@ pub async fn book_seats(
 }
 
 /// Cancels a confirmed booking: the row says `cancelled` and its seats are free.
-pub async fn cancel_confirmed(
+pub(crate) async fn cancel_confirmed(
     conn: &mut MySqlConnection,
     event_id: &str,
     booking_id: &str,

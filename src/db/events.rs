@@ -8,7 +8,7 @@ use crate::domain::SeatState;
 
 /// An event as MySQL holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRow {
+pub(crate) struct EventRow {
     pub id: String,
     pub name: String,
     pub per_user_limit: u32,
@@ -71,7 +71,10 @@ pub async fn create_event(pool: &MySqlPool, event: &NewEvent<'_>) -> Result<(), 
     Ok(())
 }
 
-pub async fn find_event(pool: &MySqlPool, id: &str) -> Result<Option<EventRow>, sqlx::Error> {
+pub(crate) async fn find_event(
+    pool: &MySqlPool,
+    id: &str,
+) -> Result<Option<EventRow>, sqlx::Error> {
     sqlx::query("SELECT id, name, per_user_limit, seats_total FROM events WHERE id = ?")
         .bind(id)
         .try_map(|row: MySqlRow| event_row(&row))
@@ -103,7 +106,7 @@ pub async fn existing(
 
 /// An event with MySQL's counts, for the admin listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventStats {
+pub(crate) struct EventStats {
     pub event: EventRow,
     /// Set by warm (read by the `mysql` claim strategy; Redis has its own flag).
     pub on_sale: bool,
@@ -115,7 +118,9 @@ pub struct EventStats {
 
 /// Every event, oldest first, with MySQL's counts of booked seats and confirmed
 /// bookings (each an index range count).
-pub async fn list_events_with_counts(pool: &MySqlPool) -> Result<Vec<EventStats>, sqlx::Error> {
+pub(crate) async fn list_events_with_counts(
+    pool: &MySqlPool,
+) -> Result<Vec<EventStats>, sqlx::Error> {
     sqlx::query(
         "SELECT e.id, e.name, e.per_user_limit, e.seats_total, e.on_sale, \
            (SELECT COUNT(*) FROM seats s WHERE s.event_id = e.id AND s.status = 'booked') AS seats_booked, \
@@ -146,7 +151,7 @@ fn event_row(row: &MySqlRow) -> Result<EventRow, sqlx::Error> {
 
 /// One seat of the inventory with its MySQL state (available or booked).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InventorySeat {
+pub(crate) struct InventorySeat {
     pub seat: String,
     pub ordinal: i64,
     pub state: SeatState,
@@ -161,7 +166,7 @@ pub struct InventorySeat {
 /// warm during a drop would hold a seat that a reconciler or cancel wants next while
 /// waiting for one that transaction holds: a deadlock. `FORCE INDEX (PRIMARY)` keeps
 /// the optimizer from walking the ordinal index, whose order is the lock order.
-pub async fn lock_inventory(
+pub(crate) async fn lock_inventory(
     conn: &mut MySqlConnection,
     event_id: &str,
 ) -> Result<Vec<InventorySeat>, sqlx::Error> {

@@ -31,7 +31,7 @@ pub fn lazy_pool(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
 }
 
 /// Creates the database if it is missing and applies the migrations (idempotent).
-pub async fn prepare(url: &str, pool: &MySqlPool) -> anyhow::Result<()> {
+pub(crate) async fn prepare(url: &str, pool: &MySqlPool) -> anyhow::Result<()> {
     if !MySql::database_exists(url)
         .await
         .context("cannot reach MySQL at SEATGATE_DATABASE_URL")?
@@ -53,7 +53,7 @@ pub async fn prepare(url: &str, pool: &MySqlPool) -> anyhow::Result<()> {
 /// a read-only or shutting-down server (1290, 1836, 1053), a killed connection (1927)
 /// and lost connections (2006, 2013) pass with time; constraint violations and the like
 /// do not.
-pub fn is_transient(err: &sqlx::Error) -> bool {
+pub(crate) fn is_transient(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -75,7 +75,7 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
 }
 
 /// True when `err` is a duplicate-key violation (1062).
-pub fn is_duplicate_key(err: &sqlx::Error) -> bool {
+pub(crate) fn is_duplicate_key(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Database(db) => db
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()

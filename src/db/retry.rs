@@ -23,13 +23,13 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Attempts in all, the first included.
-pub const ATTEMPTS: u32 = 5;
+pub(crate) const ATTEMPTS: u32 = 5;
 
 /// Cap of the backoff between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// True for a deadlock (1213) or a lock wait timeout (1205).
-pub fn is_lock_conflict(err: &sqlx::Error) -> bool {
+pub(crate) fn is_lock_conflict(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Database(db) => db
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
@@ -56,7 +56,7 @@ fn caused_by_lock_conflict(err: &(dyn Error + 'static)) -> bool {
 /// fails with anything but a lock conflict, or has failed [`ATTEMPTS`] times; between
 /// attempts, capped exponential backoff with full jitter (as the reconciler's). The
 /// error may wrap the `sqlx::Error` (found through `source()`), as `OpError` does.
-pub async fn retry_lock_conflicts<T, E, F, Fut>(
+pub(crate) async fn retry_lock_conflicts<T, E, F, Fut>(
     operation: &'static str,
     mut attempt: F,
 ) -> Result<T, E>

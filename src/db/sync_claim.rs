@@ -23,7 +23,7 @@ use crate::domain::BookingStatus;
 
 /// How long a recorded claim outcome is replayed (the contract's 24 h). Older records
 /// count as absent: the key is free again.
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// One claim in this many starts a purge of expired idempotency records.
 const PURGE_EVERY: u64 = 1000;
@@ -329,7 +329,7 @@ pub async fn seat_map(
 }
 
 /// Takes a cancelled booking's seats off its user's holdings.
-pub async fn release_holdings(
+pub(crate) async fn release_holdings(
     conn: &mut MySqlConnection,
     event_id: &str,
     user_id: &str,

@@ -40,7 +40,7 @@ pub enum EventError {
 }
 
 /// Checks an event id.
-pub fn check_id(id: &str) -> Result<(), EventError> {
+pub(crate) fn check_id(id: &str) -> Result<(), EventError> {
     if is_valid_event_id(id) {
         Ok(())
     } else {
@@ -49,7 +49,7 @@ pub fn check_id(id: &str) -> Result<(), EventError> {
 }
 
 /// Checks an event name: 1 to 200 characters.
-pub fn check_name(name: &str) -> Result<(), EventError> {
+pub(crate) fn check_name(name: &str) -> Result<(), EventError> {
     if (1..=EVENT_NAME_MAX).contains(&name.chars().count()) {
         Ok(())
     } else {
@@ -58,7 +58,7 @@ pub fn check_name(name: &str) -> Result<(), EventError> {
 }
 
 /// Checks one seat id: its length, then its end.
-pub fn check_seat(seat: &str) -> Result<(), EventError> {
+pub(crate) fn check_seat(seat: &str) -> Result<(), EventError> {
     check_seat_length(seat)?;
     check_seat_end(seat)
 }
@@ -93,7 +93,7 @@ pub fn per_user_limit(limit: Option<u32>) -> Result<u32, EventError> {
 /// Checks a whole new event and answers with its per-user limit. The rules are applied
 /// in this order, each over every seat before the next: id, name, seat count, seat id
 /// lengths, seat id ends, duplicate seats, per-user limit.
-pub fn validate(
+pub(crate) fn validate(
     id: &str,
     name: &str,
     seats: &[String],

@@ -169,7 +169,7 @@ id_type!(
 
 impl BookingId {
     /// A new booking id: a UUID v7, hyphenated, so ids sort by creation time.
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         Self(uuid::Uuid::now_v7().to_string())
     }
 }

@@ -15,22 +15,22 @@ use std::fmt;
 use utoipa::ToSchema;
 
 /// Longest event id: `[A-Za-z0-9_-]{1,64}`.
-pub const EVENT_ID_MAX: usize = 64;
+pub(crate) const EVENT_ID_MAX: usize = 64;
 /// Longest seat id, in characters.
 pub const SEAT_ID_MAX: usize = 32;
 /// Longest user id (JWT `sub`), in characters.
-pub const USER_ID_MAX: usize = 128;
+pub(crate) const USER_ID_MAX: usize = 128;
 /// Longest event name, in characters.
-pub const EVENT_NAME_MAX: usize = 200;
+pub(crate) const EVENT_NAME_MAX: usize = 200;
 /// Most seats an event may have.
-pub const SEATS_MAX: usize = 100_000;
+pub(crate) const SEATS_MAX: usize = 100_000;
 /// Highest per-user limit an event may set; also bounds what one claim can take.
 pub const PER_USER_LIMIT_MAX: u32 = 100;
 /// Per-user limit when the admin names none.
-pub const PER_USER_LIMIT_DEFAULT: u32 = 4;
+pub(crate) const PER_USER_LIMIT_DEFAULT: u32 = 4;
 
 /// True when `id` is a well-formed event id (see [`EventId`]).
-pub fn is_valid_event_id(id: &str) -> bool {
+pub(crate) fn is_valid_event_id(id: &str) -> bool {
     EventId::parse(id).is_ok()
 }
 
@@ -40,7 +40,7 @@ pub fn is_valid_seat_id(id: &str) -> bool {
 }
 
 /// True when `id` is a well-formed user id (see [`UserId`]).
-pub fn is_valid_user_id(id: &str) -> bool {
+pub(crate) fn is_valid_user_id(id: &str) -> bool {
     UserId::parse(id).is_ok()
 }
 
@@ -174,7 +174,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for lookups and tests.
-    pub const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 5] = [
         Self::SeatsTaken,
         Self::EventNotFound,
         Self::DeadlineExceeded,

@@ -90,7 +90,7 @@ impl LiveHub {
         Self::with_tick(source, max_streams, max_per_client, TICK)
     }
 
-    pub fn with_tick(
+    pub(crate) fn with_tick(
         source: Source,
         max_streams: usize,
         max_per_client: usize,

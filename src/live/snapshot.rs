@@ -25,11 +25,11 @@ use crate::domain::SeatStatus;
 
 /// The oldest a served seat map may be (the live map's tick: the map a reader gets is
 /// never older than what the live page shows).
-pub const SNAPSHOT_MAX_AGE: Duration = super::TICK;
+pub(crate) const SNAPSHOT_MAX_AGE: Duration = super::TICK;
 
 /// One event's seat map as served.
 #[derive(Debug, Clone)]
-pub struct SeatMapSnapshot {
+pub(crate) struct SeatMapSnapshot {
     /// `{"event_id", "seats": [{"id", "status"}]}`, serialised once for all readers.
     pub body: Bytes,
     /// A strong validator of `body` (quoted, as the header carries it).
@@ -39,14 +39,14 @@ pub struct SeatMapSnapshot {
 
 /// An event's seat map, in best-available order: the body served.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SeatMap {
+pub(crate) struct SeatMap {
     pub event_id: String,
     pub seats: Vec<SeatView>,
 }
 
 /// One seat and its status.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SeatView {
+pub(crate) struct SeatView {
     pub id: String,
     /// `available`, `pending` or `booked` (the mysql claim strategy has no `pending`).
     pub status: SeatStatus,
@@ -80,7 +80,7 @@ impl SeatMapSnapshot {
 
 /// The seat map snapshots of one gateway. Cheap to clone.
 #[derive(Clone)]
-pub struct SeatMaps {
+pub(crate) struct SeatMaps {
     source: Source,
     max_age: Duration,
     /// Per event: the latest snapshot, behind an async lock that one refresh at a
@@ -94,7 +94,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<SeatMapSnapshot>>>;
 impl SeatMaps {
     /// Snapshots refreshed at most every `max_age` (0: every reader gets a map read
     /// after it arrived; readers that arrive during one read share the next).
-    pub fn with_max_age(source: Source, max_age: Duration) -> Self {
+    pub(crate) fn with_max_age(source: Source, max_age: Duration) -> Self {
         Self {
             source,
             max_age,

@@ -16,7 +16,7 @@ pub enum Requester<'a> {
 
 impl Requester<'_> {
     /// True when this requester may see and cancel `booking`.
-    pub fn may_access(&self, booking: &Booking) -> bool {
+    pub(crate) fn may_access(&self, booking: &Booking) -> bool {
         match self {
             Requester::Admin => true,
             Requester::User(user) => booking.user_id == *user,

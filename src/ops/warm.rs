@@ -10,7 +10,7 @@ use crate::domain::SeatState;
 
 /// Told how far a warm has got: `(seats copied into Redis, seats in all)`. Called
 /// once when the inventory is read (with 0 copied) and after every chunk.
-pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
+pub(crate) type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
 /// Warms the event and opens its sale. Safe at any time, also during a drop: the seat
 /// rows stay share-locked while Redis is written, so no booking or cancellation can
@@ -30,7 +30,7 @@ pub async fn warm(
 /// A lock conflict (a deadlock with a transaction that locks seats against the rule,
 /// a lock wait timeout) is retried as a whole: a fresh transaction reads and copies
 /// the inventory again (`db::retry`); warming the same states twice is harmless.
-pub async fn warm_with_progress(
+pub(crate) async fn warm_with_progress(
     redis: &RedisStore,
     pool: &MySqlPool,
     event_id: &str,

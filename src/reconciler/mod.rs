@@ -126,7 +126,7 @@ pub enum SettleError {
 
 impl SettleError {
     /// True when trying again later may succeed.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::Db(e) => db::is_transient(e),
             Self::Redis(_) | Self::Timeout(_) => true,

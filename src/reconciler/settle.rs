@@ -90,7 +90,7 @@ impl Reconciler {
     /// locks, so no later delivery can persist it; and if MySQL turns out to have the
     /// booking after all (a COMMIT whose answer was lost), it is confirmed instead: a
     /// committed booking is never rolled back. Needs MySQL, like `settle`.
-    pub async fn reject_claim(
+    pub(crate) async fn reject_claim(
         &self,
         claim: &Claim,
         reason: RejectReason,

@@ -46,7 +46,7 @@ use watchdog::{watchdog, Activity, GuardedBody, RequestGuard, Tracked};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
-    pub listen_backlog: u32,
+    pub(crate) listen_backlog: u32,
     /// Connections open at once.
     pub max_connections: usize,
     /// Longest a client may take to send a whole request head, counted from its

@@ -116,10 +116,10 @@ async fn bounded<T>(
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct OutboxInfo {
     pub length: u64,
-    pub entries_added: u64,
+    pub(crate) entries_added: u64,
     /// The oldest entry's id: the oldest unsettled claim (settled entries are deleted
     /// from the outbox).
-    pub first_entry_id: Option<String>,
+    pub(crate) first_entry_id: Option<String>,
 }
 
 impl OutboxInfo {

@@ -80,8 +80,8 @@ pub struct Created {
     pub seats_total: usize,
     pub per_user_limit: u32,
     /// The seat ids of the first and last seat, in best-available order.
-    pub first_seat: String,
-    pub last_seat: String,
+    pub(crate) first_seat: String,
+    pub(crate) last_seat: String,
     /// The counts after `--warm`.
     #[serde(skip)]
     pub warmed: Option<SeatCounts>,
