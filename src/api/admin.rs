@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{json_body, parse_event_id, read_body, ApiPath, ApiQuery};
-use super::openapi::Unavailable;
+use super::openapi::{AdminUnauthorized, EventIdParam, Unavailable};
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
 use crate::domain::event;
@@ -73,7 +73,7 @@ struct CreatedEvent {
     responses(
         (status = 201, description = "The event was created", body = CreatedEvent),
         (status = 400, description = "`invalid_request`: bad JSON or a field out of range", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 401, response = inline(AdminUnauthorized)),
         (status = 409, description = "`event_exists`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: body over 16 MiB", body = ErrorBody),
         (status = 503, response = inline(Unavailable)),
@@ -128,10 +128,10 @@ struct WarmReport {
     tag = "admin",
     summary = "Copy an event's inventory from MySQL into Redis and put it on sale",
     description = "Safe at any time: never frees a seat a pending claim holds, never hands out a seat MySQL has booked. No body.",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventIdParam),
     responses(
         (status = 200, description = "The event is on sale", body = WarmReport),
-        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 401, response = inline(AdminUnauthorized)),
         (status = 404, description = "`event_not_found`", body = ErrorBody),
         (status = 503, response = inline(Unavailable)),
     ),
@@ -179,11 +179,11 @@ struct AuditResponse {
     path = "/v1/admin/events/{id}/audit",
     tag = "admin",
     summary = "Compare an event's seats in Redis and MySQL, and optionally repair Redis",
-    params(("id" = String, Path, description = "Event id"), AuditQuery),
+    params(EventIdParam, AuditQuery),
     responses(
         (status = 200, description = "The audit report", body = AuditResponse),
         (status = 400, description = "`invalid_request`: a bad query string", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: missing or wrong admin token", body = ErrorBody),
+        (status = 401, response = inline(AdminUnauthorized)),
         (status = 404, description = "`event_not_found`", body = ErrorBody),
         (status = 503, response = inline(Unavailable)),
     ),

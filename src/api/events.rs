@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::EventPath;
-use super::openapi::{EventNotFound, Unavailable};
+use super::openapi::{EventIdParam, EventNotFound, Unavailable};
 use super::AppState;
 use crate::live::snapshot::SeatMap;
 
@@ -39,7 +39,7 @@ struct EventView {
     path = "/v1/events/{id}",
     tag = "events",
     summary = "An event on sale, with its seat counters",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventIdParam),
     responses(
         (status = 200, description = "The event", body = EventView),
         (status = 404, response = inline(EventNotFound)),

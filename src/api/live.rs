@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::EventPath;
-use super::openapi::EventNotFound;
+use super::openapi::{EventIdParam, EventNotFound};
 use super::AppState;
 use crate::live::{Message, Subscription};
 
@@ -63,7 +63,7 @@ enum StreamEventKind {
     tag = "events",
     summary = "The seat map of an event on sale, live, as Server-Sent Events",
     description = "First a `snapshot` event: `{\"event_id\", \"name\", \"seats\": [id, ...] (best-available order), \"status\": \"aapb...\" (one character per seat: a available, p pending, b booked), \"counters\"}`. Then at most one `delta` event per 200 ms while anything changes: `{\"changes\": [[seat index, \"a\"|\"p\"|\"b\"], ...], \"counters\"}`. `gone` when the event is no longer on sale. `counters` is `{\"seats_total\", \"available\", \"pending\", \"booked\", \"claims_total\", \"claims_per_sec\", \"outbox_length\", \"reconciler_lag_ms\"}` (`claims_*` null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventIdParam),
     responses(
         (status = 200, description = "An endless `text/event-stream`: each event as described", body = StreamEvent,
             content_type = "text/event-stream"),
@@ -104,7 +104,7 @@ async fn next_event(mut sub: Subscription) -> Option<(Result<Event, Infallible>,
     path = "/live/{id}",
     tag = "live",
     summary = "The live seat map page of an event (HTML; it waits for the event to go on sale)",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventIdParam),
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
         (status = 404, description = "`event_not_found`: not a valid event id", body = ErrorBody),

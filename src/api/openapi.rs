@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::{IntoParams, Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,6 +32,44 @@ pub(crate) struct Unavailable(#[allow(dead_code)] ErrorBody);
 #[derive(ToResponse)]
 #[response(description = "`event_not_found`: unknown, or not on sale (not warmed)")]
 pub struct EventNotFound(#[allow(dead_code)] ErrorBody);
+
+/// The `{id}` of an event's path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct EventIdParam {
+    /// Event id
+    id: String,
+}
+
+/// The `{id}` and `{booking_id}` of a booking's path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct BookingParams {
+    /// Event id
+    id: String,
+    /// Booking id (a UUID)
+    #[param(format = "uuid")]
+    booking_id: String,
+}
+
+/// The 401 of the admin operations.
+#[derive(ToResponse)]
+#[response(description = "`unauthorized`: missing or wrong admin token")]
+pub(crate) struct AdminUnauthorized(#[allow(dead_code)] ErrorBody);
+
+/// The 401 of the operations on a booking, open to its owner and the admin.
+#[derive(ToResponse)]
+#[response(description = "`unauthorized`: missing, invalid or expired token")]
+pub(crate) struct BookingUnauthorized(#[allow(dead_code)] ErrorBody);
+
+/// The 404 of the operations on a booking.
+#[derive(ToResponse)]
+#[response(
+    description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`"
+)]
+pub(crate) struct BookingNotFound(#[allow(dead_code)] ErrorBody);
 
 /// A list of seat ids in a request body: unique, each 1 to 32 characters (and matching
 /// `pattern`, if given). Written by hand because `ToSchema` cannot constrain the items

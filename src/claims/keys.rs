@@ -23,6 +23,24 @@ impl EventKeys {
         }
     }
 
+    /// The keys and first argument of the scripts that release a booking's seats
+    /// (`reject.lua`, `cancel.lua`): meta, seats, avail, order, the user's tally and
+    /// the booking record, then the booking id.
+    pub(crate) fn releasing<'a, 'b>(
+        &self,
+        inv: &'b mut redis::ScriptInvocation<'a>,
+        user_id: &str,
+        booking_id: &str,
+    ) -> &'b mut redis::ScriptInvocation<'a> {
+        inv.key(self.meta())
+            .key(self.seats())
+            .key(self.avail())
+            .key(self.order())
+            .key(self.user(user_id))
+            .key(self.booking(booking_id))
+            .arg(booking_id)
+    }
+
     fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.prefix)
     }

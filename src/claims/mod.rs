@@ -197,11 +197,7 @@ impl RedisStore {
             .key(k.booking(booking_id))
             .arg(booking_id)
             .arg(seats);
-        let mut conn = self.conn.clone();
-        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
-        let status = scripts::parse_status("confirm", value)?;
-        self.announce_settled(booking_id).await;
-        Ok(status)
+        self.settle(inv, "confirm", booking_id).await
     }
 
     /// Rejects a pending booking and sets its seats to MySQL's `states`.
@@ -213,24 +209,14 @@ impl RedisStore {
         reason: RejectReason,
         states: &[(String, SeatState)],
     ) -> Result<Option<BookingStatus>, StoreError> {
-        let k = self.keys(event_id);
         let mut inv = scripts::REJECT.prepare_invoke();
-        inv.key(k.meta())
-            .key(k.seats())
-            .key(k.avail())
-            .key(k.order())
-            .key(k.user(user_id))
-            .key(k.booking(booking_id))
-            .arg(booking_id)
+        self.keys(event_id)
+            .releasing(&mut inv, user_id, booking_id)
             .arg(reason.as_str());
         for (seat, state) in states {
             inv.arg(seat).arg(state.to_redis());
         }
-        let mut conn = self.conn.clone();
-        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
-        let status = scripts::parse_status("reject", value)?;
-        self.announce_settled(booking_id).await;
-        Ok(status)
+        self.settle(inv, "reject", booking_id).await
     }
 
     /// Frees a booking's seats in Redis (after MySQL recorded the cancellation).
@@ -241,19 +227,24 @@ impl RedisStore {
         user_id: &str,
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
-        let k = self.keys(event_id);
         let mut inv = scripts::CANCEL.prepare_invoke();
-        inv.key(k.meta())
-            .key(k.seats())
-            .key(k.avail())
-            .key(k.order())
-            .key(k.user(user_id))
-            .key(k.booking(booking_id))
-            .arg(booking_id)
+        self.keys(event_id)
+            .releasing(&mut inv, user_id, booking_id)
             .arg(seats);
+        self.settle(inv, "cancel", booking_id).await
+    }
+
+    /// Runs a script that settles a booking (confirm, reject, cancel), reads the
+    /// booking's status from its reply, and tells the waiters.
+    async fn settle(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+        script: &str,
+        booking_id: &str,
+    ) -> Result<Option<BookingStatus>, StoreError> {
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
-        let status = scripts::parse_status("cancel", value)?;
+        let status = scripts::parse_status(script, value)?;
         self.announce_settled(booking_id).await;
         Ok(status)
     }

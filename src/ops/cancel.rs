@@ -45,7 +45,7 @@ pub async fn find(
         .ok_or(OpError::BookingNotFound)
 }
 
-/// Cancels the booking. Idempotent.
+/// Cancels `booking`, as [`find`] gave it to its requester. Idempotent.
 ///
 /// MySQL goes first, under the seats' `FOR UPDATE` locks: a confirmed booking becomes
 /// `cancelled` and frees its seats; a booking MySQL has not seen yet (still pending)
@@ -53,35 +53,38 @@ pub async fn find(
 /// persists it afterwards. Only after the COMMIT does `cancel.lua` free the seats in
 /// Redis, so Redis never offers a seat MySQL still has booked. If the process dies in
 /// between, a retried DELETE (or the reconciler, which sees the tombstone, or an audit
-/// repair, which sees the cancelled booking) finishes the Redis side. A lock conflict in the MySQL part is retried as a whole
-/// transaction (`db::retry`).
+/// repair, which sees the cancelled booking) finishes the Redis side. A lock conflict in
+/// the MySQL part is retried as a whole transaction (`db::retry`).
 pub async fn cancel(
     redis: &RedisStore,
     pool: &MySqlPool,
-    event_id: &str,
-    booking_id: &str,
-    requester: &Requester<'_>,
+    mut booking: Booking,
 ) -> Result<Booking, OpError> {
-    let mut booking = find(redis, pool, event_id, booking_id, requester).await?;
     if booking.status == BookingStatus::Rejected {
         return Err(OpError::BookingRejected);
     }
+    let event_id = booking.event_id.as_str();
     let newly_cancelled =
         db::retry::retry_lock_conflicts("cancel", || cancel_in_mysql(pool, event_id, &booking))
             .await?;
 
-    match redis
-        .cancel(event_id, booking_id, &booking.user_id, &booking.seats)
-        .await?
-    {
-        Some(BookingStatus::Rejected) => return Err(OpError::BookingRejected),
-        _ => booking.status = BookingStatus::Cancelled,
+    let freed = redis
+        .cancel(
+            event_id,
+            &booking.booking_id,
+            &booking.user_id,
+            &booking.seats,
+        )
+        .await?;
+    if freed == Some(BookingStatus::Rejected) {
+        return Err(OpError::BookingRejected);
     }
-    booking.reason = None;
     if newly_cancelled {
         crate::telemetry::bookings_settled("cancelled", 1);
     }
-    tracing::info!(event.id = %event_id, booking.id = %booking_id, "booking cancelled");
+    tracing::info!(event.id = %booking.event_id, booking.id = %booking.booking_id, "booking cancelled");
+    booking.status = BookingStatus::Cancelled;
+    booking.reason = None;
     Ok(booking)
 }
 

@@ -148,6 +148,15 @@ mod tests {
         decide(&claim(), known, redis_status, seats, give_up)
     }
 
+    /// The decision on a claim that is pending in Redis and unknown to MySQL.
+    fn decide_pending(seats: &[Option<&LockedSeat>], give_up: Option<RejectReason>) -> Decision {
+        decide_on(None, Some(BookingStatus::Pending), seats, give_up)
+    }
+
+    fn reject(reason: RejectReason, record: bool) -> Decision {
+        Decision::Reject { reason, record }
+    }
+
     #[test]
     fn a_pending_claim_on_free_seats_is_persisted() {
         let [a1, a2] = free();
@@ -242,16 +251,8 @@ mod tests {
     fn a_missing_seat_rejects_without_a_record() {
         let a1 = seat("A1", "booked", Some(OTHER));
         assert_eq!(
-            decide_on(
-                None,
-                Some(BookingStatus::Pending),
-                &[Some(&a1), None],
-                Some(RejectReason::DeadlineExceeded)
-            ),
-            Decision::Reject {
-                reason: RejectReason::EventNotFound,
-                record: false
-            }
+            decide_pending(&[Some(&a1), None], Some(RejectReason::DeadlineExceeded)),
+            reject(RejectReason::EventNotFound, false)
         );
     }
 
@@ -260,16 +261,11 @@ mod tests {
         let a1 = seat("A1", "available", None);
         let a2 = seat("A2", "booked", Some(OTHER));
         assert_eq!(
-            decide_on(
-                None,
-                Some(BookingStatus::Pending),
+            decide_pending(
                 &[Some(&a1), Some(&a2)],
                 Some(RejectReason::DeadlineExceeded)
             ),
-            Decision::Reject {
-                reason: RejectReason::SeatsTaken,
-                record: true
-            }
+            reject(RejectReason::SeatsTaken, true)
         );
     }
 
@@ -277,16 +273,8 @@ mod tests {
     fn giving_up_rejects_a_claim_that_could_be_persisted() {
         let [a1, a2] = free();
         assert_eq!(
-            decide_on(
-                None,
-                Some(BookingStatus::Pending),
-                &[Some(&a1), Some(&a2)],
-                Some(RejectReason::PersistFailed)
-            ),
-            Decision::Reject {
-                reason: RejectReason::PersistFailed,
-                record: true
-            }
+            decide_pending(&[Some(&a1), Some(&a2)], Some(RejectReason::PersistFailed)),
+            reject(RejectReason::PersistFailed, true)
         );
     }
 }

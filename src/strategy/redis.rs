@@ -149,21 +149,31 @@ impl OutboxInfo {
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
+    /// An `XINFO STREAM` reply: field names as bulk strings, each before its value.
+    fn xinfo(fields: Vec<(&str, Value)>) -> Value {
+        let text = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        Value::Array(
+            fields
+                .into_iter()
+                .flat_map(|(name, value)| [text(name), value])
+                .collect(),
+        )
+    }
+
+    fn entry(id: &str) -> Value {
+        Value::Array(vec![
+            Value::BulkString(id.as_bytes().to_vec()),
+            Value::Array(vec![]),
+        ])
     }
 
     #[test]
     fn reads_the_outbox_length_total_and_oldest_entry() {
-        let reply = Value::Array(vec![
-            bulk("length"),
-            Value::Int(3),
-            bulk("entries-added"),
-            Value::Int(42),
-            bulk("first-entry"),
-            Value::Array(vec![bulk("1767225600123-0"), Value::Array(vec![])]),
-            bulk("last-entry"),
-            Value::Array(vec![bulk("1767225600999-4"), Value::Array(vec![])]),
+        let reply = xinfo(vec![
+            ("length", Value::Int(3)),
+            ("entries-added", Value::Int(42)),
+            ("first-entry", entry("1767225600123-0")),
+            ("last-entry", entry("1767225600999-4")),
         ]);
         assert_eq!(
             OutboxInfo::parse(reply),
@@ -177,13 +187,10 @@ mod tests {
 
     #[test]
     fn an_empty_outbox_has_no_oldest_entry() {
-        let reply = Value::Array(vec![
-            bulk("length"),
-            Value::Int(0),
-            bulk("entries-added"),
-            Value::Int(7),
-            bulk("first-entry"),
-            Value::Nil,
+        let reply = xinfo(vec![
+            ("length", Value::Int(0)),
+            ("entries-added", Value::Int(7)),
+            ("first-entry", Value::Nil),
         ]);
         let info = OutboxInfo::parse(reply);
         assert_eq!((info.length, info.entries_added), (0, 7));

@@ -22,7 +22,7 @@ pub use request::{
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{parse_booking_id, parse_event_id, ApiPath};
-use super::openapi::Unavailable;
+use super::openapi::{BookingNotFound, BookingParams, BookingUnauthorized, Unavailable};
 use super::AppState;
 use crate::domain::*;
 use crate::ops;
@@ -55,16 +55,20 @@ fn requester(caller: &Caller) -> Requester<'_> {
     }
 }
 
-/// Parses the path of a booking URL: the event first (a malformed id, or an event not
-/// on sale, is `event_not_found`), then the booking (a malformed id names no booking).
-async fn booking_path(
+/// The booking a URL names, if the caller may see it. The caller is checked first, then
+/// the path: the event (a malformed id, or an event not on sale, is `event_not_found`),
+/// then the booking (a malformed id names no booking).
+async fn find_booking(
     app: &AppState,
-    event_id: String,
-    booking_id: String,
-) -> Result<(EventId, BookingId), ApiError> {
+    headers: &HeaderMap,
+    (event_id, booking_id): (String, String),
+) -> Result<Booking, ApiError> {
+    let caller = app.auth.caller(headers)?;
     let event_id = parse_event_id(event_id)?;
     app.ensure_on_sale(&event_id).await?;
-    Ok((event_id, parse_booking_id(booking_id)?))
+    let booking_id = parse_booking_id(booking_id)?;
+    let requester = requester(&caller);
+    Ok(ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?)
 }
 
 #[utoipa::path(
@@ -72,34 +76,21 @@ async fn booking_path(
     path = "/v1/events/{id}/bookings/{booking_id}",
     tag = "bookings",
     summary = "A booking, for its owner or the admin",
-    params(
-        ("id" = String, Path, description = "Event id"),
-        ("booking_id" = String, Path, format = "uuid", description = "Booking id (a UUID)"),
-    ),
+    params(BookingParams),
     responses(
         (status = 200, description = "The booking: `pending`, `confirmed`, `rejected` (with `reason`) or `cancelled`", body = Booking),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired token", body = ErrorBody),
-        (status = 404, description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`", body = ErrorBody),
+        (status = 401, response = inline(BookingUnauthorized)),
+        (status = 404, response = inline(BookingNotFound)),
         (status = 503, response = inline(Unavailable)),
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]
 async fn get_booking(
     State(app): State<AppState>,
-    ApiPath((event_id, booking_id)): ApiPath<(String, String)>,
+    ApiPath(path): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Booking>, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    let (event_id, booking_id) = booking_path(&app, event_id, booking_id).await?;
-    let booking = ops::cancel::find(
-        &app.redis,
-        &app.db,
-        &event_id,
-        &booking_id,
-        &requester(&caller),
-    )
-    .await?;
-    Ok(Json(booking))
+    Ok(Json(find_booking(&app, &headers, path).await?))
 }
 
 #[utoipa::path(
@@ -108,14 +99,11 @@ async fn get_booking(
     tag = "bookings",
     summary = "Cancel a booking (owner or admin); its seats are available again",
     description = "Works on a pending booking too (it is then never persisted as booked). Idempotent.",
-    params(
-        ("id" = String, Path, description = "Event id"),
-        ("booking_id" = String, Path, format = "uuid", description = "Booking id (a UUID)"),
-    ),
+    params(BookingParams),
     responses(
         (status = 200, description = "The booking, `cancelled`", body = Booking),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired token", body = ErrorBody),
-        (status = 404, description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`", body = ErrorBody),
+        (status = 401, response = inline(BookingUnauthorized)),
+        (status = 404, response = inline(BookingNotFound)),
         (status = 409, description = "`booking_rejected`: a rejected booking cannot be cancelled", body = ErrorBody),
         (status = 503, response = inline(Unavailable)),
     ),
@@ -123,18 +111,11 @@ async fn get_booking(
 )]
 async fn cancel_booking(
     State(app): State<AppState>,
-    ApiPath((event_id, booking_id)): ApiPath<(String, String)>,
+    ApiPath(path): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Booking>, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    let (event_id, booking_id) = booking_path(&app, event_id, booking_id).await?;
-    let booking = ops::cancel::cancel(
-        &app.redis,
-        &app.db,
-        &event_id,
-        &booking_id,
-        &requester(&caller),
-    )
-    .await?;
-    Ok(Json(booking))
+    let booking = find_booking(&app, &headers, path).await?;
+    Ok(Json(
+        ops::cancel::cancel(&app.redis, &app.db, booking).await?,
+    ))
 }
