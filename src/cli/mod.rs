@@ -8,7 +8,9 @@ pub mod reconcile;
 pub mod serve;
 pub mod token;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,35 +38,31 @@ impl Cli {
     /// Runs the command; errors are printed with their causes.
     pub fn run(self) -> ExitCode {
         crate::telemetry::init();
-        let result = match self.command {
+        exit_code(match self.command {
             Command::Token(args) => token::run(args),
-            command => {
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        eprintln!("error: cannot start the runtime: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                runtime.block_on(async move {
-                    match command {
-                        Command::Serve(args) => serve::run(args).await,
-                        Command::Reconcile(args) => reconcile::run(args).await,
-                        Command::Admin(args) => admin::run(args).await,
-                        Command::Token(_) => unreachable!("handled above"),
-                    }
-                })
-            }
-        };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                ExitCode::FAILURE
-            }
+            Command::Serve(args) => block_on(serve::run(args)),
+            Command::Reconcile(args) => block_on(reconcile::run(args)),
+            Command::Admin(args) => block_on(admin::run(args)),
+        })
+    }
+}
+
+/// Runs a command on a multi-threaded tokio runtime of its own.
+pub fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(command)
+}
+
+/// The process's exit code for a command's result; an error is printed with its causes.
+pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod plot;
 pub mod storm;
 
 use clap::{Parser, Subcommand};
+use seatgate::cli::{block_on, exit_code};
 use std::process::ExitCode;
 
 /// seatgate-tools: the demo, the load generator and the plots for the seatgate gateway.
@@ -34,36 +35,12 @@ impl Cli {
     /// Runs the command; errors are printed with their causes.
     pub fn run(self) -> ExitCode {
         seatgate::telemetry::init();
-        let result = match self.command {
+        exit_code(match self.command {
             Command::Plot(args) => plot::run(args),
-            command => {
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        eprintln!("error: cannot start the runtime: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                runtime.block_on(async move {
-                    match command {
-                        Command::Demo(args) => demo::run(args).await,
-                        Command::Drop(args) => drop::run(args).await,
-                        Command::Storm(args) => storm::run(args).await,
-                        Command::Plot(_) => unreachable!("handled above"),
-                    }
-                })
-            }
-        };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                ExitCode::FAILURE
-            }
-        }
+            Command::Demo(args) => block_on(demo::run(args)),
+            Command::Drop(args) => block_on(drop::run(args)),
+            Command::Storm(args) => block_on(storm::run(args)),
+        })
     }
 }
 
