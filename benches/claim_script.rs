@@ -23,7 +23,7 @@ mod common;
 use criterion::{Criterion, Throughput};
 use futures::future::join_all;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, Selection};
-use seatgate::domain::SeatState;
+use seatgate::domain::{SeatId, SeatState};
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -133,6 +133,8 @@ async fn warm_event(
 struct Feed {
     store: RedisStore,
     seats: Vec<String>,
+    /// The same seats as claims name them.
+    ids: Vec<SeatId>,
     /// Seats each claim takes.
     per_claim: usize,
     label: &'static str,
@@ -147,9 +149,11 @@ struct Feed {
 impl Feed {
     async fn new(store: RedisStore, label: &'static str, per_claim: usize) -> anyhow::Result<Self> {
         let seats: Vec<String> = (0..LARGE_EVENT_SEATS).map(|i| format!("S{i:06}")).collect();
+        let ids = seats.iter().map(|s| seat_id(s)).collect();
         let mut feed = Self {
             store,
             seats,
+            ids,
             per_claim,
             label,
             generation: 0,
@@ -199,8 +203,13 @@ impl Feed {
     }
 }
 
+/// A seat id of the fixtures (all well formed).
+fn seat_id(id: &str) -> SeatId {
+    SeatId::parse(id).expect("a well-formed seat id")
+}
+
 /// One claim of a specific seat; returns the outcome.
-async fn claim_seat(store: &RedisStore, event: &str, user: &str, seat: &[String]) -> ClaimOutcome {
+async fn claim_seat(store: &RedisStore, event: &str, user: &str, seat: &[SeatId]) -> ClaimOutcome {
     let booking_id = uuid::Uuid::now_v7().to_string();
     store
         .claim(&ClaimRequest {
@@ -248,7 +257,7 @@ struct Fixtures {
     store: RedisStore,
     /// A small event whose seat `HOT` is held by a pending claim.
     hot_event: String,
-    hot_seat: Vec<String>,
+    hot_seat: Vec<SeatId>,
     uncontended: Mutex<Feed>,
     quantity: Mutex<Feed>,
 }
@@ -259,7 +268,7 @@ impl Fixtures {
         let mut seats = vec![HOT_SEAT.to_owned()];
         seats.extend((1..100).map(|i| format!("H{i:03}")));
         warm_event(&store, &hot_event, &seats, &[], 4).await?;
-        let hot_seat = vec![HOT_SEAT.to_owned()];
+        let hot_seat = vec![seat_id(HOT_SEAT)];
         // The first claim wins the seat; every claim after it gets the 409.
         expect_pending(&claim_seat(&store, &hot_event, "holder", &hot_seat).await);
         expect_taken(&claim_seat(&store, &hot_event, "late", &hot_seat).await);
@@ -297,7 +306,7 @@ fn sequential(c: &mut Criterion, rt: &Runtime, fx: &Fixtures) {
                     (0..n).map(|i| (feed.user(), feed.used + i)).collect();
                 let start = Instant::now();
                 for (user, seat) in &batch {
-                    let seat = std::slice::from_ref(&feed.seats[*seat]);
+                    let seat = std::slice::from_ref(&feed.ids[*seat]);
                     let outcome = claim_seat(store, &feed.event, user, seat).await;
                     expect_pending(black_box(&outcome));
                 }
@@ -388,7 +397,7 @@ fn concurrent(c: &mut Criterion, rt: &Runtime, fx: &Fixtures) {
                 let feed_ref = &*feed;
                 let start = Instant::now();
                 let outcomes = join_all(batch.iter().map(|(user, seat)| {
-                    let seat = std::slice::from_ref(&feed_ref.seats[*seat]);
+                    let seat = std::slice::from_ref(&feed_ref.ids[*seat]);
                     claim_seat(store, &feed_ref.event, user, seat)
                 }))
                 .await;

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
                 let n = seat.chars().count();
                 assert!((1..=SEAT_ID_MAX).contains(&n), "{seat:?}");
             }
-            let unique: HashSet<&String> = seats.iter().collect();
+            let unique: HashSet<&str> = seats.iter().map(|s| s.as_str()).collect();
             assert_eq!(unique.len(), seats.len(), "{seats:?}");
         }
         Wanted::Quantity(n) => {

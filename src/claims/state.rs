@@ -45,6 +45,13 @@ pub fn status_of(text: &str) -> SeatStatus {
     }
 }
 
+/// A seat id goes to Redis as its text (a claim's ARGV).
+impl redis::ToRedisArgs for crate::domain::SeatId {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg(self.as_str().as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -218,7 +218,8 @@ async fn decide(
 
     let seats: Vec<String> = match req.selection {
         Selection::Seats(requested) => {
-            let mut sorted = requested.to_vec();
+            let requested: Vec<String> = requested.iter().map(|s| s.to_string()).collect();
+            let mut sorted = requested.clone();
             sorted.sort_unstable();
             let locked = bookings::lock_seats(conn, req.event_id, &sorted).await?;
             let unknown: Vec<String> = requested
@@ -241,7 +242,7 @@ async fn decide(
             if !taken.is_empty() {
                 return Ok(ClaimOutcome::SeatsUnavailable(taken));
             }
-            requested.to_vec()
+            requested
         }
         Selection::Quantity(n) => {
             let free: Vec<String> = sqlx::query(

@@ -20,7 +20,7 @@ pub struct ClaimRequest<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum Selection<'a> {
     /// These seats, all or nothing.
-    Seats(&'a [String]),
+    Seats(&'a [crate::domain::SeatId]),
     /// The lowest-ordinal free seats.
     Quantity(u32),
 }

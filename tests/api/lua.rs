@@ -6,7 +6,7 @@
 
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, SeatCounts, Selection};
-use seatgate::domain::{BookingStatus, RejectReason, SeatState};
+use seatgate::domain::{BookingStatus, RejectReason, SeatId, SeatState};
 use std::time::Duration;
 
 use crate::helpers::REDIS_URL;
@@ -65,7 +65,7 @@ impl Lab {
         seats: &[&str],
         key: Option<(&str, &str)>,
     ) -> ClaimOutcome {
-        let seats: Vec<String> = seats.iter().map(|s| s.to_string()).collect();
+        let seats: Vec<SeatId> = seats.iter().map(|s| SeatId::parse(*s).unwrap()).collect();
         self.store
             .claim(&ClaimRequest {
                 event_id: &self.event,
@@ -171,7 +171,7 @@ async fn claim_lua_claims_all_or_nothing_and_writes_the_outbox_in_the_same_step(
     let other = RedisStore::connect(REDIS_URL, "sgl-none:", Duration::from_secs(10))
         .await
         .unwrap();
-    let seats = vec!["A1".to_owned()];
+    let seats = vec![SeatId::parse("A1").unwrap()];
     let outcome = other
         .claim(&ClaimRequest {
             event_id: &missing.event,

@@ -59,7 +59,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, SeatCounts, Selection};
-use seatgate::domain::{BookingStatus, RejectReason, SeatState};
+use seatgate::domain::{BookingStatus, RejectReason, SeatId, SeatState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -719,10 +719,13 @@ impl Harness {
         let bid = format!("b{}", self.next_bid);
         self.next_bid += 1;
         let n = self.model.n;
-        let names: Vec<String>;
+        let names: Vec<SeatId>;
         let selection = match &what {
             What::Seats(seats) => {
-                names = seats.iter().map(|&i| requested_seat(n, i)).collect();
+                names = seats
+                    .iter()
+                    .map(|&i| SeatId::parse(requested_seat(n, i)).expect("a well-formed seat id"))
+                    .collect();
                 Selection::Seats(&names)
             }
             What::Quantity(q) => Selection::Quantity(*q),

@@ -37,7 +37,7 @@ pub(super) struct ClaimBody {
 /// A validated claim body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wanted {
-    Seats(Vec<String>),
+    Seats(Vec<SeatId>),
     Quantity(u32),
 }
 
@@ -85,15 +85,22 @@ impl Wanted {
                         "a claim names at most {CLAIM_SEATS_MAX} seats"
                     )));
                 }
-                if let Some(bad) = seats.iter().find(|s| !is_valid_seat_id(s)) {
-                    let shown: String = bad.chars().take(SEAT_ID_MAX + 1).collect();
-                    return Err(ApiError::InvalidRequest(format!(
-                        "seat ids are 1 to {SEAT_ID_MAX} characters: {shown:?}"
-                    )));
-                }
+                let seats: Vec<SeatId> = seats
+                    .into_iter()
+                    .map(SeatId::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|bad| {
+                        let shown: String = bad.shown.chars().take(SEAT_ID_MAX + 1).collect();
+                        ApiError::InvalidRequest(format!(
+                            "seat ids are 1 to {SEAT_ID_MAX} characters: {shown:?}"
+                        ))
+                    })?;
                 let mut seen = HashSet::with_capacity(seats.len());
                 if let Some(dup) = seats.iter().find(|s| !seen.insert(s.as_str())) {
-                    return Err(ApiError::InvalidRequest(format!("duplicate seat {dup:?}")));
+                    return Err(ApiError::InvalidRequest(format!(
+                        "duplicate seat {:?}",
+                        dup.as_str()
+                    )));
                 }
                 Wanted::Seats(seats)
             }
@@ -172,6 +179,10 @@ pub fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    fn seat(id: &str) -> SeatId {
+        SeatId::parse(id).unwrap()
+    }
+
     /// Both parse paths (with and without a fingerprint) must agree.
     fn parse(body: &str) -> Result<Wanted, u16> {
         let keyed = ParsedClaim::parse(body.as_bytes())
@@ -190,7 +201,7 @@ mod tests {
     fn claim_bodies_are_exactly_one_of_seats_or_quantity() {
         assert_eq!(
             parse(r#"{"seats":["A1","A2"]}"#),
-            Ok(Wanted::Seats(vec!["A1".into(), "A2".into()]))
+            Ok(Wanted::Seats(vec![seat("A1"), seat("A2")]))
         );
         assert_eq!(parse(r#"{"quantity":2}"#), Ok(Wanted::Quantity(2)));
         assert_eq!(
