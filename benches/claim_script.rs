@@ -23,7 +23,7 @@ mod common;
 use criterion::{Criterion, Throughput};
 use futures::future::join_all;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, Selection};
-use seatgate::domain::{SeatId, SeatState};
+use seatgate::domain::{EventId, SeatId, SeatState, UserId};
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -208,13 +208,20 @@ fn seat_id(id: &str) -> SeatId {
     SeatId::parse(id).expect("a well-formed seat id")
 }
 
+/// The event and user ids of a claim (the fixtures' are all well formed).
+fn ids(event: &str, user: &str) -> (EventId, UserId) {
+    let event = EventId::parse(event).expect("a well-formed event id");
+    (event, UserId::parse(user).expect("a well-formed user id"))
+}
+
 /// One claim of a specific seat; returns the outcome.
 async fn claim_seat(store: &RedisStore, event: &str, user: &str, seat: &[SeatId]) -> ClaimOutcome {
     let booking_id = uuid::Uuid::now_v7().to_string();
+    let (event, user) = ids(event, user);
     store
         .claim(&ClaimRequest {
-            event_id: event,
-            user_id: user,
+            event_id: &event,
+            user_id: &user,
             booking_id: &booking_id,
             selection: Selection::Seats(seat),
             idempotency: None,
@@ -226,10 +233,11 @@ async fn claim_seat(store: &RedisStore, event: &str, user: &str, seat: &[SeatId]
 
 async fn claim_quantity(store: &RedisStore, event: &str, user: &str, n: u32) -> ClaimOutcome {
     let booking_id = uuid::Uuid::now_v7().to_string();
+    let (event, user) = ids(event, user);
     store
         .claim(&ClaimRequest {
-            event_id: event,
-            user_id: user,
+            event_id: &event,
+            user_id: &user,
             booking_id: &booking_id,
             selection: Selection::Quantity(n),
             idempotency: None,

@@ -11,6 +11,7 @@ mod common;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use seatgate::claims::{ClaimRequest, RedisStore, Selection};
 use seatgate::db::events::{create_event, NewEvent};
+use seatgate::domain::{EventId, UserId};
 use seatgate::reconciler::{Reconciler, ReconcilerConfig};
 use std::time::{Duration, Instant};
 
@@ -60,11 +61,12 @@ async fn pending_claims(s: &Setup, n: u64) {
     seatgate::ops::warm::warm(&s.store, &s.pool, &event)
         .await
         .expect("warmed");
+    let event = EventId::parse(event).expect("a well-formed event id");
     let claims = (0..n).map(|i| {
         let event = &event;
         let store = &s.store;
         async move {
-            let user = format!("u{i}");
+            let user = UserId::parse(format!("u{i}")).expect("a well-formed user id");
             let bid = uuid::Uuid::now_v7().to_string();
             store
                 .claim(&ClaimRequest {

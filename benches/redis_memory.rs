@@ -17,6 +17,7 @@ mod common;
 use futures::StreamExt;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, Selection};
 use seatgate::db::events::{create_event, NewEvent};
+use seatgate::domain::{EventId, UserId};
 use std::process::ExitCode;
 
 /// Seats of the measured event (the figure of issue 4 is per seat of a 100k event).
@@ -94,16 +95,18 @@ async fn run() -> Result<(), Skip> {
     // Claim every seat (informative: booking records, user tallies and the outbox grow
     // with the claims, not with the seats).
     let claims = n.div_ceil(PER_CLAIM as usize);
+    let event_id = EventId::parse(event).expect("a well-formed event id");
     let results: Vec<ClaimOutcome> = futures::stream::iter(0..claims)
         .map(|i| {
             let store = &store;
+            let event_id = &event_id;
             async move {
-                let user = format!("u{i}");
+                let user = UserId::parse(format!("u{i}")).expect("a well-formed user id");
                 let bid = uuid::Uuid::now_v7().to_string();
                 let left = (n - i * PER_CLAIM as usize).min(PER_CLAIM as usize) as u32;
                 store
                     .claim(&ClaimRequest {
-                        event_id: event,
+                        event_id,
                         user_id: &user,
                         booking_id: &bid,
                         selection: Selection::Quantity(left),

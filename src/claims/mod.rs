@@ -130,23 +130,23 @@ impl RedisStore {
 
     /// The hot path: one `EVALSHA claim.lua`.
     pub async fn claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimOutcome, StoreError> {
-        let k = self.keys(req.event_id);
+        let k = self.keys(req.event_id.as_str());
         let mut inv = scripts::CLAIM.prepare_invoke();
         inv.key(k.meta())
             .key(k.seats())
             .key(k.avail())
-            .key(k.user(req.user_id))
+            .key(k.user(req.user_id.as_str()))
             .key(k.outbox())
             .key(k.booking(req.booking_id));
         let fingerprint = match req.idempotency {
             Some((key, fp)) => {
-                inv.key(k.idempotency(req.user_id, key));
+                inv.key(k.idempotency(req.user_id.as_str(), key));
                 fp
             }
             None => "",
         };
         inv.arg(req.booking_id)
-            .arg(req.user_id)
+            .arg(req.user_id.as_str())
             .arg(req.now_ms)
             .arg(fingerprint)
             .arg(IDEMPOTENCY_TTL.as_secs());

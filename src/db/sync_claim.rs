@@ -67,8 +67,8 @@ pub async fn claim(pool: &MySqlPool, req: &ClaimRequest<'_>) -> Result<ClaimOutc
             "INSERT INTO claim_idempotency (event_id, user_id, idem_key, fingerprint, outcome) \
              VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(req.event_id)
-        .bind(req.user_id)
+        .bind(req.event_id.as_str())
+        .bind(req.user_id.as_str())
         .bind(key)
         .bind(fp)
         .bind(serde_json::to_string(&outcome).expect("outcomes serialise"))
@@ -119,8 +119,8 @@ async fn recorded(
          FROM claim_idempotency WHERE event_id = ? AND user_id = ? AND idem_key = ?",
     )
     .bind(ttl_secs)
-    .bind(req.event_id)
-    .bind(req.user_id)
+    .bind(req.event_id.as_str())
+    .bind(req.user_id.as_str())
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
@@ -132,8 +132,8 @@ async fn recorded(
             "DELETE FROM claim_idempotency WHERE event_id = ? AND user_id = ? AND idem_key = ? \
              AND created_at < NOW(3) - INTERVAL ? SECOND",
         )
-        .bind(req.event_id)
-        .bind(req.user_id)
+        .bind(req.event_id.as_str())
+        .bind(req.user_id.as_str())
         .bind(key)
         .bind(ttl_secs)
         .execute(&mut *conn)
@@ -180,7 +180,7 @@ async fn decide(
     req: &ClaimRequest<'_>,
 ) -> Result<ClaimOutcome, sqlx::Error> {
     let event = sqlx::query("SELECT per_user_limit, on_sale FROM events WHERE id = ?")
-        .bind(req.event_id)
+        .bind(req.event_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     let Some(event) = event else {
@@ -196,15 +196,15 @@ async fn decide(
         "INSERT INTO user_holdings (event_id, user_id, seats) VALUES (?, ?, 0) \
          ON DUPLICATE KEY UPDATE seats = seats",
     )
-    .bind(req.event_id)
-    .bind(req.user_id)
+    .bind(req.event_id.as_str())
+    .bind(req.user_id.as_str())
     .execute(&mut *conn)
     .await?;
     let held: i32 = sqlx::query(
         "SELECT seats FROM user_holdings WHERE event_id = ? AND user_id = ? FOR UPDATE",
     )
-    .bind(req.event_id)
-    .bind(req.user_id)
+    .bind(req.event_id.as_str())
+    .bind(req.user_id.as_str())
     .fetch_one(&mut *conn)
     .await?
     .try_get("seats")?;
@@ -221,7 +221,7 @@ async fn decide(
             let requested: Vec<String> = requested.iter().map(|s| s.to_string()).collect();
             let mut sorted = requested.clone();
             sorted.sort_unstable();
-            let locked = bookings::lock_seats(conn, req.event_id, &sorted).await?;
+            let locked = bookings::lock_seats(conn, req.event_id.as_str(), &sorted).await?;
             let unknown: Vec<String> = requested
                 .iter()
                 .filter(|s| !locked.iter().any(|l| &l.seat == *s))
@@ -249,7 +249,7 @@ async fn decide(
                 "SELECT seat_id FROM seats WHERE event_id = ? AND status = 'available' \
                  ORDER BY ordinal LIMIT ? FOR UPDATE SKIP LOCKED",
             )
-            .bind(req.event_id)
+            .bind(req.event_id.as_str())
             .bind(n)
             .try_map(|row: MySqlRow| text(&row, "seat_id"))
             .fetch_all(&mut *conn)
@@ -263,8 +263,8 @@ async fn decide(
 
     let booking = BookingRow {
         id: req.booking_id.to_owned(),
-        event_id: req.event_id.to_owned(),
-        user_id: req.user_id.to_owned(),
+        event_id: req.event_id.as_str().to_owned(),
+        user_id: req.user_id.as_str().to_owned(),
         status: BookingStatus::Confirmed,
         seats: seats.clone(),
         reason: None,
@@ -272,11 +272,11 @@ async fn decide(
     bookings::insert_booking(conn, &booking).await?;
     let mut sorted = seats.clone();
     sorted.sort_unstable();
-    bookings::book_seats(conn, req.event_id, req.booking_id, &sorted).await?;
+    bookings::book_seats(conn, req.event_id.as_str(), req.booking_id, &sorted).await?;
     sqlx::query("UPDATE user_holdings SET seats = seats + ? WHERE event_id = ? AND user_id = ?")
         .bind(seats.len() as i64)
-        .bind(req.event_id)
-        .bind(req.user_id)
+        .bind(req.event_id.as_str())
+        .bind(req.user_id.as_str())
         .execute(&mut *conn)
         .await?;
     Ok(ClaimOutcome::Confirmed {

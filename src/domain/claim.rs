@@ -6,8 +6,8 @@
 /// One claim request, as a claim strategy takes it.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
-    pub event_id: &'a str,
-    pub user_id: &'a str,
+    pub event_id: &'a crate::domain::EventId,
+    pub user_id: &'a crate::domain::UserId,
     /// UUID v7, made by the caller so the script needs no randomness.
     pub booking_id: &'a str,
     pub selection: Selection<'a>,

@@ -6,7 +6,7 @@
 
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, SeatCounts, Selection};
-use seatgate::domain::{BookingStatus, RejectReason, SeatId, SeatState};
+use seatgate::domain::{BookingStatus, EventId, RejectReason, SeatId, SeatState, UserId};
 use std::time::Duration;
 
 use crate::helpers::REDIS_URL;
@@ -20,6 +20,11 @@ pub(crate) struct Lab {
 }
 
 impl Lab {
+    /// The lab's event as a claim names it.
+    pub(crate) fn event_id(&self) -> EventId {
+        EventId::parse(self.event.as_str()).unwrap()
+    }
+
     pub(crate) async fn new(
         url: &str,
         seats: &[&str],
@@ -68,8 +73,8 @@ impl Lab {
         let seats: Vec<SeatId> = seats.iter().map(|s| SeatId::parse(*s).unwrap()).collect();
         self.store
             .claim(&ClaimRequest {
-                event_id: &self.event,
-                user_id: user,
+                event_id: &self.event_id(),
+                user_id: &UserId::parse(user).unwrap(),
                 booking_id: bid,
                 selection: Selection::Seats(&seats),
                 idempotency: key,
@@ -82,8 +87,8 @@ impl Lab {
     async fn quantity(&self, user: &str, bid: &str, n: u32) -> ClaimOutcome {
         self.store
             .claim(&ClaimRequest {
-                event_id: &self.event,
-                user_id: user,
+                event_id: &self.event_id(),
+                user_id: &UserId::parse(user).unwrap(),
                 booking_id: bid,
                 selection: Selection::Quantity(n),
                 idempotency: None,
@@ -174,8 +179,8 @@ async fn claim_lua_claims_all_or_nothing_and_writes_the_outbox_in_the_same_step(
     let seats = vec![SeatId::parse("A1").unwrap()];
     let outcome = other
         .claim(&ClaimRequest {
-            event_id: &missing.event,
-            user_id: "u",
+            event_id: &missing.event_id(),
+            user_id: &UserId::parse("u").unwrap(),
             booking_id: "b",
             selection: Selection::Seats(&seats),
             idempotency: None,

@@ -59,7 +59,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::AsyncCommands;
 use seatgate::claims::{ClaimOutcome, ClaimRequest, SeatCounts, Selection};
-use seatgate::domain::{BookingStatus, RejectReason, SeatId, SeatState};
+use seatgate::domain::{BookingStatus, RejectReason, SeatId, SeatState, UserId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -736,8 +736,8 @@ impl Harness {
             .lab
             .store
             .claim(&ClaimRequest {
-                event_id: &self.lab.event,
-                user_id: &user_name(user),
+                event_id: &self.lab.event_id(),
+                user_id: &UserId::parse(user_name(user)).unwrap(),
                 booking_id: &bid,
                 selection,
                 idempotency: key_name.as_deref().map(|k| (k, fingerprint.as_str())),

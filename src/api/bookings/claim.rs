@@ -141,8 +141,6 @@ async fn claim(
         Wanted::Seats(seats) => Selection::Seats(seats),
         Wanted::Quantity(n) => Selection::Quantity(*n),
     };
-    // Checked; from here on the claim and the booking it makes carry them as text.
-    let (event_id, user_id) = (event_id.into_string(), user_id.into_string());
     let request = ClaimRequest {
         event_id: &event_id,
         user_id: &user_id,
@@ -163,8 +161,8 @@ async fn claim(
         ClaimOutcome::Pending { booking_id, seats } => {
             let booking = Booking {
                 booking_id,
-                event_id,
-                user_id,
+                event_id: event_id.into_string(),
+                user_id: user_id.into_string(),
                 seats,
                 status: BookingStatus::Pending,
                 reason: None,
@@ -219,8 +217,8 @@ async fn claim(
             }
             let mut booking = Booking {
                 booking_id,
-                event_id,
-                user_id,
+                event_id: event_id.into_string(),
+                user_id: user_id.into_string(),
                 seats,
                 status: BookingStatus::Confirmed,
                 reason: None,
