@@ -1,7 +1,8 @@
 use clap::Parser;
 
-/// mimalloc rather than glibc's malloc: a profile of the claim path under load spent
-/// about a fifth of the gateway's CPU in malloc/free (see BENCHMARKS.md).
+/// mimalloc rather than glibc's malloc: the claim path allocates and frees many small
+/// buffers, and malloc/free showed up high in its profile under load (BENCHMARKS.md,
+/// "Claim path profile and allocator").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

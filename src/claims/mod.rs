@@ -5,8 +5,8 @@
 //!
 //! [`RedisStore`] wraps one [`ConnectionManager`]: a multiplexed connection that
 //! pipelines every concurrent request on one socket and reconnects by itself. On this
-//! workload it carries about three times the throughput of a small connection pool
-//! (BENCHMARKS.md, "Redis connection"), because hundreds of concurrent claims share one
+//! workload it carries more claims than a small connection pool (measured in
+//! BENCHMARKS.md, "Redis connection"), because hundreds of concurrent claims share one
 //! socket instead of queueing for a few. Nothing here ever blocks the connection: blocking
 //! stream reads use their own connection (see `reconciler`).
 //!
