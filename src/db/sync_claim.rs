@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::bookings::{self, BookingRow};
 use super::{is_duplicate_key, text};
 use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
-use crate::domain::BookingStatus;
+use crate::domain::{BookingStatus, SeatStatus};
 
 /// How long a recorded claim outcome is replayed (the contract's 24 h). Older records
 /// count as absent: the key is free again.
@@ -321,10 +321,17 @@ pub async fn event_summary(
 pub async fn seat_map(
     pool: &MySqlPool,
     event_id: &str,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+) -> Result<Vec<(String, SeatStatus)>, sqlx::Error> {
     sqlx::query("SELECT seat_id, status FROM seats WHERE event_id = ? ORDER BY ordinal")
         .bind(event_id)
-        .try_map(|row: MySqlRow| Ok((text(&row, "seat_id")?, text(&row, "status")?)))
+        .try_map(|row: MySqlRow| {
+            let status = if text(&row, "status")? == "booked" {
+                SeatStatus::Booked
+            } else {
+                SeatStatus::Available
+            };
+            Ok((text(&row, "seat_id")?, status))
+        })
         .fetch_all(pool)
         .await
 }

@@ -41,11 +41,16 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
+            /// True when `text` is well formed (checks without copying it).
+            pub fn is_valid(text: &str) -> bool {
+                let check: fn(&str) -> bool = $check;
+                check(text)
+            }
+
             /// The id, if `text` is well formed.
             pub fn parse(text: impl Into<String>) -> Result<Self, InvalidId> {
                 let text = text.into();
-                let check: fn(&str) -> bool = $check;
-                if check(&text) {
+                if Self::is_valid(&text) {
                     Ok(Self(text))
                 } else {
                     Err(InvalidId::new($kind, &text))

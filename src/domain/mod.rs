@@ -31,17 +31,17 @@ pub(crate) const PER_USER_LIMIT_DEFAULT: u32 = 4;
 
 /// True when `id` is a well-formed event id (see [`EventId`]).
 pub(crate) fn is_valid_event_id(id: &str) -> bool {
-    EventId::parse(id).is_ok()
+    EventId::is_valid(id)
 }
 
 /// True when `id` is a well-formed seat id (see [`SeatId`]).
 pub fn is_valid_seat_id(id: &str) -> bool {
-    SeatId::parse(id).is_ok()
+    SeatId::is_valid(id)
 }
 
 /// True when `id` is a well-formed user id (see [`UserId`]).
 pub(crate) fn is_valid_user_id(id: &str) -> bool {
-    UserId::parse(id).is_ok()
+    UserId::is_valid(id)
 }
 
 /// True when `key` is a valid `Idempotency-Key`: 1 to 255 visible ASCII characters.

@@ -41,18 +41,7 @@ impl Strategy for MysqlStrategy {
     }
 
     async fn seats(&self, event_id: &str) -> Result<Vec<(String, SeatStatus)>, StrategyError> {
-        Ok(sync_claim::seat_map(&self.db, event_id)
-            .await?
-            .into_iter()
-            .map(|(seat, status)| {
-                let status = if status == "booked" {
-                    SeatStatus::Booked
-                } else {
-                    SeatStatus::Available
-                };
-                (seat, status)
-            })
-            .collect())
+        Ok(sync_claim::seat_map(&self.db, event_id).await?)
     }
 
     async fn statuses(&self, event_id: &str) -> Result<HashMap<String, SeatStatus>, StrategyError> {
