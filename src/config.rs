@@ -74,6 +74,30 @@ pub struct Settings {
     /// Oldest a served public seat map may be (one store read per event per interval,
     /// however many readers).
     pub seat_map_max_age: Duration,
+    /// What a claim needs of Redis's replication and memory policy.
+    pub durability: Durability,
+}
+
+/// What seatgate asks of Redis before it acknowledges a claim (README.md, "What
+/// survives what").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// Replicas that must hold a claim before its 202 (`WAIT`); 0: the primary alone.
+    pub min_replicas: u32,
+    /// How long a claim waits for them before it is answered 503 `unavailable`.
+    pub replication_timeout: Duration,
+    /// Run on a Redis whose `maxmemory-policy` evicts keys (`SEATGATE_ALLOW_EVICTION`).
+    pub allow_eviction: bool,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Self {
+            min_replicas: 0,
+            replication_timeout: Duration::from_millis(500),
+            allow_eviction: false,
+        }
+    }
 }
 
 /// Shortest admin token accepted, in characters.
@@ -125,6 +149,7 @@ impl Settings {
             claim_deadline: Duration::from_secs(300),
             server: crate::server::ServerLimits::default(),
             seat_map_max_age: crate::live::snapshot::SNAPSHOT_MAX_AGE,
+            durability: Durability::default(),
         }
     }
 }

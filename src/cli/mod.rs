@@ -93,9 +93,39 @@ pub struct StoreArgs {
     /// Seconds after which a claim that still cannot be persisted is rejected.
     #[arg(long, env = "SEATGATE_CLAIM_DEADLINE", default_value_t = 300)]
     pub claim_deadline_secs: u64,
+    /// Replicas that must hold a claim before it is answered 202 (Redis `WAIT`); 0
+    /// answers once the primary has run the claim script.
+    #[arg(long, env = "SEATGATE_REDIS_MIN_REPLICAS", default_value_t = 0)]
+    pub redis_min_replicas: u32,
+    /// Milliseconds a claim waits for its replicas before it is answered 503.
+    #[arg(
+        long,
+        env = "SEATGATE_REDIS_REPLICATION_TIMEOUT_MS",
+        default_value_t = 500
+    )]
+    pub redis_replication_timeout_ms: u64,
+    /// Start even when Redis's `maxmemory-policy` evicts keys (losing idempotency
+    /// records and bookings): only when that is deliberate.
+    #[arg(long, env = "SEATGATE_ALLOW_EVICTION")]
+    pub allow_eviction: bool,
 }
 
 impl StoreArgs {
+    /// The stores at these addresses, with every other setting at its default (for
+    /// tools and tests that build the arguments in code).
+    pub fn new(redis_url: &str, database_url: &str, redis_namespace: &str) -> Self {
+        Self {
+            redis_url: redis_url.to_owned(),
+            database_url: database_url.to_owned(),
+            redis_namespace: redis_namespace.to_owned(),
+            redis_timeout_ms: 1000,
+            claim_deadline_secs: 300,
+            redis_min_replicas: 0,
+            redis_replication_timeout_ms: 500,
+            allow_eviction: false,
+        }
+    }
+
     /// The Redis call timeout (at least 1 ms).
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
@@ -104,6 +134,15 @@ impl StoreArgs {
     /// How long a claim may wait to be persisted before it is rejected.
     pub fn claim_deadline(&self) -> Duration {
         Duration::from_secs(self.claim_deadline_secs)
+    }
+
+    /// What a claim needs of Redis's replication and memory policy.
+    pub fn durability(&self) -> crate::config::Durability {
+        crate::config::Durability {
+            min_replicas: self.redis_min_replicas,
+            replication_timeout: Duration::from_millis(self.redis_replication_timeout_ms.max(1)),
+            allow_eviction: self.allow_eviction,
+        }
     }
 }
 

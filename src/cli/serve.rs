@@ -88,6 +88,7 @@ impl ServeArgs {
             http_addr: self.http_addr,
             redis_timeout: self.store.redis_timeout(),
             claim_deadline: self.store.claim_deadline(),
+            durability: self.store.durability(),
             redis_url: self.store.redis_url,
             database_url: self.store.database_url,
             redis_namespace: self.store.redis_namespace,

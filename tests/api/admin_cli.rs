@@ -15,11 +15,12 @@ use crate::helpers::*;
 
 fn store(app: &TestApp) -> StoreArgs {
     StoreArgs {
-        redis_url: app.settings.redis_url.clone(),
-        database_url: app.settings.database_url.clone(),
-        redis_namespace: app.settings.redis_namespace.clone(),
         redis_timeout_ms: 5000,
-        claim_deadline_secs: 300,
+        ..StoreArgs::new(
+            &app.settings.redis_url,
+            &app.settings.database_url,
+            &app.settings.redis_namespace,
+        )
     }
 }
 

@@ -163,14 +163,12 @@ impl DropArgs {
 
     fn store_args(&self) -> StoreArgs {
         StoreArgs {
-            redis_url: self.redis_url.clone(),
-            database_url: self
-                .database_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-            redis_namespace: self.redis_namespace.clone(),
             redis_timeout_ms: self.redis_timeout_ms,
-            claim_deadline_secs: 300,
+            ..StoreArgs::new(
+                &self.redis_url,
+                self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL),
+                &self.redis_namespace,
+            )
         }
     }
 }
