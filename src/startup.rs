@@ -17,6 +17,7 @@ use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
 use crate::live::{snapshot::SeatMaps, source::Source, LiveHub};
+use crate::ops::fence::Keeper;
 use crate::reconciler::{Reconciler, ReconcilerConfig};
 use crate::server::{self, HttpListener, ServerLimits};
 use crate::strategy::{MysqlStrategy, RedisStrategy, Strategy};
@@ -27,6 +28,7 @@ pub struct Application {
     limits: ServerLimits,
     state: AppState,
     reconciler: Option<Reconciler>,
+    keeper: Keeper,
     /// The database URL when migrations could not run at build time; `run_until`
     /// retries them in the background and starts the reconciler only after.
     pending_db_prepare: Option<String>,
@@ -53,7 +55,8 @@ impl Application {
             &settings.redis_namespace,
             settings.redis_timeout,
         )
-        .context("invalid SEATGATE_REDIS_URL")?;
+        .context("invalid SEATGATE_REDIS_URL")?
+        .fenced();
         let redis_up = match redis.ping().await {
             Ok(()) => true,
             Err(err) => {
@@ -72,6 +75,15 @@ impl Application {
         // One namespace, one database: refuse a namespace another database owns.
         if redis_up && db_ready.is_none() {
             crate::deployment::claim_namespace(&redis, &pool, &settings.database_url).await?;
+        }
+        // Claims wait for Redis to be checked against MySQL (and rebuilt from it if it
+        // lost writes): done once here, so a gateway that starts on a sound Redis takes
+        // claims from its first request, then kept up in the background.
+        let mut keeper = Keeper::new(redis.clone(), pool.clone());
+        if redis_up && db_ready.is_none() {
+            if let Err(err) = keeper.check().await {
+                tracing::warn!(error = %err, "Redis could not be checked against MySQL yet; claims wait until it is");
+            }
         }
         let reconciler = if settings.reconciler {
             Some(Reconciler::new(
@@ -122,6 +134,7 @@ impl Application {
             limits: settings.server,
             state,
             reconciler,
+            keeper,
             pending_db_prepare: db_ready,
             db_ready: ready_tx,
         })
@@ -182,6 +195,22 @@ impl Application {
                 .await
             })
         });
+        let keeper = {
+            let keeper = self.keeper;
+            let mut stop = stop_rx.clone();
+            let mut ready = self.db_ready.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = ready.wait_for(|r| *r) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                keeper
+                    .run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        };
         tracing::info!(%addr, reconciler = reconciler.is_some(), "seatgate listening");
         let live = self.state.live.clone();
         let app = api::router(self.state);
@@ -198,6 +227,7 @@ impl Application {
         if let Some(r) = reconciler {
             r.await.context("reconciler task")?;
         }
+        keeper.await.context("fence keeper task")?;
         Ok(())
     }
 }

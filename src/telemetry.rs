@@ -23,6 +23,9 @@
 //! | `seatgate_reconciler_lag_seconds` | gauge | |
 //! | `seatgate_outbox_length` | gauge | |
 //! | `seatgate_store_errors_total` | counter | `store`: redis, mysql |
+//! | `seatgate_redis_fences_total` | counter | `cause`: new_redis_node, no_record, event_keys_lost |
+//! | `seatgate_redis_fenced` | gauge | 1 while claims are fenced |
+//! | `seatgate_redis_fence_seconds` | histogram | from a fence's detection to its lifting |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -56,6 +59,9 @@ const DEAD_LETTERS: &str = "seatgate_reconciler_dead_letters_total";
 const LAG: &str = "seatgate_reconciler_lag_seconds";
 const OUTBOX_LENGTH: &str = "seatgate_outbox_length";
 const STORE_ERRORS: &str = "seatgate_store_errors_total";
+const FENCES: &str = "seatgate_redis_fences_total";
+const FENCED: &str = "seatgate_redis_fenced";
+const FENCE_SECONDS: &str = "seatgate_redis_fence_seconds";
 
 /// Upper bounds of the claim duration histogram's buckets, in seconds: a claim is a
 /// few hundred microseconds; `Prefer: wait` claims can take up to 10 s.
@@ -140,6 +146,7 @@ fn register_zeros() {
     metrics::counter!(DEAD_LETTERS).increment(0);
     metrics::gauge!(LAG).increment(0.0);
     metrics::gauge!(OUTBOX_LENGTH).increment(0.0);
+    metrics::gauge!(FENCED).increment(0.0);
 }
 
 /// Installs the recorder (see [`prometheus`]) and registers every series, so that
@@ -295,6 +302,18 @@ pub fn outbox_length(n: u64) {
 /// Counts a failed Redis (`store = "redis"`) or MySQL (`"mysql"`) call.
 pub(crate) fn store_error(store: &'static str) {
     metrics::counter!(STORE_ERRORS, "store" => store).increment(1);
+}
+
+/// Counts a fence put up for `cause` and shows claims as fenced.
+pub(crate) fn fence_raised(cause: &'static str) {
+    metrics::counter!(FENCES, "cause" => cause).increment(1);
+    metrics::gauge!(FENCED).set(1.0);
+}
+
+/// Shows claims open again after a fence of `lasted`.
+pub(crate) fn fence_lifted(lasted: Duration) {
+    metrics::gauge!(FENCED).set(0.0);
+    metrics::histogram!(FENCE_SECONDS).record(lasted.as_secs_f64());
 }
 
 #[cfg(test)]

@@ -195,6 +195,11 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if let StoreError::Fenced(why) = err {
+            // Logged once by the fence keeper, not once per refused claim.
+            tracing::debug!(why, "claim refused: Redis is fenced");
+            return ApiError::Unavailable;
+        }
         tracing::error!(error = %err, "redis call failed");
         crate::telemetry::store_error("redis");
         ApiError::Unavailable

@@ -105,6 +105,17 @@ pub(crate) fn events_registry(namespace: &str) -> String {
     format!("{namespace}seatgate:events")
 }
 
+/// Hash: `run_id`, the Redis node whose data seatgate last rebuilt from MySQL, and
+/// `rebuilt_ms`, when (see `claims::fence`).
+pub(crate) fn incarnation(namespace: &str) -> String {
+    format!("{namespace}seatgate:incarnation")
+}
+
+/// String with a TTL: the process rebuilding Redis from MySQL after a fence.
+pub(crate) fn rebuild_lock(namespace: &str) -> String {
+    format!("{namespace}seatgate:rebuild")
+}
+
 /// Pub/sub channel on which settled booking ids are published (see `settled`).
 pub(crate) fn settled_channel(namespace: &str) -> String {
     format!("{namespace}seatgate:settled")

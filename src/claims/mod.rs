@@ -3,8 +3,10 @@
 //! one script or command on the one connection; the replies' parsing is in [`scripts`],
 //! the seat states' spelling in [`state`], the key names in [`keys`].
 //!
-//! [`RedisStore`] wraps one [`ConnectionManager`]: a multiplexed connection that
-//! pipelines every concurrent request on one socket and reconnects by itself. On this
+//! [`RedisStore`] wraps one [`Primary`]: a multiplexed connection that pipelines every
+//! concurrent request on one socket, reconnects by itself (through Sentinel when the
+//! URL names sentinels) and checks each new connection before it carries a claim
+//! ([`fence`]). On this
 //! workload it carries more claims than a small connection pool (measured in
 //! BENCHMARKS.md, "Redis connection"), because hundreds of concurrent claims share one
 //! socket instead of queueing for a few. Nothing here ever blocks the connection: blocking
@@ -13,19 +15,23 @@
 //! Every call is bounded by a timeout, so a stalled Redis turns into a quick
 //! [`StoreError::Timeout`] (503 upstream) instead of a hung request.
 
+pub mod fence;
 pub mod keys;
+pub mod primary;
 pub mod scripts;
 pub mod settled;
 pub mod state;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Value};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
+pub use fence::Fence;
 pub use keys::EventKeys;
+pub use primary::{Primary, Target};
 
 use crate::domain::{Booking, BookingStatus, RejectReason, SeatState};
 
@@ -38,6 +44,10 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    /// Redis may have lost writes (a restart, a failover, lost keys) and has not been
+    /// rebuilt from MySQL yet: no claim is taken until it is (see [`fence`]).
+    #[error("claims are fenced: {0}")]
+    Fenced(&'static str),
 }
 
 impl StoreError {
@@ -61,9 +71,10 @@ pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Handle to Redis for the API and the reconciler. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Primary,
     namespace: String,
     timeout: Duration,
+    fence: Arc<Fence>,
 }
 
 impl RedisStore {
@@ -75,24 +86,37 @@ impl RedisStore {
     }
 
     /// A store that connects on first use and reconnects by itself, so the gateway can
-    /// start, and stay up, while Redis is down (its calls fail fast meanwhile).
+    /// start, and stay up, while Redis is down (its calls fail fast meanwhile). Claims
+    /// are not fenced: see [`RedisStore::fenced`].
     pub(crate) fn connect_lazy(
         url: &str,
         namespace: &str,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
-            conn,
+            conn: Primary::new(Target::parse(url)?, timeout),
             namespace: namespace.to_owned(),
             timeout,
+            fence: Arc::new(Fence::off()),
         })
+    }
+
+    /// This store with claims fenced: a claim runs only on a connection whose Redis
+    /// has been checked against MySQL (the gateway's store; tools and benchmarks use
+    /// stores without).
+    pub fn fenced(mut self) -> Self {
+        self.fence = Arc::new(Fence::on());
+        self
+    }
+
+    /// The fence of this store's claims.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// The primary this store talks to.
+    pub fn primary(&self) -> &Primary {
+        &self.conn
     }
 
     /// The key builder of one event.
@@ -106,7 +130,7 @@ impl RedisStore {
     }
 
     /// A connection for commands not wrapped here (tests, admin tools).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Primary {
         self.conn.clone()
     }
 
@@ -158,9 +182,14 @@ impl RedisStore {
                 inv.arg("quantity").arg(n);
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.claim_connection().await?;
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
-        ClaimOutcome::parse(value)
+        let outcome = ClaimOutcome::parse(value)?;
+        if outcome == ClaimOutcome::EventNotFound && self.fence.lost_keys_of(req.event_id.as_str())
+        {
+            return Err(StoreError::Fenced("the event's keys are missing in Redis"));
+        }
+        Ok(outcome)
     }
 
     /// Notes in the idempotency record of (`user_id`, `key`) that its claim was

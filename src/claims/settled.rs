@@ -36,14 +36,14 @@ impl SettledFeed {
     /// Starts the subscription task (reconnecting forever with backoff) and returns
     /// the feed. The task ends when the runtime does.
     pub fn start(redis_url: &str, namespace: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(redis_url)?;
+        let target = super::Target::parse(redis_url)?;
         let feed = Self::default();
         let waiters = feed.waiters.clone();
         let channel = channel(namespace);
         tokio::spawn(async move {
             let mut failures = 0;
             loop {
-                match subscribe(&client, &channel, &waiters).await {
+                match subscribe(&target, &channel, &waiters).await {
                     Ok(()) => failures = 0,
                     Err(err) => {
                         failures += 1;
@@ -89,13 +89,14 @@ impl SettledFeed {
     }
 }
 
-/// One subscription's life: returns when the connection ends.
+/// One subscription's life: returns when the connection ends. Each one asks for the
+/// primary anew (with Sentinel, the node settles are published on after a failover).
 async fn subscribe(
-    client: &redis::Client,
+    target: &super::Target,
     channel: &str,
     waiters: &Waiters,
 ) -> redis::RedisResult<()> {
-    let mut pubsub = client.get_async_pubsub().await?;
+    let mut pubsub = target.client().await?.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {

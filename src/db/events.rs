@@ -82,6 +82,14 @@ pub(crate) async fn find_event(
         .await
 }
 
+/// The events that are on sale (warmed at least once), by id.
+pub(crate) async fn on_sale(pool: &MySqlPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query("SELECT id FROM events WHERE on_sale = 1 ORDER BY id")
+        .try_map(|row: MySqlRow| text(&row, "id"))
+        .fetch_all(pool)
+        .await
+}
+
 /// Which of `ids` are events of this database.
 pub async fn existing(
     pool: &MySqlPool,

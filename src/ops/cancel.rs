@@ -25,7 +25,9 @@ impl Requester<'_> {
 }
 
 /// Finds a booking of the event for `requester`: Redis's record (which has pending
-/// bookings and current statuses), else MySQL's (which outlives a Redis loss).
+/// bookings and current statuses), else MySQL's (which outlives a Redis loss), else,
+/// for a booking id minted before Redis last lost the event's claims, the news that
+/// it was lost ([`lost_claim`]).
 pub async fn find(
     redis: &RedisStore,
     pool: &MySqlPool,
@@ -40,10 +42,53 @@ pub async fn find(
             .filter(|row| row.event_id == event_id)
             .map(BookingRow::into_booking),
     };
+    let booking = match booking {
+        Some(b) => Some(b),
+        None => lost_claim(
+            redis.lost_before(event_id).await?,
+            event_id,
+            booking_id,
+            requester,
+        ),
+    };
     booking
         .filter(|b| requester.may_access(b))
         .ok_or(OpError::BookingNotFound)
 }
+
+/// A booking that neither store knows, whose id (a UUID v7, which carries the time it
+/// was made) is older than the moment Redis was found to have lost the event's claims
+/// (`lost_before_ms`, written by the fence keeper's rebuild): it was acknowledged by
+/// a Redis that then lost it, so its owner learns it was rejected
+/// (`lost_in_redis_failover`) instead of a 404 for an id the gateway handed out. Who
+/// owned it is lost with it: it is shown to the user who asks, and to the admin.
+fn lost_claim(
+    lost_before_ms: i64,
+    event_id: &str,
+    booking_id: &str,
+    requester: &Requester<'_>,
+) -> Option<Booking> {
+    let id = uuid::Uuid::parse_str(booking_id).ok()?;
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let minted_ms = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
+    if id.get_version_num() != 7 || minted_ms >= lost_before_ms {
+        return None;
+    }
+    Some(Booking {
+        booking_id: booking_id.to_owned(),
+        event_id: event_id.to_owned(),
+        user_id: match requester {
+            Requester::User(user) => (*user).to_owned(),
+            Requester::Admin => String::new(),
+        },
+        seats: Vec::new(),
+        status: BookingStatus::Rejected,
+        reason: Some(LOST_IN_REDIS_FAILOVER.to_owned()),
+    })
+}
+
+/// The reason a lost claim is rejected for.
+const LOST_IN_REDIS_FAILOVER: &str = "lost_in_redis_failover";
 
 /// Cancels `booking`, as [`find`] gave it to its requester. Idempotent.
 ///

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod cancel;
+pub mod fence;
 pub mod import;
 pub mod warm;
 

@@ -38,7 +38,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::claims::{RedisStore, StoreError};
+use crate::claims::{Primary, RedisStore, StoreError, Target};
 use crate::db;
 use crate::domain::{BookingStatus, RejectReason};
 use crate::telemetry;
@@ -155,9 +155,9 @@ impl StepReport {
 /// One consumer of the outboxes.
 pub struct Reconciler {
     redis: RedisStore,
-    /// Dedicated connections for the blocking `XREADGROUP`: a blocked read would stall
-    /// every other command pipelined on the shared multiplexed connection.
-    readers: deadpool_redis::Pool,
+    /// A connection of its own for the blocking `XREADGROUP`: a blocked read would
+    /// stall every other command pipelined on the shared multiplexed connection.
+    reader: Primary,
     db: MySqlPool,
     consumer: String,
     config: ReconcilerConfig,
@@ -180,21 +180,16 @@ impl Reconciler {
         db: MySqlPool,
         config: ReconcilerConfig,
     ) -> anyhow::Result<Self> {
-        // The read blocks for `config.block`, so its response timeout must be longer.
-        let conn_config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(config.block + Duration::from_secs(5)));
-        let manager = deadpool_redis::Manager::new_with_config(redis_url, conn_config)
-            .context("invalid SEATGATE_REDIS_URL")?;
-        let readers = deadpool_redis::Pool::builder(manager)
-            .max_size(2)
-            .runtime(deadpool_redis::Runtime::Tokio1)
-            .build()
-            .context("cannot build the reconciler's Redis pool")?;
+        // The read blocks for `config.block`, so its reply timeout must be longer.
+        let reader = Primary::with_timeouts(
+            Target::parse(redis_url).context("invalid SEATGATE_REDIS_URL")?,
+            Duration::from_secs(2),
+            config.block + Duration::from_secs(5),
+        );
         let consumer = format!("reconciler-{}", uuid::Uuid::now_v7());
         Ok(Self {
             redis,
-            readers,
+            reader,
             db,
             consumer,
             config,

@@ -5,7 +5,6 @@
 //! entries into [`Claim`]s. Everything here is Redis; nothing touches MySQL except
 //! through [`Reconciler::reject_claim`] for a dead letter's booking.
 
-use anyhow::Context;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
 };
@@ -32,7 +31,7 @@ impl Reconciler {
         block: Duration,
     ) -> anyhow::Result<Vec<Entry>> {
         self.autoclaim(keys).await?;
-        let mut reader = self.readers.get().await.context("reconciler redis pool")?;
+        let mut reader = self.reader.clone();
         let opts = StreamReadOptions::default()
             .group(RECONCILER_GROUP, &self.consumer)
             .count(self.config.batch);

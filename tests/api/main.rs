@@ -11,6 +11,7 @@ mod browser;
 mod common;
 mod connections;
 mod faults;
+mod fencing;
 mod health;
 mod helpers;
 mod idempotency;
