@@ -19,7 +19,9 @@
 //!   until a deadline, never by a fixed sleep: a server is ready when it answers.
 //! - If the process exits before it answers, or the deadline passes, the error carries
 //!   the tail of the server's log, which is kept in the temporary directory.
-//! - [`kill`](PrivateRedis::kill) is SIGKILL (a crash, not a shutdown), and
+//! - [`kill`](PrivateRedis::kill) is SIGKILL (a crash, not a shutdown),
+//!   [`pause`](PrivateRedis::pause) / [`resume`](PrivateRedis::resume) are SIGSTOP /
+//!   SIGCONT (a stall), and
 //!   [`restart`](PrivateRedis::restart) starts a new process on the same port and the
 //!   same directory, so whatever the server had made durable survives, exactly as it
 //!   would on a real host.
@@ -306,6 +308,32 @@ impl<K: ServerKind> PrivateServer<K> {
         if let Some(process) = self.process.take() {
             process.kill();
         }
+    }
+
+    /// Stops the server with SIGSTOP: it holds its connections but answers nothing
+    /// (a stalled host, a long GC pause, a replica that stops acknowledging) until
+    /// [`resume`](Self::resume). Does nothing if it is not running.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again (SIGCONT).
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&mut self, signal: libc::c_int) -> anyhow::Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        let pid = libc::pid_t::try_from(self.pid).context("pid out of range")?;
+        // SAFETY: kill(2) takes plain integers; the pid is this handle's own child,
+        // not yet reaped (is_running just checked), so it names no other process.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot signal pid {pid}"));
+        }
+        Ok(())
     }
 
     /// Starts the server again on the same port and directory (killing it first if it

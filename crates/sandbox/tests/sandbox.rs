@@ -65,6 +65,27 @@ async fn a_private_redis_survives_kill_and_restart_with_its_aof() {
     assert_eq!(value.as_deref(), Some("kept"), "the AOF survived the crash");
 }
 
+#[tokio::test]
+async fn a_paused_redis_answers_nothing_until_it_is_resumed() {
+    if !common::redis_server_installed() {
+        return;
+    }
+    let mut redis = PrivateRedis::start(false).await.expect("redis starts");
+    let mut conn = redis_conn(&redis.url()).await;
+    redis.pause().unwrap();
+    let ping = redis::cmd("PING");
+    let stalled = tokio::time::timeout(
+        Duration::from_millis(300),
+        ping.query_async::<String>(&mut conn),
+    )
+    .await;
+    assert!(stalled.is_err(), "a paused redis must not answer");
+    assert!(redis.is_running(), "paused is not dead");
+    redis.resume().unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+}
+
 async fn get(url: &str, key: &str) -> Option<String> {
     let mut conn = redis_conn(url).await;
     redis::cmd("GET")
