@@ -14,6 +14,7 @@
 //! [`StoreError::Timeout`] (503 upstream) instead of a hung request.
 
 pub mod keys;
+pub mod replication;
 pub mod scripts;
 pub mod settled;
 pub mod state;
@@ -38,6 +39,9 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    /// The claim ran, but the replicas it needs did not confirm it (see `replication`).
+    #[error("redis replication: {0}")]
+    Replication(#[from] replication::ReplicationError),
 }
 
 impl StoreError {
@@ -161,6 +165,31 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
         ClaimOutcome::parse(value)
+    }
+
+    /// Waits until `replicas` replicas hold every write the primary ran before this
+    /// call, or `timeout` passes; answers how many did (see `replication`, which also
+    /// says why the `WAIT` follows a write of its own).
+    pub(crate) async fn wait_for_replicas(
+        &self,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<u64, StoreError> {
+        // WAIT 0 would block for ever.
+        let wait_ms = timeout.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let mut pipe = redis::pipe();
+        pipe.set(keys::replication_mark(&self.namespace), 1)
+            .ignore()
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(wait_ms);
+        let mut conn = self.conn.clone();
+        // WAIT itself takes up to `timeout`; the usual bound is on top of it.
+        let bound = Duration::from_millis(wait_ms) + self.timeout;
+        match tokio::time::timeout(bound, pipe.query_async::<(u64,)>(&mut conn)).await {
+            Ok(result) => Ok(result?.0),
+            Err(_) => Err(StoreError::Timeout(bound)),
+        }
     }
 
     /// Notes in the idempotency record of (`user_id`, `key`) that its claim was

@@ -25,5 +25,6 @@ mod openapi;
 mod outbox;
 mod proxy;
 mod race;
+mod replication;
 mod seat_map;
 mod wait;
