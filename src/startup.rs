@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState, Shared};
 use crate::backoff::backoff;
+use crate::claims::replication::GroupCommit;
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
 use crate::config::{ClaimStrategy, Settings};
@@ -102,8 +103,18 @@ impl Application {
         let listener = HttpListener::bind(&settings.http_addr, settings.server.listen_backlog)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        let durability = settings.durability;
+        let group_commit = (durability.min_replicas > 0).then(|| {
+            GroupCommit::for_store(
+                redis.clone(),
+                durability.min_replicas,
+                durability.replication_timeout,
+            )
+        });
         let strategy: Arc<dyn Strategy> = match settings.claim_strategy {
-            ClaimStrategy::Redis => Arc::new(RedisStrategy::new(redis.clone())),
+            ClaimStrategy::Redis => {
+                Arc::new(RedisStrategy::new(redis.clone()).with_group_commit(group_commit.clone()))
+            }
             ClaimStrategy::Mysql => Arc::new(MysqlStrategy::new(pool.clone())),
         };
         let source = Source::new(strategy.clone());
@@ -128,6 +139,7 @@ impl Application {
             rate_limiter: UserRateLimiter::new(settings.user_rate, settings.user_burst)
                 .map(Arc::new),
             strategy,
+            group_commit,
         });
         Ok(Self {
             listener,

@@ -26,6 +26,9 @@
 //! | `seatgate_redis_fences_total` | counter | `cause`: new_redis_node, no_record, event_keys_lost |
 //! | `seatgate_redis_fenced` | gauge | 1 while claims are fenced |
 //! | `seatgate_redis_fence_seconds` | histogram | from a fence's detection to its lifting |
+//! | `seatgate_replication_rounds_total` | counter | `result`: ok, too_few_replicas, failed |
+//! | `seatgate_replication_round_claims` | histogram | |
+//! | `seatgate_replication_wait_seconds` | histogram | |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -62,12 +65,21 @@ const STORE_ERRORS: &str = "seatgate_store_errors_total";
 const FENCES: &str = "seatgate_redis_fences_total";
 const FENCED: &str = "seatgate_redis_fenced";
 const FENCE_SECONDS: &str = "seatgate_redis_fence_seconds";
+const REPLICATION_ROUNDS: &str = "seatgate_replication_rounds_total";
+const REPLICATION_ROUND_CLAIMS: &str = "seatgate_replication_round_claims";
+const REPLICATION_WAIT: &str = "seatgate_replication_wait_seconds";
 
 /// Upper bounds of the claim duration histogram's buckets, in seconds: a claim is a
 /// few hundred microseconds; `Prefer: wait` claims can take up to 10 s.
 const CLAIM_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
     10.0,
+];
+
+/// Upper bounds of the claims-per-round histogram's buckets (group commit): one claim
+/// per round when claims come one by one, hundreds in a drop.
+const ROUND_CLAIMS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
 ];
 
 /// How often histograms are folded (without it, samples pile up until a scrape).
@@ -81,6 +93,13 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(CLAIM_DURATION.into()), CLAIM_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(REPLICATION_WAIT.into()), CLAIM_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(REPLICATION_ROUND_CLAIMS.into()),
+                ROUND_CLAIMS_BUCKETS,
+            )
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -131,6 +150,19 @@ fn describe() {
         "Entries in all outbox streams (unsettled claims), sampled at most once a second"
     );
     describe_counter!(STORE_ERRORS, "Failed Redis or MySQL calls answered 503");
+    describe_counter!(
+        REPLICATION_ROUNDS,
+        "Replication WAIT rounds (SEATGATE_REDIS_MIN_REPLICAS), by result"
+    );
+    describe_histogram!(
+        REPLICATION_ROUND_CLAIMS,
+        "Claims acknowledged (or failed) together by one replication WAIT round"
+    );
+    describe_histogram!(
+        REPLICATION_WAIT,
+        Unit::Seconds,
+        "Time one replication WAIT round took"
+    );
 }
 
 /// Registers the series that appear only on trouble, so they read 0 rather than
@@ -141,6 +173,9 @@ fn register_zeros() {
     }
     for store in ["redis", "mysql"] {
         metrics::counter!(STORE_ERRORS, "store" => store).increment(0);
+    }
+    for result in ["ok", "too_few_replicas", "failed"] {
+        metrics::counter!(REPLICATION_ROUNDS, "result" => result).increment(0);
     }
     metrics::counter!(RETRIES).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
@@ -314,6 +349,14 @@ pub(crate) fn fence_raised(cause: &'static str) {
 pub(crate) fn fence_lifted(lasted: Duration) {
     metrics::gauge!(FENCED).set(0.0);
     metrics::histogram!(FENCE_SECONDS).record(lasted.as_secs_f64());
+}
+
+/// Records one replication `WAIT` round: its result (`ok`, `too_few_replicas`,
+/// `failed`), how many claims it answered, and how long it took.
+pub(crate) fn replication_round(result: &'static str, claims: u64, took: Duration) {
+    metrics::counter!(REPLICATION_ROUNDS, "result" => result).increment(1);
+    metrics::histogram!(REPLICATION_ROUND_CLAIMS).record(claims as f64);
+    metrics::histogram!(REPLICATION_WAIT).record(took);
 }
 
 #[cfg(test)]

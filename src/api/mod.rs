@@ -65,6 +65,9 @@ impl std::ops::Deref for AppState {
 
 /// The handles behind [`AppState`].
 pub struct Shared {
+    /// The claims' replication rounds when `SEATGATE_REDIS_MIN_REPLICAS` >= 1 (the
+    /// strategy holds it; here for its counters).
+    pub group_commit: Option<crate::claims::replication::GroupCommit>,
     pub redis: RedisStore,
     pub db: MySqlPool,
     pub auth: Arc<Auth>,

@@ -127,6 +127,12 @@ pub fn namespace_owner(namespace: &str) -> String {
     format!("{namespace}seatgate:owner")
 }
 
+/// String: written before each replication `WAIT` so that the `WAIT` covers every
+/// claim run before it (see `replication`). Its value means nothing.
+pub(crate) fn replication_mark(namespace: &str) -> String {
+    format!("{namespace}seatgate:replication-mark")
+}
+
 /// The consumer group every reconciler joins on every outbox.
 pub const RECONCILER_GROUP: &str = "reconcilers";
 

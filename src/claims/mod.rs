@@ -18,6 +18,7 @@
 pub mod fence;
 pub mod keys;
 pub mod primary;
+pub mod replication;
 pub mod scripts;
 pub mod settled;
 pub mod state;
@@ -48,6 +49,9 @@ pub enum StoreError {
     /// rebuilt from MySQL yet: no claim is taken until it is (see [`fence`]).
     #[error("claims are fenced: {0}")]
     Fenced(&'static str),
+    /// The claim ran, but the replicas it needs did not confirm it (see `replication`).
+    #[error("redis replication: {0}")]
+    Replication(#[from] replication::ReplicationError),
 }
 
 impl StoreError {
@@ -154,6 +158,16 @@ impl RedisStore {
 
     /// The hot path: one `EVALSHA claim.lua`.
     pub async fn claim(&self, req: &ClaimRequest<'_>) -> Result<ClaimOutcome, StoreError> {
+        Ok(self.claim_on_connection(req).await?.0)
+    }
+
+    /// [`RedisStore::claim`], also answering which connection ran it (its
+    /// generation, see [`primary::Live::generation`]): a replication round must follow
+    /// the claim on the same connection to cover it.
+    pub(crate) async fn claim_on_connection(
+        &self,
+        req: &ClaimRequest<'_>,
+    ) -> Result<(ClaimOutcome, u64), StoreError> {
         let k = self.keys(req.event_id.as_str());
         let mut inv = scripts::CLAIM.prepare_invoke();
         inv.key(k.meta())
@@ -183,13 +197,39 @@ impl RedisStore {
             }
         }
         let mut conn = self.claim_connection().await?;
+        let generation = conn.live().generation();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
         let outcome = ClaimOutcome::parse(value)?;
         if outcome == ClaimOutcome::EventNotFound && self.fence.lost_keys_of(req.event_id.as_str())
         {
             return Err(StoreError::Fenced("the event's keys are missing in Redis"));
         }
-        Ok(outcome)
+        Ok((outcome, generation))
+    }
+
+    /// Waits until `replicas` replicas hold every write the primary ran before this
+    /// call, or `timeout` passes; answers how many did (see `replication`, which also
+    /// says why the `WAIT` follows a write of its own).
+    pub(crate) async fn wait_for_replicas(
+        &self,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<u64, StoreError> {
+        // WAIT 0 would block for ever.
+        let wait_ms = timeout.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let mut pipe = redis::pipe();
+        pipe.set(keys::replication_mark(&self.namespace), 1)
+            .ignore()
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(wait_ms);
+        let mut conn = self.conn.clone();
+        // WAIT itself takes up to `timeout`; the usual bound is on top of it.
+        let bound = Duration::from_millis(wait_ms) + self.timeout;
+        match tokio::time::timeout(bound, pipe.query_async::<(u64,)>(&mut conn)).await {
+            Ok(result) => Ok(result?.0),
+            Err(_) => Err(StoreError::Timeout(bound)),
+        }
     }
 
     /// Notes in the idempotency record of (`user_id`, `key`) that its claim was

@@ -284,6 +284,11 @@ impl Primary {
         }
     }
 
+    /// The generation of the current connection, if there is one.
+    pub fn generation(&self) -> Option<u64> {
+        self.current().map(|live| live.generation)
+    }
+
     fn current(&self) -> Option<Live> {
         self.inner.live.read().expect("not poisoned").clone()
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Strategy, StrategyError};
+use crate::claims::replication::{acknowledges_pending, GroupCommit, ReplicationError};
 use crate::claims::{state, RedisStore, StoreError};
 use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary};
 use crate::domain::{Booking, SeatStatus};
@@ -21,18 +22,54 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct RedisStrategy {
     redis: RedisStore,
+    /// With `SEATGATE_REDIS_MIN_REPLICAS` >= 1: the `WAIT` rounds a claim answered
+    /// 202 waits for. `None` costs a claim nothing.
+    group_commit: Option<GroupCommit>,
 }
 
 impl RedisStrategy {
     pub fn new(redis: RedisStore) -> Self {
-        Self { redis }
+        Self {
+            redis,
+            group_commit: None,
+        }
+    }
+
+    /// Claims that would be answered 202 wait until `group_commit`'s replicas hold
+    /// them (or fail 503 when they do not confirm in time).
+    pub fn with_group_commit(mut self, group_commit: Option<GroupCommit>) -> Self {
+        self.group_commit = group_commit;
+        self
     }
 }
 
 #[async_trait::async_trait]
 impl Strategy for RedisStrategy {
     async fn claim(&self, request: &ClaimRequest<'_>) -> Result<ClaimOutcome, StrategyError> {
-        Ok(self.redis.claim(request).await?)
+        let (outcome, generation) = self.redis.claim_on_connection(request).await?;
+        if let Some(group_commit) = &self.group_commit {
+            // Only a 202 promises that a claim is held; a 409 or 422 promises nothing
+            // that a failover could break, so it is not held up.
+            if acknowledges_pending(&outcome) {
+                group_commit
+                    .covered()
+                    .await
+                    .map_err(StoreError::Replication)?;
+                // The round covered the writes of the node its connection reached. If
+                // that is not the connection the claim ran on (the old one broke, and
+                // the new one may reach a promoted replica that never saw the claim),
+                // nothing says the claim is on a replica. Connections are numbered in
+                // order, so an unchanged number after the round means the round ran on
+                // the claim's connection.
+                if self.redis.primary().generation() != Some(generation) {
+                    return Err(StoreError::Replication(ReplicationError::WaitFailed(
+                        "the Redis connection changed between the claim and its WAIT".into(),
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     async fn booking(

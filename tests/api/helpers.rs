@@ -33,6 +33,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// The gateway's live seat map watchers.
     pub live: seatgate::live::LiveHub,
+    /// The claims' replication rounds (`SEATGATE_REDIS_MIN_REPLICAS` >= 1).
+    pub group_commit: Option<seatgate::claims::replication::GroupCommit>,
     db_name: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -79,6 +81,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let db = app.state().db.clone();
     let redis = app.state().redis.clone();
     let live = app.state().live.clone();
+    let group_commit = app.state().group_commit.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -96,6 +99,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         redis,
         settings,
         live,
+        group_commit,
         db_name,
         shutdown: Some(tx),
         server: Some(server),

@@ -26,5 +26,6 @@ mod openapi;
 mod outbox;
 mod proxy;
 mod race;
+mod replication;
 mod seat_map;
 mod wait;

@@ -1,10 +1,13 @@
-//! Private Redis and MariaDB servers, for the demo and for fault tests. One file
-//! because the crate is one idea: a server process of its own, of two kinds.
+//! Private Redis and MariaDB servers, for the demo and for fault tests. The crate is
+//! one idea: a server process of its own, of three kinds.
 //!
-//! [`PrivateRedis`] and [`PrivateMysql`] each run one server process of their own on a
-//! free `127.0.0.1` port, with all its files in a temporary directory; both are one
-//! [`PrivateServer`] type over a [`ServerKind`] (the command line, the readiness probe,
-//! the logs). They exist so that a test can do to a server what must never be done to
+//! [`PrivateRedis`], [`PrivateSentinel`] and [`PrivateMysql`] each run one server
+//! process of their own on a free `127.0.0.1` port, with all its files in a temporary
+//! directory; all are one [`PrivateServer`] type over a [`ServerKind`] (the command
+//! line, the readiness probe, the logs). A Redis may be started as a replica and with
+//! any configuration directive ([`RedisOptions`]); [`ReplicatedRedis`] (in `sentinel`)
+//! starts a primary, its replicas and the sentinels that fail it over, ready for a
+//! failover test. They exist so that a test can do to a server what must never be done to
 //! a shared one (SIGKILL it, restart it, lose its data) and so that `seatgate-tools
 //! demo` can run on a machine that has the server binaries installed but not running.
 //!
@@ -16,7 +19,9 @@
 //!   until a deadline, never by a fixed sleep: a server is ready when it answers.
 //! - If the process exits before it answers, or the deadline passes, the error carries
 //!   the tail of the server's log, which is kept in the temporary directory.
-//! - [`kill`](PrivateRedis::kill) is SIGKILL (a crash, not a shutdown), and
+//! - [`kill`](PrivateRedis::kill) is SIGKILL (a crash, not a shutdown),
+//!   [`pause`](PrivateRedis::pause) / [`resume`](PrivateRedis::resume) are SIGSTOP /
+//!   SIGCONT (a stall), and
 //!   [`restart`](PrivateRedis::restart) starts a new process on the same port and the
 //!   same directory, so whatever the server had made durable survives, exactly as it
 //!   would on a real host.
@@ -27,6 +32,7 @@
 //! up. `restart` cannot (clients hold the URL), and fails if the port was taken.
 
 use anyhow::{bail, Context};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
@@ -34,6 +40,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+
+mod sentinel;
+pub use sentinel::{GroupOptions, PrivateSentinel, ReplicatedRedis, Sentinel, SentinelOptions};
 
 /// How long a private Redis may take to answer PING after it is started.
 const REDIS_READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -301,6 +310,32 @@ impl<K: ServerKind> PrivateServer<K> {
         }
     }
 
+    /// Stops the server with SIGSTOP: it holds its connections but answers nothing
+    /// (a stalled host, a long GC pause, a replica that stops acknowledging) until
+    /// [`resume`](Self::resume). Does nothing if it is not running.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again (SIGCONT).
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&mut self, signal: libc::c_int) -> anyhow::Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        let pid = libc::pid_t::try_from(self.pid).context("pid out of range")?;
+        // SAFETY: kill(2) takes plain integers; the pid is this handle's own child,
+        // not yet reaped (is_running just checked), so it names no other process.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot signal pid {pid}"));
+        }
+        Ok(())
+    }
+
     /// Starts the server again on the same port and directory (killing it first if it
     /// still runs) and waits until it answers. Whatever the server had made durable (an
     /// AOF, committed InnoDB transactions) is recovered.
@@ -371,11 +406,13 @@ impl<K> Drop for PrivateServer<K> {
     }
 }
 
-/// `redis-server`, with or without an append-only file.
+/// `redis-server`, run from a configuration file of its own (see [`RedisOptions`]).
 pub struct Redis {
     binary: PathBuf,
-    appendonly: bool,
 }
+
+/// The name of a private Redis's configuration file in its directory.
+const REDIS_CONFIG_FILE: &str = "redis.conf";
 
 impl ServerKind for Redis {
     const READY_DEADLINE: Duration = REDIS_READY_DEADLINE;
@@ -389,18 +426,12 @@ impl ServerKind for Redis {
     }
 
     fn command(&self, port: u16, dir: &Path) -> Command {
+        // Everything but the port is in the configuration file, written once by
+        // `start_with`; the port is chosen per attempt.
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("--port")
-            .arg(port.to_string())
-            .args(["--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(dir)
-            .args(["--save", ""])
-            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
-            .args(["--appendfsync", "everysec"])
-            .args(["--daemonize", "no"])
-            .arg("--logfile")
-            .arg(dir.join("redis.log"));
+        cmd.arg(dir.join(REDIS_CONFIG_FILE))
+            .arg("--port")
+            .arg(port.to_string());
         cmd
     }
 
@@ -418,8 +449,90 @@ impl ServerKind for Redis {
     }
 }
 
-fn redis_url(port: u16) -> String {
+/// `redis://127.0.0.1:<port>`.
+pub fn redis_url(port: u16) -> String {
     format!("redis://127.0.0.1:{port}")
+}
+
+/// A value quoted for a Redis configuration file (paths, which may hold spaces).
+pub(crate) fn config_quote(value: &str) -> String {
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+/// How a private `redis-server` is configured: persistence, replication and any other
+/// configuration directive.
+///
+/// The options are written to `redis.conf` in the server's directory when it is first
+/// started, and every [`restart`](PrivateServer::restart) reads that file again. So a
+/// `CONFIG REWRITE` (which Sentinel sends with every `REPLICAOF` it orders) survives a
+/// restart, exactly as on a real host: a promoted replica restarts as a primary.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    appendonly: bool,
+    replica_of: Option<u16>,
+    config: Vec<(String, String)>,
+}
+
+impl RedisOptions {
+    /// No persistence, a primary, nothing else: what [`PrivateRedis::start`]`(false)`
+    /// runs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With `true`, writes go to an AOF fsynced every second (`appendfsync everysec`),
+    /// so they survive [`kill`](PrivateServer::kill) +
+    /// [`restart`](PrivateServer::restart).
+    pub fn appendonly(mut self, on: bool) -> Self {
+        self.appendonly = on;
+        self
+    }
+
+    /// Starts as a replica of the Redis on `127.0.0.1:<port>` (`replicaof`).
+    pub fn replica_of(mut self, port: u16) -> Self {
+        self.replica_of = Some(port);
+        self
+    }
+
+    /// Adds the directive `<name> <value>` to the configuration file, after the
+    /// sandbox's own (so it wins over them). `value` is written as it is, in the
+    /// file's syntax: `("maxmemory", "2mb")`, `("maxmemory-policy", "allkeys-lru")`,
+    /// `("save", "60 1")` for RDB snapshots, `("rename-command", "CONFIG \"\"")`.
+    pub fn config(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.push((name.into(), value.into()));
+        self
+    }
+
+    /// The configuration file's text for a server with its files in `dir`.
+    fn file(&self, dir: &Path) -> String {
+        let dir_text = dir.display().to_string();
+        let log = dir.join("redis.log").display().to_string();
+        let mut lines = vec![
+            "bind 127.0.0.1".to_owned(),
+            format!("dir {}", config_quote(&dir_text)),
+            "daemonize no".to_owned(),
+            format!("logfile {}", config_quote(&log)),
+            // No RDB snapshots unless asked for (`config("save", ...)`: the first
+            // `save` line of a file replaces the default, later ones add to it).
+            "save \"\"".to_owned(),
+            format!("appendonly {}", if self.appendonly { "yes" } else { "no" }),
+            "appendfsync everysec".to_owned(),
+            // A full sync starts at once instead of waiting 5 s for more replicas, so a
+            // replica is in sync within milliseconds (any node may become a primary).
+            "repl-diskless-sync-delay 0".to_owned(),
+        ];
+        if let Some(port) = self.replica_of {
+            lines.push(format!("replicaof 127.0.0.1 {port}"));
+        }
+        lines.extend(
+            self.config
+                .iter()
+                .map(|(name, value)| format!("{name} {value}")),
+        );
+        lines.push(String::new());
+        lines.join("\n")
+    }
 }
 
 impl PrivateServer<Redis> {
@@ -428,18 +541,60 @@ impl PrivateServer<Redis> {
     /// With `appendonly`, writes go to an AOF fsynced every second
     /// (`appendfsync everysec`, what README.md's durability contract assumes), so data
     /// survives [`kill`](Self::kill) + [`restart`](Self::restart). RDB snapshots are
-    /// off either way.
+    /// off either way. [`start_with`](Self::start_with) takes more options.
     pub async fn start(appendonly: bool) -> anyhow::Result<Self> {
+        Self::start_with(RedisOptions::new().appendonly(appendonly)).await
+    }
+
+    /// Starts `redis-server` configured by `options` and waits until it answers PING.
+    ///
+    /// A replica answers PING before it has synced with its primary; see
+    /// [`ReplicatedRedis`] for a group that waits until its replicas are in sync.
+    pub async fn start_with(options: RedisOptions) -> anyhow::Result<Self> {
         let binary = binary_on_path("redis-server")
             .context("redis-server is not installed (apt-get install redis-server)")?;
         let dir = server_dir("seatgate-redis-", "redis-server")?;
-        Self::launch(Redis { binary, appendonly }, dir).await
+        let config = dir.path().join(REDIS_CONFIG_FILE);
+        std::fs::write(&config, options.file(dir.path()))
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        Self::launch(Redis { binary }, dir).await
     }
 
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         redis_url(self.port)
     }
+
+    /// The fields of `INFO <section>` (`role`, `master_link_status`, ...).
+    pub async fn info(&self, section: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        redis_info(&self.url(), section).await
+    }
+}
+
+/// The fields of `INFO <section>` of the Redis at `url`, as `name → value`.
+pub async fn redis_info(url: &str, section: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let client = redis::Client::open(url).context("bad Redis URL")?;
+    let query = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async::<String>(&mut conn)
+            .await
+    };
+    let text = tokio::time::timeout(Duration::from_secs(2), query)
+        .await
+        .context("Redis did not answer INFO within 2 s")?
+        .context("Redis did not answer INFO")?;
+    Ok(parse_info(&text))
+}
+
+/// `INFO`'s `name:value` lines as a map (section headers and blank lines skipped).
+fn parse_info(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_owned(), value.trim_end().to_owned()))
+        .collect()
 }
 
 /// `mariadbd` (or `mysqld`) with a data directory of its own.
@@ -593,6 +748,30 @@ mod tests {
         assert!(binary_on_path("/bin/sh").is_some());
         assert!(binary_on_path("seatgate-no-such-binary").is_none());
         assert!(binary_on_path("/no/such/binary").is_none());
+    }
+
+    #[test]
+    fn info_lines_become_fields_and_headers_are_skipped() {
+        let info = parse_info("# Replication\r\nrole:master\r\nconnected_slaves:1\r\n\r\n");
+        assert_eq!(info.len(), 2);
+        assert_eq!(info["role"], "master");
+        assert_eq!(info["connected_slaves"], "1");
+    }
+
+    #[test]
+    fn extra_directives_come_after_the_sandboxs_own_so_they_win() {
+        let file = RedisOptions::new()
+            .appendonly(true)
+            .replica_of(7001)
+            .config("save", "60 1")
+            .file(Path::new("/tmp/with space"));
+        let lines: Vec<&str> = file.lines().collect();
+        assert!(lines.contains(&"dir \"/tmp/with space\""));
+        assert!(lines.contains(&"appendonly yes"));
+        assert!(lines.contains(&"replicaof 127.0.0.1 7001"));
+        let default_save = lines.iter().position(|l| *l == "save \"\"").unwrap();
+        let extra_save = lines.iter().position(|l| *l == "save 60 1").unwrap();
+        assert!(default_save < extra_save);
     }
 
     #[test]

@@ -70,7 +70,7 @@ use crate::telemetry::{self, ClaimProbe, ClaimResult};
             )),
         (status = 429, description = "`rate_limited`: too many claims from this user", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 503, description = "`overloaded` (too many claims in flight) or `unavailable` (a backend failed or the request timed out)", body = ErrorBody,
+        (status = 503, description = "`overloaded` (too many claims in flight) or `unavailable` (a backend failed or the request timed out; or, with `SEATGATE_REDIS_MIN_REPLICAS`, the replicas did not confirm the claim in time: it may exist, so retry with the same Idempotency-Key)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
     security(("user_jwt" = []))
