@@ -10,6 +10,7 @@ mod browser;
 #[path = "../common/mod.rs"]
 mod common;
 mod connections;
+mod failover;
 mod faults;
 mod fencing;
 mod health;
