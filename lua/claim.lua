@@ -123,7 +123,6 @@ if mode == 'seats' then
   -- The seats' ordinals go into the booking record: a rejection or cancellation puts
   -- the seats back in their place from there (Redis keeps no seat -> ordinal index).
   ords = redis.call('ZMSCORE', avail_key, unpack(seats))
-  redis.call('ZREM', avail_key, unpack(seats))
 else
   -- Best available: the lowest ordinals still free.
   local range = redis.call('ZRANGE', avail_key, 0, wanted - 1, 'WITHSCORES')
@@ -134,11 +133,15 @@ else
     seats[#seats + 1] = range[i]
     ords[#ords + 1] = range[i + 1]
   end
-  redis.call('ZREMRANGEBYRANK', avail_key, 0, wanted - 1)
 end
 
--- 5. Mark the seats, write the booking, count it for the user, and hand it to the
---    reconciler through the outbox: all in this one atomic step.
+-- 5. Mark the seats, take them off offer, write the booking, count it for the user,
+--    and hand it to the reconciler through the outbox: all in this one atomic step.
+--    The first write is the HSET, a command Redis refuses when it is out of memory
+--    (maxmemory, noeviction): Redis checks memory before a script's first write only,
+--    and lets the rest run. So a claim on a full Redis fails with OOM having written
+--    nothing; were the ZREM first (it frees memory, so it is never refused), the claim
+--    would go through past maxmemory.
 local pending = 'pending:' .. bid
 local hset = {}
 for _, seat in ipairs(seats) do
@@ -146,6 +149,12 @@ for _, seat in ipairs(seats) do
   hset[#hset + 1] = pending
 end
 redis.call('HSET', seats_key, unpack(hset))
+if mode == 'seats' then
+  redis.call('ZREM', avail_key, unpack(seats))
+else
+  -- The same lowest ordinals ZRANGE read: nothing ran in between.
+  redis.call('ZREMRANGEBYRANK', avail_key, 0, wanted - 1)
+end
 redis.call('HINCRBY', meta_key, 'pending', #seats)
 local seats_json = cjson.encode(seats)
 -- ords[i] is seats[i]'s ordinal ("" if the seat was missing from avail, which the

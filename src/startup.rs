@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState, Shared};
 use crate::backoff::backoff;
+use crate::claims::posture::{self, PostureError, PostureGate};
 use crate::claims::replication::GroupCommit;
 use crate::claims::settled::SettledFeed;
 use crate::claims::RedisStore;
@@ -65,6 +66,26 @@ impl Application {
                 false
             }
         };
+        // Refuse an evicting Redis now if it answers; otherwise claims wait for the
+        // check until it does (posture).
+        let posture_gate = if redis_up {
+            match posture::check_and_log(&redis, &settings.durability).await {
+                Ok(_) => None,
+                Err(PostureError::Refused(why)) => anyhow::bail!(why),
+                Err(PostureError::Redis(err)) => {
+                    tracing::warn!(error = %err, "cannot read Redis's posture yet; claims wait for it");
+                    Some(Arc::new(PostureGate::new(
+                        redis.clone(),
+                        settings.durability,
+                    )))
+                }
+            }
+        } else {
+            Some(Arc::new(PostureGate::new(
+                redis.clone(),
+                settings.durability,
+            )))
+        };
         let pool = db::lazy_pool(&settings.database_url, settings.db_max_connections)?;
         let db_ready = match db::prepare(&settings.database_url, &pool).await {
             Ok(()) => None,
@@ -113,7 +134,10 @@ impl Application {
         });
         let strategy: Arc<dyn Strategy> = match settings.claim_strategy {
             ClaimStrategy::Redis => {
-                Arc::new(RedisStrategy::new(redis.clone()).with_group_commit(group_commit.clone()))
+                let strategy = RedisStrategy::new(redis.clone())
+                    .with_group_commit(group_commit.clone())
+                    .with_posture_gate(posture_gate);
+                Arc::new(strategy)
             }
             ClaimStrategy::Mysql => Arc::new(MysqlStrategy::new(pool.clone())),
         };

@@ -17,6 +17,7 @@
 
 pub mod fence;
 pub mod keys;
+pub mod posture;
 pub mod primary;
 pub mod replication;
 pub mod scripts;
@@ -52,6 +53,9 @@ pub enum StoreError {
     /// The claim ran, but the replicas it needs did not confirm it (see `replication`).
     #[error("redis replication: {0}")]
     Replication(#[from] replication::ReplicationError),
+    /// Redis answered, but the startup posture check refuses it (see `posture`).
+    #[error("redis refused: {0}")]
+    Posture(String),
 }
 
 impl StoreError {
@@ -229,6 +233,37 @@ impl RedisStore {
         match tokio::time::timeout(bound, pipe.query_async::<(u64,)>(&mut conn)).await {
             Ok(result) => Ok(result?.0),
             Err(_) => Err(StoreError::Timeout(bound)),
+        }
+    }
+
+    /// `INFO <section>`, as Redis writes it.
+    pub(crate) async fn info(&self, section: &str) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(redis::cmd("INFO").arg(section).query_async(&mut conn))
+            .await
+    }
+
+    /// `CONFIG GET <parameter>`: its value, or `None` when the server refuses (`CONFIG`
+    /// renamed or disabled, as managed services do) or does not know the parameter.
+    pub(crate) async fn config_get(&self, parameter: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::RedisResult<HashMap<String, String>> = match tokio::time::timeout(
+            self.timeout,
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(parameter)
+                .query_async(&mut conn),
+        )
+        .await
+        {
+            Ok(reply) => reply,
+            Err(_) => return Err(StoreError::Timeout(self.timeout)),
+        };
+        match reply {
+            Ok(mut values) => Ok(values.remove(parameter)),
+            // A server error reply (`ERR unknown command`): the server answered "no".
+            Err(e) if e.code().is_some() => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 

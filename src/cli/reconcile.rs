@@ -24,6 +24,11 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot connect to Redis at SEATGATE_REDIS_URL")?;
+    // As `serve` does: never run on a Redis that evicts keys unless told to.
+    crate::claims::posture::check_and_log(&redis, &args.store.durability())
+        .await
+        .map_err(anyhow::Error::new)
+        .context("Redis at SEATGATE_REDIS_URL")?;
     let pool = db::connect_and_migrate(&args.store.database_url, 32).await?;
     // As `serve` does: never reconcile a namespace that another database owns.
     crate::deployment::claim_namespace(&redis, &pool, &args.store.database_url).await?;

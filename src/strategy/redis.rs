@@ -4,9 +4,11 @@
 
 use redis::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Strategy, StrategyError};
+use crate::claims::posture::PostureGate;
 use crate::claims::replication::{acknowledges_pending, GroupCommit, ReplicationError};
 use crate::claims::{state, RedisStore, StoreError};
 use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary};
@@ -25,6 +27,9 @@ pub struct RedisStrategy {
     /// With `SEATGATE_REDIS_MIN_REPLICAS` >= 1: the `WAIT` rounds a claim answered
     /// 202 waits for. `None` costs a claim nothing.
     group_commit: Option<GroupCommit>,
+    /// When the gateway started before Redis answered: the posture check that claims
+    /// wait for (503 until it passes). `None` once checked at startup.
+    posture_gate: Option<Arc<PostureGate>>,
 }
 
 impl RedisStrategy {
@@ -32,7 +37,14 @@ impl RedisStrategy {
         Self {
             redis,
             group_commit: None,
+            posture_gate: None,
         }
+    }
+
+    /// Claims are answered 503 until `gate`'s posture check has passed.
+    pub fn with_posture_gate(mut self, gate: Option<Arc<PostureGate>>) -> Self {
+        self.posture_gate = gate;
+        self
     }
 
     /// Claims that would be answered 202 wait until `group_commit`'s replicas hold
@@ -46,6 +58,9 @@ impl RedisStrategy {
 #[async_trait::async_trait]
 impl Strategy for RedisStrategy {
     async fn claim(&self, request: &ClaimRequest<'_>) -> Result<ClaimOutcome, StrategyError> {
+        if let Some(gate) = &self.posture_gate {
+            gate.ensure().await?;
+        }
         let (outcome, generation) = self.redis.claim_on_connection(request).await?;
         if let Some(group_commit) = &self.group_commit {
             // Only a 202 promises that a claim is held; a 409 or 422 promises nothing

@@ -25,6 +25,7 @@ mod metrics;
 mod namespace;
 mod openapi;
 mod outbox;
+mod posture;
 mod proxy;
 mod race;
 mod replication;
