@@ -313,8 +313,27 @@ impl<K: ServerKind> PrivateServer<K> {
     /// Stops the server with SIGSTOP: it holds its connections but answers nothing
     /// (a stalled host, a long GC pause, a replica that stops acknowledging) until
     /// [`resume`](Self::resume). Does nothing if it is not running.
+    /// Returns once the kernel shows the process stopped, so nothing it would do
+    /// after this call (acknowledge a write, say) slips in between.
     pub fn pause(&mut self) -> anyhow::Result<()> {
-        self.signal(libc::SIGSTOP)
+        self.signal(libc::SIGSTOP)?;
+        let stat = format!("/proc/{}/stat", self.pid);
+        let until = Instant::now() + Duration::from_secs(2);
+        // The state is the field after the command name, which is in parentheses.
+        let stopped = || {
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state == "T" || state == "t")
+            })
+        };
+        while !stopped() {
+            if Instant::now() > until {
+                bail!("pid {} did not stop within 2 s of SIGSTOP", self.pid);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     /// Lets a [`pause`](Self::pause)d server run again (SIGCONT).
