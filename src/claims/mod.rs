@@ -200,7 +200,8 @@ impl RedisStore {
         self.settle(inv, "confirm", booking_id).await
     }
 
-    /// Rejects a pending booking and sets its seats to MySQL's `states`.
+    /// Rejects a pending booking and sets its seats to MySQL's `states`. A booking whose
+    /// record Redis lost is rejected too, its record written again (see `reject.lua`).
     pub async fn reject(
         &self,
         event_id: &str,
@@ -212,7 +213,8 @@ impl RedisStore {
         let mut inv = scripts::REJECT.prepare_invoke();
         self.keys(event_id)
             .releasing(&mut inv, user_id, booking_id)
-            .arg(reason.as_str());
+            .arg(reason.as_str())
+            .arg(user_id);
         for (seat, state) in states {
             inv.arg(seat).arg(state.to_redis());
         }

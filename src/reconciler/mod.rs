@@ -11,8 +11,10 @@
 //! 1. `BEGIN`; lock the claim's seat rows `FOR UPDATE`, sorted (see `db::bookings`).
 //! 2. If MySQL already knows the booking (a redelivery, or a cancellation tombstone),
 //!    only bring Redis in line with it.
-//! 3. If Redis no longer holds the claim as pending (rejected by an earlier delivery,
-//!    or lost with Redis's data), there is nothing to persist.
+//! 3. If Redis holds the claim as settled (rejected by an earlier delivery), there is
+//!    nothing to persist. If Redis lost the claim's record (a failover, a restart from
+//!    older data, an eviction), the claim is rejected `lost_in_redis_failover` as in 4:
+//!    the tally and idempotency record that went with it make persisting it unsafe.
 //! 4. If any seat is missing or booked by another booking, reject: `reject.lua` runs
 //!    *while the locks are held*, so the MySQL states it copies are current.
 //! 5. Otherwise insert the booking, mark the seats booked, `COMMIT`, then `confirm.lua`.
@@ -108,8 +110,10 @@ pub enum Settled {
     Confirmed,
     /// Rejected now, for this reason; Redis took MySQL's state for its seats.
     Rejected(RejectReason),
-    /// Settled before (redelivery, cancellation, or Redis no longer has the claim);
-    /// Redis was brought in line with MySQL where needed.
+    /// Settled before (a redelivery, a cancellation, a rejection MySQL recorded, or a
+    /// booking MySQL has whose record Redis lost); Redis was brought in line with MySQL
+    /// where needed. Carries the booking's status in Redis afterwards (`None`: Redis
+    /// has no record of it).
     AlreadySettled(Option<BookingStatus>),
 }
 

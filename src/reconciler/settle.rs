@@ -127,8 +127,9 @@ impl Reconciler {
     /// The steps, for every claim in stream order:
     /// 1. lock the seat rows (done for the whole batch first);
     /// 2. if MySQL already knows the booking, Redis follows MySQL;
-    /// 3. if Redis no longer holds the claim as pending, there is nothing to persist
-    ///    (the seat locks serialise this read with every other settle of the booking);
+    /// 3. if Redis holds the claim as settled, there is nothing to persist (the seat
+    ///    locks serialise this read with every other settle of the booking); if Redis
+    ///    lost its record, reject it (`lost_in_redis_failover`) as in 4;
     /// 4. if a seat is missing or booked by another booking, reject (recorded in
     ///    MySQL, and in Redis while the locks are held);
     /// 5. otherwise book; after the COMMIT, confirm in Redis.
@@ -205,7 +206,7 @@ impl Reconciler {
                     outcomes.push(None);
                 }
                 Decision::AlreadySettled(redis_status) => {
-                    outcomes.push(Some(Settled::AlreadySettled(redis_status)));
+                    outcomes.push(Some(Settled::AlreadySettled(Some(redis_status))));
                     after.push(After::Nothing);
                 }
                 Decision::Reject { reason, record } => {
@@ -260,7 +261,12 @@ impl Reconciler {
         }
         tx.commit().await?;
         for &(i, claim, reason) in &rejects {
-            if outcomes[i] == Some(Settled::Rejected(reason)) {
+            if outcomes[i] != Some(Settled::Rejected(reason)) {
+                continue;
+            }
+            if reason == RejectReason::LostInRedisFailover {
+                tracing::warn!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason = reason.as_str(), "claim rejected: Redis lost its booking record");
+            } else {
                 tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason = reason.as_str(), "claim rejected");
             }
         }

@@ -546,3 +546,92 @@ async fn warm_lua_keeps_the_order_list_that_seat_states_lists_seats_by() {
     assert_eq!(lab.order().await, seats(&all));
     assert_eq!(lab.state("A1").await, "pending:b1");
 }
+
+impl Lab {
+    /// `(available, pending, booked)` counted from the seat states themselves, which
+    /// the counters in meta (and avail's size) must equal.
+    async fn recount(&self) -> (u64, u64, u64) {
+        let mut conn = self.store.connection();
+        let states: Vec<String> = conn
+            .hvals(self.store.keys(&self.event).seats())
+            .await
+            .unwrap();
+        let count = |prefix: &str| states.iter().filter(|s| s.starts_with(prefix)).count() as u64;
+        (count("available"), count("pending:"), count("booked:"))
+    }
+
+    /// The seats the user's tally counts for `bid`.
+    async fn tally(&self, user: &str, bid: &str) -> Option<u64> {
+        let mut conn = self.store.connection();
+        conn.hget(self.store.keys(&self.event).user(user), bid)
+            .await
+            .unwrap()
+    }
+
+    /// True when Redis has `key`.
+    async fn exists(&self, key: String) -> bool {
+        let mut conn = self.store.connection();
+        conn.exists(key).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn reject_lua_rejects_a_claim_whose_record_redis_lost_and_writes_the_record_again() {
+    let lab = Lab::new(REDIS_URL, &["A1", "A2", "A3", "A4"], &[], 4).await;
+    let (s, e) = (&lab.store, lab.event.as_str());
+    lab.claim("u1", "b1", &["A1", "A2"], None).await;
+    lab.claim("u2", "b2", &["A3"], None).await;
+    // Redis loses b1's record (an eviction, say); seats and tally are still there.
+    let mut conn = s.connection();
+    let _: i64 = conn.del(s.keys(e).booking("b1")).await.unwrap();
+
+    // MySQL: A1 is free, A2 booked by "m".
+    let truth = vec![
+        ("A1".to_owned(), SeatState::Available),
+        ("A2".to_owned(), SeatState::Booked("m".into())),
+    ];
+    let lost = RejectReason::LostInRedisFailover;
+    for _ in 0..2 {
+        // The second call finds the record it wrote and changes nothing.
+        assert_eq!(
+            s.reject(e, "b1", "u1", lost, &truth).await.unwrap(),
+            Some(BookingStatus::Rejected)
+        );
+        assert_eq!(lab.state("A1").await, "available");
+        assert_eq!(lab.state("A2").await, "booked:m");
+        assert_eq!(lab.state("A3").await, "pending:b2");
+        // A1 is back at its ordinal, found in the order list (no record, no ords).
+        assert_eq!(lab.score("A1").await, Some(0.0));
+        assert_eq!(lab.counts().await, (2, 1, 1));
+        assert_eq!(lab.recount().await, (2, 1, 1));
+        assert_eq!(lab.tally("u1", "b1").await, None);
+        assert_eq!(lab.tally("u2", "b2").await, Some(1));
+        let b = s.booking(e, "b1").await.unwrap().expect("a record again");
+        assert_eq!(
+            (b.user_id.as_str(), b.seats, b.status, b.reason.as_deref()),
+            (
+                "u1",
+                seats(&["A1", "A2"]),
+                BookingStatus::Rejected,
+                Some("lost_in_redis_failover")
+            )
+        );
+    }
+    // The owner can use the allowance again.
+    assert_eq!(
+        lab.claim("u1", "b3", &["A1", "A4"], None).await,
+        pending("b3", &["A1", "A4"])
+    );
+
+    // An event whose keys Redis lost altogether: nothing is written (a warm rebuilds
+    // it from MySQL, which has the rejection).
+    let gone = s.keys("gone");
+    let free = vec![("A1".to_owned(), SeatState::Available)];
+    assert_eq!(
+        s.reject("gone", "b9", "u9", lost, &free).await.unwrap(),
+        None
+    );
+    for key in [gone.booking("b9"), gone.meta(), gone.seats()] {
+        assert!(!lab.exists(key.clone()).await, "{key} was written");
+    }
+}

@@ -25,5 +25,6 @@ mod openapi;
 mod outbox;
 mod proxy;
 mod race;
+mod redis_loss;
 mod seat_map;
 mod wait;
