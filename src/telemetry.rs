@@ -23,6 +23,7 @@
 //! | `seatgate_reconciler_lag_seconds` | gauge | |
 //! | `seatgate_outbox_length` | gauge | |
 //! | `seatgate_store_errors_total` | counter | `store`: redis, mysql |
+//! | `seatgate_bookings_restored_total` | counter | |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -56,6 +57,7 @@ const DEAD_LETTERS: &str = "seatgate_reconciler_dead_letters_total";
 const LAG: &str = "seatgate_reconciler_lag_seconds";
 const OUTBOX_LENGTH: &str = "seatgate_outbox_length";
 const STORE_ERRORS: &str = "seatgate_store_errors_total";
+const RESTORED: &str = "seatgate_bookings_restored_total";
 
 /// Upper bounds of the claim duration histogram's buckets, in seconds: a claim is a
 /// few hundred microseconds; `Prefer: wait` claims can take up to 10 s.
@@ -125,6 +127,10 @@ fn describe() {
         "Entries in all outbox streams (unsettled claims), sampled at most once a second"
     );
     describe_counter!(STORE_ERRORS, "Failed Redis or MySQL calls answered 503");
+    describe_counter!(
+        RESTORED,
+        "Confirmed bookings whose record Redis had lost, written back into Redis from MySQL"
+    );
 }
 
 /// Registers the series that appear only on trouble, so they read 0 rather than
@@ -138,6 +144,7 @@ fn register_zeros() {
     }
     metrics::counter!(RETRIES).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
+    metrics::counter!(RESTORED).increment(0);
     metrics::gauge!(LAG).increment(0.0);
     metrics::gauge!(OUTBOX_LENGTH).increment(0.0);
 }
@@ -290,6 +297,11 @@ pub(crate) fn reconciler_lag(lag: Duration) {
 
 pub fn outbox_length(n: u64) {
     metrics::gauge!(OUTBOX_LENGTH).set(n as f64);
+}
+
+/// Counts a confirmed booking written back into Redis after Redis lost its record.
+pub(crate) fn booking_restored() {
+    metrics::counter!(RESTORED).increment(1);
 }
 
 /// Counts a failed Redis (`store = "redis"`) or MySQL (`"mysql"`) call.

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 pub use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary, Selection};
 pub use keys::EventKeys;
+pub use scripts::Restore;
 
 use crate::domain::{Booking, BookingStatus, RejectReason, SeatState};
 
@@ -183,20 +184,16 @@ impl RedisStore {
         Ok(noted == 1)
     }
 
-    /// Promotes a pending booking to confirmed (after its MySQL COMMIT).
+    /// Promotes a pending booking to confirmed (after its MySQL COMMIT). `None` when
+    /// Redis has no record of it: see [`RedisStore::restore_confirmed`].
     pub async fn confirm(
         &self,
         event_id: &str,
         booking_id: &str,
+        user_id: &str,
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
-        let k = self.keys(event_id);
-        let mut inv = scripts::CONFIRM.prepare_invoke();
-        inv.key(k.meta())
-            .key(k.seats())
-            .key(k.booking(booking_id))
-            .arg(booking_id)
-            .arg(seats);
+        let inv = confirm_invocation(&self.keys(event_id), booking_id, user_id, false, seats);
         self.settle(inv, "confirm", booking_id).await
     }
 
@@ -530,6 +527,46 @@ impl RedisStore {
             reason: rec.remove("reason"),
         }))
     }
+
+    /// Writes a confirmed booking whose record Redis lost back into Redis, from MySQL:
+    /// its `seats` booked by it, its record, its owner's tally (`confirm.lua` in its
+    /// restoring mode). Only while the caller holds the seats' rows locked in MySQL and
+    /// has read the booking confirmed there (see `confirm.lua` for why).
+    pub async fn restore_confirmed(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        seats: &[String],
+    ) -> Result<Restore, StoreError> {
+        let inv = confirm_invocation(&self.keys(event_id), booking_id, user_id, true, seats);
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let restored = scripts::parse_restore(value)?;
+        self.announce_settled(booking_id).await;
+        Ok(restored)
+    }
+}
+
+/// `confirm.lua`'s call: keys, then booking id, user, restore flag and seats.
+fn confirm_invocation<'a>(
+    k: &EventKeys,
+    booking_id: &str,
+    user_id: &str,
+    restore: bool,
+    seats: &[String],
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts::CONFIRM.prepare_invoke();
+    inv.key(k.meta())
+        .key(k.seats())
+        .key(k.avail())
+        .key(k.user(user_id))
+        .key(k.booking(booking_id))
+        .arg(booking_id)
+        .arg(user_id)
+        .arg(if restore { "1" } else { "0" })
+        .arg(seats);
+    inv
 }
 
 /// One seat as Redis holds it.

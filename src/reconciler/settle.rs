@@ -14,8 +14,10 @@ use super::decide::{decide, Decision, Follow};
 use super::outbox::Entry;
 use super::{Claim, Reconciler, SettleError, Settled};
 use crate::backoff::backoff;
+use crate::claims::Restore;
 use crate::db::{self, bookings::BookingRow};
 use crate::domain::{BookingStatus, RejectReason, SeatState};
+use crate::telemetry;
 
 /// Redis follow-ups (`confirm.lua` and its notification) of one batch in flight at
 /// once, after its COMMIT: Redis calls only, pipelined on one multiplexed connection, so
@@ -336,15 +338,22 @@ impl Reconciler {
 
     /// `confirm.lua`, retried: after a COMMIT the booking is confirmed for good, and
     /// Redis must learn it. If Redis stays unreachable the error goes up, the entry
-    /// stays pending, and its redelivery confirms through step 2 of `settle`.
+    /// stays pending, and its redelivery confirms through step 2 of `settle`. If Redis
+    /// lost the booking's record, MySQL's truth is written back ([`Reconciler::restore`]).
     async fn confirm(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
         let mut attempt = 0;
         loop {
             match self
                 .redis
-                .confirm(&claim.event_id, &claim.booking_id, &claim.seats)
+                .confirm(
+                    &claim.event_id,
+                    &claim.booking_id,
+                    &claim.user_id,
+                    &claim.seats,
+                )
                 .await
             {
+                Ok(None) => return self.restore(claim).await,
                 Ok(status) => return Ok(status),
                 Err(err) if attempt < 3 => {
                     attempt += 1;
@@ -354,6 +363,69 @@ impl Reconciler {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+
+    /// A booking MySQL committed whose record Redis no longer has (lost after the
+    /// claim): writes MySQL's truth into Redis, its seats booked, its record, its
+    /// owner's tally. Done under the seats' `FOR UPDATE` locks, from the booking row
+    /// read under them: a cancellation that committed since the confirm's COMMIT (its
+    /// `cancel.lua`, finding no record, freed the seats) shows there as `cancelled`,
+    /// and nothing is restored; one that comes after waits for the locks and then
+    /// frees the restored seats. Returns the booking's status as Redis has it after.
+    async fn restore(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
+        let limit = self.config.settle_timeout;
+        tokio::time::timeout(limit, self.restore_unbounded(claim))
+            .await
+            .unwrap_or(Err(SettleError::Timeout(limit)))
+    }
+
+    async fn restore_unbounded(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
+        let mut seats = claim.seats.clone();
+        seats.sort_unstable();
+        seats.dedup();
+        let mut tx = self.db.begin().await?;
+        let locked = db::bookings::lock_seats(&mut tx, &claim.event_id, &seats).await?;
+        let row = db::bookings::find_booking(&mut *tx, &claim.booking_id).await?;
+        let row = match row {
+            Some(row) if row.status == BookingStatus::Confirmed => row,
+            // Cancelled since: its own cancel.lua gave the seats back.
+            Some(row) => return Ok(Some(row.status)),
+            None => return Ok(None),
+        };
+        // MySQL's truth: the seats the booking holds under the locks (all of them,
+        // for a confirmed booking).
+        let held: Vec<String> = row
+            .seats
+            .iter()
+            .filter(|seat| {
+                locked
+                    .iter()
+                    .any(|l| &l.seat == *seat && l.state() == SeatState::Booked(row.id.clone()))
+            })
+            .cloned()
+            .collect();
+        if held.is_empty() {
+            // Not a state MySQL can be in (a confirmed booking holds its seats).
+            tracing::error!(event.id = %claim.event_id, booking.id = %row.id, "a confirmed booking holds none of its seats in MySQL; not restored");
+            return Ok(None);
+        }
+        let restored = self
+            .redis
+            .restore_confirmed(&claim.event_id, &row.id, &row.user_id, &held)
+            .await?;
+        tx.commit().await?;
+        Ok(match restored {
+            Restore::Restored => {
+                tracing::warn!(
+                    event.id = %claim.event_id, booking.id = %row.id, seats = held.len(),
+                    "Redis had lost a confirmed booking's record; restored it from MySQL"
+                );
+                telemetry::booking_restored();
+                Some(BookingStatus::Confirmed)
+            }
+            Restore::Present(status) => Some(status),
+            Restore::EventMissing => None,
+        })
     }
 }
 

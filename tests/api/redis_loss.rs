@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 use crate::helpers::*;
+use crate::metrics::{scrape, value};
 
 async fn step(r: &Reconciler) -> StepReport {
     r.step(Duration::from_millis(50)).await.unwrap()
@@ -107,4 +108,69 @@ async fn a_claim_whose_record_redis_lost_is_rejected_lost_in_redis_failover_not_
     // Her tally let go of the lost claim: her whole allowance is hers again.
     let r = app.claim(&event, "alice", &best_of(2), None).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_confirm_after_commit_that_finds_the_record_lost_restores_it_from_mysql() {
+    let (app, event) = spawn_stepped_app_with_event(4).await;
+    let (_, before) = scrape(&app).await;
+    let id = app.claim_seats(&event, "alice", &["S0001", "S0002"]).await;
+    // MySQL committed the booking (its confirm never reached Redis) ...
+    for seat in ["S0001", "S0002"] {
+        sqlx::query(
+            "UPDATE seats SET status = 'booked', booking_id = ? WHERE event_id = ? AND seat_id = ?",
+        )
+        .bind(&id)
+        .bind(&event)
+        .bind(seat)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO bookings (id, event_id, user_id, status, seats) \
+         VALUES (?, ?, 'alice', 'confirmed', JSON_ARRAY('S0001', 'S0002'))",
+    )
+    .bind(&id)
+    .bind(&event)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // ... and Redis lost the record and the tally entry, and holds S0002 as available
+    // (older data).
+    let k = app.redis.keys(&event);
+    app.lose_record(&event, &id).await;
+    let mut conn = app.redis.connection();
+    let _: i64 = conn.hdel(k.user("alice"), &id).await.unwrap();
+    app.redis_set_seat(&event, "S0002", "available").await;
+    let _: i64 = conn.zadd(k.avail(), "S0002", 1).await.unwrap();
+    let _: i64 = conn.hincr(k.meta(), "pending", -1).await.unwrap();
+    assert_eq!(counts(&app.event_json(&event).await), (3, 1, 0));
+
+    // The redelivery finds MySQL's booking and confirms; confirm.lua finds no record.
+    let report = drain(&app.reconciler()).await;
+    assert_eq!(report.already_settled, 1, "{report:?}");
+
+    // Redis has it all again: record, seats, counters, tally.
+    assert_eq!(
+        app.redis_booking(&event, &id).await,
+        Some(("confirmed".into(), String::new()))
+    );
+    assert_eq!(app.status_of(&event, &id, "alice").await.0, "confirmed");
+    for seat in ["S0001", "S0002"] {
+        assert_eq!(app.seat_status(&event, seat).await, "booked", "{seat}");
+    }
+    let r = app.claim(&event, "bob", &pick(&["S0002"]), None).await;
+    expect_error(r, StatusCode::CONFLICT, "seats_unavailable").await;
+    assert_eq!(counts(&app.event_json(&event).await), (2, 0, 2));
+    // The per-user limit (4) counts the restored booking: 2 held, 3 more is too many.
+    let r = app.claim(&event, "alice", &best_of(3), None).await;
+    expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "user_limit_exceeded").await;
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+    let (_, after) = scrape(&app).await;
+    let restored = "seatgate_bookings_restored_total";
+    assert!(
+        value(&after, restored) > value(&before, restored),
+        "{restored} counted it"
+    );
 }
