@@ -24,6 +24,7 @@
 //! | `seatgate_outbox_length` | gauge | |
 //! | `seatgate_store_errors_total` | counter | `store`: redis, mysql |
 //! | `seatgate_bookings_restored_total` | counter | |
+//! | `seatgate_sweeper_seats_total` | counter | `outcome` (see [`sweeper_seats`]) |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -58,6 +59,16 @@ const LAG: &str = "seatgate_reconciler_lag_seconds";
 const OUTBOX_LENGTH: &str = "seatgate_outbox_length";
 const STORE_ERRORS: &str = "seatgate_store_errors_total";
 const RESTORED: &str = "seatgate_bookings_restored_total";
+const SWEPT: &str = "seatgate_sweeper_seats_total";
+
+/// The sweeper's outcomes that are registered at 0 from the start.
+const SWEPT_OUTCOMES: [&str; 5] = [
+    "lost_in_redis_failover",
+    "deadline_exceeded",
+    "confirmed",
+    "cancelled",
+    "rejected",
+];
 
 /// Upper bounds of the claim duration histogram's buckets, in seconds: a claim is a
 /// few hundred microseconds; `Prefer: wait` claims can take up to 10 s.
@@ -131,6 +142,10 @@ fn describe() {
         RESTORED,
         "Confirmed bookings whose record Redis had lost, written back into Redis from MySQL"
     );
+    describe_counter!(
+        SWEPT,
+        "Seats the sweeper found held by a claim that could not settle, by how it settled them"
+    );
 }
 
 /// Registers the series that appear only on trouble, so they read 0 rather than
@@ -141,6 +156,9 @@ fn register_zeros() {
     }
     for store in ["redis", "mysql"] {
         metrics::counter!(STORE_ERRORS, "store" => store).increment(0);
+    }
+    for outcome in SWEPT_OUTCOMES {
+        metrics::counter!(SWEPT, "outcome" => outcome).increment(0);
     }
     metrics::counter!(RETRIES).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
@@ -302,6 +320,14 @@ pub fn outbox_length(n: u64) {
 /// Counts a confirmed booking written back into Redis after Redis lost its record.
 pub(crate) fn booking_restored() {
     metrics::counter!(RESTORED).increment(1);
+}
+
+/// Counts `seats` that the sweeper freed from a stuck claim. `outcome` is how the claim
+/// ended: the booking status MySQL had and Redis now follows (`confirmed`, `cancelled`,
+/// `rejected`), or the reason it was rejected now (`lost_in_redis_failover`,
+/// `deadline_exceeded`, `seats_taken`, ...).
+pub(crate) fn sweeper_seats(outcome: &'static str, seats: usize) {
+    metrics::counter!(SWEPT, "outcome" => outcome).increment(seats as u64);
 }
 
 /// Counts a failed Redis (`store = "redis"`) or MySQL (`"mysql"`) call.

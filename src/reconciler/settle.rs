@@ -115,7 +115,7 @@ impl Reconciler {
     /// server that stopped answering) must not hang the reconciler. On timeout the
     /// transaction is dropped, so MySQL rolls it back, and the entries are retried.
     /// With `give_up`, claims that could be persisted are rejected for that reason.
-    async fn settle_all(
+    pub(super) async fn settle_all(
         &self,
         claims: &[Claim],
         give_up: Option<RejectReason>,

@@ -8,7 +8,7 @@
 
 use redis::AsyncCommands;
 use reqwest::StatusCode;
-use seatgate::reconciler::{Reconciler, StepReport};
+use seatgate::reconciler::{Reconciler, ReconcilerConfig, StepReport};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -53,6 +53,21 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(n, 1, "the record was there");
+    }
+
+    /// Redis loses the outbox entries of the event, but those of `keep`.
+    async fn lose_outbox_entries(&self, event: &str, keep: &[&str]) {
+        let outbox = self.redis.keys(event).outbox();
+        let mut conn = self.redis.connection();
+        let entries: redis::streams::StreamRangeReply = conn.xrange_all(&outbox).await.unwrap();
+        let lost: Vec<String> = entries
+            .ids
+            .into_iter()
+            .filter(|e| !keep.contains(&e.get::<String>("b").unwrap().as_str()))
+            .map(|e| e.id)
+            .collect();
+        assert!(!lost.is_empty(), "entries to lose");
+        let _: i64 = conn.xdel(&outbox, &lost).await.unwrap();
     }
 
     /// The booking as Redis alone has it (GET falls back to MySQL without a record).
@@ -173,4 +188,155 @@ async fn a_confirm_after_commit_that_finds_the_record_lost_restores_it_from_mysq
         value(&after, restored) > value(&before, restored),
         "{restored} counted it"
     );
+}
+
+#[tokio::test]
+async fn the_sweeper_settles_claims_whose_outbox_entry_is_lost_and_leaves_young_ones_alone() {
+    let (app, event) = spawn_stepped_app_with_event(6).await;
+    let old = app.claim_seats(&event, "alice", &["S0001"]).await;
+    let young = app.claim_seats(&event, "bob", &["S0002"]).await;
+    let committed = app.claim_seats(&event, "carol", &["S0003"]).await;
+    let queued = app.claim_seats(&event, "dave", &["S0004"]).await;
+    // alice's claim is old (made at the epoch); carol's was committed in MySQL and
+    // Redis lost its record; dave's record is lost too, but his outbox entry is not.
+    // Every other outbox entry is lost.
+    let k = app.redis.keys(&event);
+    let mut conn = app.redis.connection();
+    let _: i64 = conn.hset(k.booking(&old), "created_ms", 1).await.unwrap();
+    app.mysql_book(&event, "S0003", &committed, "carol").await;
+    app.lose_record(&event, &committed).await;
+    app.lose_record(&event, &queued).await;
+    app.lose_outbox_entries(&event, &[queued.as_str()]).await;
+
+    let r = app.reconciler();
+    let report = r.sweep().await.unwrap();
+    assert_eq!(report.passes_completed, 1, "{report:?}");
+    assert_eq!(
+        (report.settled, report.young, report.searching),
+        (2, 1, 0),
+        "{report:?}"
+    );
+
+    // alice: rejected, deadline exceeded, recorded; her seat free in both stores.
+    let deadline = ("rejected".to_owned(), "deadline_exceeded".to_owned());
+    assert_eq!(app.status_of(&event, &old, "alice").await, deadline);
+    assert_eq!(app.mysql_booking(&old).await.as_deref(), Some("rejected"));
+    assert_eq!(app.seat_status(&event, "S0001").await, "available");
+    // carol: MySQL has it confirmed, and so has Redis again.
+    assert_eq!(
+        app.redis_booking(&event, &committed).await,
+        Some(("confirmed".into(), String::new()))
+    );
+    assert_eq!(app.seat_status(&event, "S0003").await, "booked");
+    // bob: young, untouched.
+    assert_eq!(app.status_of(&event, &young, "bob").await.0, "pending");
+    assert_eq!(app.seat_status(&event, "S0002").await, "pending");
+    // dave: left to the reconciler, which reads his entry and knows his claim is lost.
+    assert_eq!(app.seat_status(&event, "S0004").await, "pending");
+    assert_eq!(drain(&r).await.rejected, 1);
+    assert_eq!(
+        app.status_of(&event, &queued, "dave").await,
+        rejected_lost()
+    );
+    assert_eq!(app.seat_status(&event, "S0004").await, "available");
+
+    // Nothing more to do; the young claim is still left alone.
+    let again = r.sweep().await.unwrap();
+    assert_eq!((again.settled, again.young), (0, 1), "{again:?}");
+    assert_eq!(counts(&app.event_json(&event).await), (4, 1, 1));
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+}
+
+#[tokio::test]
+async fn the_reconcilers_run_loop_sweeps_a_claim_whose_record_and_outbox_entry_are_lost() {
+    let (app, event) = spawn_stepped_app_with_event(4).await;
+    let (_, before) = scrape(&app).await;
+    let lost = app.claim_seats(&event, "alice", &["S0001", "S0002"]).await;
+    let young = app.claim_seats(&event, "bob", &["S0003"]).await;
+    let other = uuid::Uuid::now_v7().to_string();
+    app.mysql_book(&event, "S0002", &other, "zed").await;
+    // Redis loses alice's record and every outbox entry: nothing is on its way to
+    // settle either claim; only alice's tally and seats remember hers.
+    app.lose_record(&event, &lost).await;
+    app.lose_outbox_entries(&event, &[]).await;
+
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        &app.settings.redis_url,
+        app.db.clone(),
+        ReconcilerConfig {
+            block: Duration::from_millis(50),
+            sweep_every: Duration::from_millis(100),
+            ..ReconcilerConfig::default()
+        },
+    )
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(reconciler.run(async move {
+        let _ = stopped.await;
+    }));
+
+    eventually(
+        "the lost claim's seats are back to MySQL's state",
+        Duration::from_secs(120),
+        || async {
+            let seats = app.seat_statuses(&event).await;
+            let state = |seat: &str| seats.iter().find(|(s, _)| s == seat).unwrap().1.clone();
+            (state("S0001") == "available" && state("S0002") == "booked").then_some(())
+        },
+    )
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap();
+
+    // Her owner was found (her tally): she is told, from Redis and MySQL alike.
+    assert_eq!(app.status_of(&event, &lost, "alice").await, rejected_lost());
+    assert_eq!(app.mysql_booking(&lost).await.as_deref(), Some("rejected"));
+    assert_eq!(app.mysql_seat(&event, "S0001").await, free_row());
+    // The young claim is left alone.
+    assert_eq!(app.status_of(&event, &young, "bob").await.0, "pending");
+    assert_eq!(app.seat_status(&event, "S0003").await, "pending");
+    assert_eq!(counts(&app.event_json(&event).await), (2, 1, 1));
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
+    let (_, after) = scrape(&app).await;
+    let swept = r#"seatgate_sweeper_seats_total{outcome="lost_in_redis_failover"}"#;
+    assert!(
+        value(&after, swept) >= value(&before, swept) + 2.0,
+        "{swept}: {} then {}",
+        value(&before, swept),
+        value(&after, swept)
+    );
+}
+
+#[tokio::test]
+async fn a_lost_claim_whose_owner_nothing_names_is_still_swept() {
+    let (app, event) = spawn_stepped_app_with_event(3).await;
+    let lost = app.claim_seats(&event, "alice", &["S0001"]).await;
+    // Record, outbox entry and tally entry all lost: only the seat remembers the claim.
+    app.lose_record(&event, &lost).await;
+    app.lose_outbox_entries(&event, &[]).await;
+    let mut conn = app.redis.connection();
+    let _: i64 = conn
+        .hdel(app.redis.keys(&event).user("alice"), &lost)
+        .await
+        .unwrap();
+
+    // The owner search walks the whole keyspace (the shared Redis's), a slice a tick.
+    let r = app.reconciler();
+    eventually(
+        "the sweeper freed the seat",
+        Duration::from_secs(120),
+        || async {
+            r.sweep().await.unwrap();
+            (app.seat_status(&event, "S0001").await == "available").then_some(())
+        },
+    )
+    .await;
+    // Rejected and recorded with no owner: the admin sees it; no user can be named.
+    let b = app.booking_json(&event, &lost, &app.admin()).await;
+    assert_eq!(status_and_reason(&b), rejected_lost());
+    assert_eq!(b["user_id"], "");
+    assert_eq!(app.mysql_booking(&lost).await.as_deref(), Some("rejected"));
+    assert_eq!(counts(&app.event_json(&event).await), (3, 0, 0));
+    assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
