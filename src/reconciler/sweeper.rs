@@ -56,8 +56,9 @@ use crate::domain::{BookingStatus, RejectReason, SeatState};
 use crate::telemetry;
 
 /// Most elements asked of one `HSCAN` or `SCAN` call: each call stays short, so claims
-/// pipelined on the same connection barely wait behind it.
-const SCAN_COUNT: usize = 1000;
+/// waiting behind it in Redis barely notice (an `HSCAN … COUNT 250` of a 100,000-seat
+/// hash took about 0.3 ms of Redis time here; `COUNT 1000`, about 1 ms).
+const SCAN_COUNT: usize = 250;
 /// Claims settled per MySQL transaction.
 const SETTLE_CHUNK: usize = 100;
 /// An outbox longer than this is not searched for lost claims' entries: the
