@@ -29,6 +29,8 @@
 //! | `seatgate_replication_rounds_total` | counter | `result`: ok, too_few_replicas, failed |
 //! | `seatgate_replication_round_claims` | histogram | |
 //! | `seatgate_replication_wait_seconds` | histogram | |
+//! | `seatgate_bookings_restored_total` | counter | |
+//! | `seatgate_sweeper_seats_total` | counter | `outcome` (see [`sweeper_seats`]) |
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -68,6 +70,17 @@ const FENCE_SECONDS: &str = "seatgate_redis_fence_seconds";
 const REPLICATION_ROUNDS: &str = "seatgate_replication_rounds_total";
 const REPLICATION_ROUND_CLAIMS: &str = "seatgate_replication_round_claims";
 const REPLICATION_WAIT: &str = "seatgate_replication_wait_seconds";
+const RESTORED: &str = "seatgate_bookings_restored_total";
+const SWEPT: &str = "seatgate_sweeper_seats_total";
+
+/// The sweeper's outcomes that are registered at 0 from the start.
+const SWEPT_OUTCOMES: [&str; 5] = [
+    "lost_in_redis_failover",
+    "deadline_exceeded",
+    "confirmed",
+    "cancelled",
+    "rejected",
+];
 
 /// Upper bounds of the claim duration histogram's buckets, in seconds: a claim is a
 /// few hundred microseconds; `Prefer: wait` claims can take up to 10 s.
@@ -163,6 +176,27 @@ fn describe() {
         Unit::Seconds,
         "Time one replication WAIT round took"
     );
+    describe_counter!(
+        FENCES,
+        "Times claims were fenced because Redis may have lost writes, by cause"
+    );
+    describe_gauge!(
+        FENCED,
+        "1 while claims are fenced, waiting for Redis to be rebuilt from MySQL"
+    );
+    describe_histogram!(
+        FENCE_SECONDS,
+        Unit::Seconds,
+        "Time from a fence's detection to its lifting"
+    );
+    describe_counter!(
+        RESTORED,
+        "Confirmed bookings whose record Redis had lost, written back into Redis from MySQL"
+    );
+    describe_counter!(
+        SWEPT,
+        "Seats the sweeper found held by a claim that could not settle, by how it settled them"
+    );
 }
 
 /// Registers the series that appear only on trouble, so they read 0 rather than
@@ -177,8 +211,12 @@ fn register_zeros() {
     for result in ["ok", "too_few_replicas", "failed"] {
         metrics::counter!(REPLICATION_ROUNDS, "result" => result).increment(0);
     }
+    for outcome in SWEPT_OUTCOMES {
+        metrics::counter!(SWEPT, "outcome" => outcome).increment(0);
+    }
     metrics::counter!(RETRIES).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
+    metrics::counter!(RESTORED).increment(0);
     metrics::gauge!(LAG).increment(0.0);
     metrics::gauge!(OUTBOX_LENGTH).increment(0.0);
     metrics::gauge!(FENCED).increment(0.0);
@@ -332,6 +370,19 @@ pub(crate) fn reconciler_lag(lag: Duration) {
 
 pub fn outbox_length(n: u64) {
     metrics::gauge!(OUTBOX_LENGTH).set(n as f64);
+}
+
+/// Counts a confirmed booking written back into Redis after Redis lost its record.
+pub(crate) fn booking_restored() {
+    metrics::counter!(RESTORED).increment(1);
+}
+
+/// Counts `seats` that the sweeper freed from a stuck claim. `outcome` is how the claim
+/// ended: the booking status MySQL had and Redis now follows (`confirmed`, `cancelled`,
+/// `rejected`), or the reason it was rejected now (`lost_in_redis_failover`,
+/// `deadline_exceeded`, `seats_taken`, ...).
+pub(crate) fn sweeper_seats(outcome: &'static str, seats: usize) {
+    metrics::counter!(SWEPT, "outcome" => outcome).increment(seats as u64);
 }
 
 /// Counts a failed Redis (`store = "redis"`) or MySQL (`"mysql"`) call.

@@ -73,6 +73,18 @@ impl EventKeys {
         format!("{}:user:{user_id}", self.prefix)
     }
 
+    /// The pattern matching every user tally of the event (see [`EventKeys::user`]).
+    pub fn users_pattern(&self) -> String {
+        // `{` `}` are not glob metacharacters; `[` cannot occur in an event id.
+        format!("{}:user:*", self.prefix)
+    }
+
+    /// The user whose tally `key` is, if it is one of this event's tallies.
+    pub fn user_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":user:")
+    }
+
     /// Hash: the booking record (user, seats, ords, status, reason, created_ms).
     pub fn booking(&self, booking_id: &str) -> String {
         format!("{}:b:{booking_id}", self.prefix)
@@ -156,6 +168,20 @@ mod tests {
             assert!(key.starts_with("{e:wc26}:"), "{key}");
         }
         assert_eq!(EventKeys::new("t1:", "wc26").meta(), "t1:{e:wc26}:meta");
+    }
+
+    #[test]
+    fn a_tally_key_names_its_user() {
+        let k = EventKeys::new("t1:", "wc26");
+        for user in ["alice", "a:b", "user:x", ""] {
+            assert_eq!(k.user_of(&k.user(user)), Some(user));
+        }
+        assert_eq!(k.users_pattern(), "t1:{e:wc26}:user:*");
+        assert_eq!(k.user_of(&k.booking("b1")), None);
+        assert_eq!(
+            k.user_of(&EventKeys::new("t1:", "wc27").user("alice")),
+            None
+        );
     }
 
     #[test]

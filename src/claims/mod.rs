@@ -25,7 +25,7 @@ pub mod settled;
 pub mod state;
 
 use redis::{AsyncCommands, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,7 @@ pub use crate::domain::claim::{ClaimOutcome, ClaimRequest, EventSummary, Selecti
 pub use fence::Fence;
 pub use keys::EventKeys;
 pub use primary::{Primary, Target};
+pub use scripts::Restore;
 
 use crate::domain::{Booking, BookingStatus, RejectReason, SeatState};
 
@@ -287,24 +288,21 @@ impl RedisStore {
         Ok(noted == 1)
     }
 
-    /// Promotes a pending booking to confirmed (after its MySQL COMMIT).
+    /// Promotes a pending booking to confirmed (after its MySQL COMMIT). `None` when
+    /// Redis has no record of it: see [`RedisStore::restore_confirmed`].
     pub async fn confirm(
         &self,
         event_id: &str,
         booking_id: &str,
+        user_id: &str,
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
-        let k = self.keys(event_id);
-        let mut inv = scripts::CONFIRM.prepare_invoke();
-        inv.key(k.meta())
-            .key(k.seats())
-            .key(k.booking(booking_id))
-            .arg(booking_id)
-            .arg(seats);
+        let inv = confirm_invocation(&self.keys(event_id), booking_id, user_id, false, seats);
         self.settle(inv, "confirm", booking_id).await
     }
 
-    /// Rejects a pending booking and sets its seats to MySQL's `states`.
+    /// Rejects a pending booking and sets its seats to MySQL's `states`. A booking whose
+    /// record Redis lost is rejected too, its record written again (see `reject.lua`).
     pub async fn reject(
         &self,
         event_id: &str,
@@ -316,7 +314,8 @@ impl RedisStore {
         let mut inv = scripts::REJECT.prepare_invoke();
         self.keys(event_id)
             .releasing(&mut inv, user_id, booking_id)
-            .arg(reason.as_str());
+            .arg(reason.as_str())
+            .arg(user_id);
         for (seat, state) in states {
             inv.arg(seat).arg(state.to_redis());
         }
@@ -632,6 +631,206 @@ impl RedisStore {
             reason: rec.remove("reason"),
         }))
     }
+
+    /// Writes a confirmed booking whose record Redis lost back into Redis, from MySQL:
+    /// its `seats` booked by it, its record, its owner's tally (`confirm.lua` in its
+    /// restoring mode). Only while the caller holds the seats' rows locked in MySQL and
+    /// has read the booking confirmed there (see `confirm.lua` for why).
+    pub async fn restore_confirmed(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        seats: &[String],
+    ) -> Result<Restore, StoreError> {
+        let inv = confirm_invocation(&self.keys(event_id), booking_id, user_id, true, seats);
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let restored = scripts::parse_restore(value)?;
+        self.announce_settled(booking_id).await;
+        Ok(restored)
+    }
+
+    /// One `HSCAN` step over the event's seats from `cursor` (0 starts a pass): the
+    /// next cursor (0 when the pass is complete) and the `(seat, state)` pairs read.
+    pub(crate) async fn scan_seats(
+        &self,
+        event_id: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<(String, String)>), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(
+            redis::cmd("HSCAN")
+                .arg(self.keys(event_id).seats())
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// The states of these seats (`None`: no such seat), in order, in one round trip.
+    pub(crate) async fn seat_texts(
+        &self,
+        event_id: &str,
+        seats: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if seats.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        // HMGET with one field answers a list as well; `hget` would not.
+        self.bounded(
+            redis::cmd("HMGET")
+                .arg(self.keys(event_id).seats())
+                .arg(seats)
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// The booking records of these ids as the sweeper reads them, in order, in one
+    /// round trip (`None`: Redis has no record).
+    pub(crate) async fn claim_records(
+        &self,
+        event_id: &str,
+        booking_ids: &[&str],
+    ) -> Result<Vec<Option<ClaimRecord>>, StoreError> {
+        let k = self.keys(event_id);
+        let mut pipe = redis::pipe();
+        for booking_id in booking_ids {
+            pipe.cmd("HMGET").arg(k.booking(booking_id)).arg(&[
+                "status",
+                "user",
+                "seats",
+                "created_ms",
+            ]);
+        }
+        let mut conn = self.conn.clone();
+        type Fields = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Fields> = self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(status, user, seats, created_ms)| {
+                let status = status?;
+                Some(ClaimRecord {
+                    status: BookingStatus::parse(&status),
+                    user,
+                    seats: seats.and_then(|s| serde_json::from_str(&s).ok()),
+                    created_ms: created_ms.and_then(|t| t.parse().ok()),
+                })
+            })
+            .collect())
+    }
+
+    /// The booking ids of the event's outbox entries, if it holds at most `limit`.
+    pub(crate) async fn outbox_bookings(
+        &self,
+        event_id: &str,
+        limit: usize,
+    ) -> Result<Option<HashSet<String>>, StoreError> {
+        let outbox = self.keys(event_id).outbox();
+        let mut conn = self.conn.clone();
+        let length: usize = self.bounded(conn.xlen(&outbox)).await?;
+        if length > limit {
+            return Ok(None);
+        }
+        let reply: redis::streams::StreamRangeReply = self
+            .bounded(conn.xrange_count(&outbox, "-", "+", limit.max(1)))
+            .await?;
+        Ok(Some(
+            reply
+                .ids
+                .into_iter()
+                .filter_map(|entry| entry.get::<String>("b"))
+                .collect(),
+        ))
+    }
+
+    /// One `SCAN` step over the event's user tallies from `cursor` (0 starts): the next
+    /// cursor (0 when done) and, for each tally found that holds one of `booking_ids`,
+    /// `(user, booking id)`. Only the sweeper's search for the owner of a claim whose
+    /// record Redis lost walks the keyspace like this.
+    pub(crate) async fn find_owners(
+        &self,
+        event_id: &str,
+        cursor: u64,
+        count: usize,
+        booking_ids: &[&str],
+    ) -> Result<(u64, Vec<(String, String)>), StoreError> {
+        let k = self.keys(event_id);
+        let mut conn = self.conn.clone();
+        let (next, tallies): (u64, Vec<String>) = self
+            .bounded(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(k.users_pattern())
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let tallies: Vec<(String, String)> = tallies
+            .into_iter()
+            .filter_map(|key| Some((k.user_of(&key)?.to_owned(), key)))
+            .collect();
+        if tallies.is_empty() || booking_ids.is_empty() {
+            return Ok((next, Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for (_, key) in &tallies {
+            pipe.cmd("HMGET").arg(key).arg(booking_ids);
+        }
+        let held: Vec<Vec<Option<String>>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut owners = Vec::new();
+        for ((user, _), held) in tallies.into_iter().zip(held) {
+            for (booking_id, n) in booking_ids.iter().zip(held) {
+                if n.is_some() {
+                    owners.push((user.clone(), booking_id.to_string()));
+                }
+            }
+        }
+        Ok((next, owners))
+    }
+}
+
+/// `confirm.lua`'s call: keys, then booking id, user, restore flag and seats.
+fn confirm_invocation<'a>(
+    k: &EventKeys,
+    booking_id: &str,
+    user_id: &str,
+    restore: bool,
+    seats: &[String],
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts::CONFIRM.prepare_invoke();
+    inv.key(k.meta())
+        .key(k.seats())
+        .key(k.avail())
+        .key(k.user(user_id))
+        .key(k.booking(booking_id))
+        .arg(booking_id)
+        .arg(user_id)
+        .arg(if restore { "1" } else { "0" })
+        .arg(seats);
+    inv
+}
+
+/// A booking record as the sweeper reads it: each field as Redis has it, `None` where
+/// it is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimRecord {
+    pub status: Option<BookingStatus>,
+    pub user: Option<String>,
+    pub seats: Option<Vec<String>>,
+    pub created_ms: Option<u64>,
 }
 
 /// One seat as Redis holds it.

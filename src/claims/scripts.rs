@@ -121,6 +121,32 @@ pub fn parse_status(script: &str, value: Value) -> Result<Option<BookingStatus>,
         .ok_or_else(|| StoreError::Reply(format!("{script}: unknown status {s:?}")))
 }
 
+/// What `confirm.lua` did when asked to restore a booking (see
+/// `RedisStore::restore_confirmed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// Redis had lost the record; MySQL's confirmed booking is back in Redis.
+    Restored,
+    /// Redis has a record (it was not lost, or another settle restored it first): its
+    /// status, which the script left as it was unless it was pending (then confirmed).
+    Present(BookingStatus),
+    /// Redis has neither the record nor the event's seats: nothing to restore into.
+    EventMissing,
+}
+
+/// Reads the reply of a restoring `confirm.lua`.
+pub fn parse_restore(value: Value) -> Result<Restore, StoreError> {
+    let s = string(value)?;
+    Ok(match s.as_str() {
+        "restored" => Restore::Restored,
+        "missing" => Restore::EventMissing,
+        other => Restore::Present(
+            BookingStatus::parse(other)
+                .ok_or_else(|| StoreError::Reply(format!("confirm: unknown status {s:?}")))?,
+        ),
+    })
+}
+
 pub(crate) fn string(value: Value) -> Result<String, StoreError> {
     match value {
         Value::BulkString(bytes) => {

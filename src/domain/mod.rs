@@ -149,7 +149,8 @@ pub struct Booking {
     pub seats: Vec<String>,
     pub status: BookingStatus,
     /// Only when `rejected`: why (`seats_taken`, `event_not_found`,
-    /// `deadline_exceeded`, `persist_failed`, `malformed_claim`).
+    /// `deadline_exceeded`, `persist_failed`, `malformed_claim`,
+    /// `lost_in_redis_failover`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub reason: Option<String>,
@@ -170,16 +171,21 @@ pub enum RejectReason {
     PersistFailed,
     /// The outbox entry could not be decoded.
     MalformedClaim,
+    /// Redis lost the claim's booking record after acknowledging the claim (a
+    /// failover, a restart from older data, an eviction): nothing is left from which
+    /// to persist it safely (its tally and idempotency record may be gone too).
+    LostInRedisFailover,
 }
 
 impl RejectReason {
     /// Every reason, for lookups and tests.
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::SeatsTaken,
         Self::EventNotFound,
         Self::DeadlineExceeded,
         Self::PersistFailed,
         Self::MalformedClaim,
+        Self::LostInRedisFailover,
     ];
 
     /// The reason's wire spelling (`seats_taken`, ...).
@@ -190,6 +196,7 @@ impl RejectReason {
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::PersistFailed => "persist_failed",
             Self::MalformedClaim => "malformed_claim",
+            Self::LostInRedisFailover => "lost_in_redis_failover",
         }
     }
 
@@ -236,6 +243,7 @@ mod tests {
             "deadline_exceeded",
             "persist_failed",
             "malformed_claim",
+            "lost_in_redis_failover",
         ];
         for (reason, text) in RejectReason::ALL.into_iter().zip(wire) {
             assert_eq!(reason.as_str(), text);

@@ -5,7 +5,7 @@ use sqlx::MySqlPool;
 use super::OpError;
 use crate::claims::RedisStore;
 use crate::db::{self, bookings::BookingRow};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, RejectReason};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +83,9 @@ fn lost_claim(
         },
         seats: Vec::new(),
         status: BookingStatus::Rejected,
-        reason: Some(LOST_IN_REDIS_FAILOVER.to_owned()),
+        reason: Some(RejectReason::LostInRedisFailover.as_str().to_owned()),
     })
 }
-
-/// The reason a lost claim is rejected for.
-const LOST_IN_REDIS_FAILOVER: &str = "lost_in_redis_failover";
 
 /// Cancels `booking`, as [`find`] gave it to its requester. Idempotent.
 ///

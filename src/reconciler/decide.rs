@@ -18,9 +18,10 @@ pub(crate) enum Decision {
     /// MySQL already has the booking (a redelivery, a cancellation tombstone, or a
     /// recorded rejection): nothing is written, and Redis is brought in line with it.
     FollowMysql(Follow),
-    /// Redis no longer holds the claim as pending (rejected by an earlier delivery, or
-    /// lost with Redis's data): there is nothing to persist. Carries Redis's status.
-    AlreadySettled(Option<BookingStatus>),
+    /// Redis holds the claim as settled (confirmed, rejected or cancelled by an earlier
+    /// delivery) and MySQL has no row to follow: there is nothing to persist. Carries
+    /// Redis's status.
+    AlreadySettled(BookingStatus),
     /// Reject the claim for `reason`. `record` says whether a `rejected` booking row is
     /// written: not when a seat is missing, since that most likely means the event is
     /// missing, and a booking row must name an existing event (`bookings_event`).
@@ -67,10 +68,21 @@ pub(crate) fn decide(
             }
         });
     }
-    if redis_status != Some(BookingStatus::Pending) {
-        return Decision::AlreadySettled(redis_status);
-    }
     let all_exist = locked.iter().all(Option::is_some);
+    match redis_status {
+        Some(BookingStatus::Pending) => {}
+        Some(settled) => return Decision::AlreadySettled(settled),
+        // Acknowledged once (its outbox entry or its seats say so), unknown to MySQL,
+        // and Redis lost its record: the tally and idempotency record that went with it
+        // may be gone too, so persisting it could break the per-user limit or book it
+        // twice. It is rejected, and recorded so that its owner's GET says why.
+        None => {
+            return Decision::Reject {
+                reason: RejectReason::LostInRedisFailover,
+                record: all_exist,
+            }
+        }
+    }
     let taken = locked
         .iter()
         .flatten()
@@ -232,17 +244,73 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_redis_no_longer_holds_as_pending_is_not_persisted() {
+    fn a_claim_redis_holds_as_settled_is_not_persisted() {
         let [a1, a2] = free();
         for redis_status in [
-            None,
-            Some(BookingStatus::Rejected),
-            Some(BookingStatus::Confirmed),
-            Some(BookingStatus::Cancelled),
+            BookingStatus::Rejected,
+            BookingStatus::Confirmed,
+            BookingStatus::Cancelled,
         ] {
             assert_eq!(
-                decide_on(None, redis_status, &[Some(&a1), Some(&a2)], None),
+                decide_on(None, Some(redis_status), &[Some(&a1), Some(&a2)], None),
                 Decision::AlreadySettled(redis_status)
+            );
+        }
+    }
+
+    #[test]
+    fn a_claim_whose_record_redis_lost_is_rejected_and_recorded_not_persisted() {
+        let [a1, a2] = free();
+        let lost = reject(RejectReason::LostInRedisFailover, true);
+        // Free seats, and whatever reason the caller would give up for: lost wins.
+        for give_up in [None, Some(RejectReason::DeadlineExceeded)] {
+            assert_eq!(
+                decide_on(None, None, &[Some(&a1), Some(&a2)], give_up),
+                lost
+            );
+        }
+        // Seats MySQL has booked for another booking: lost all the same (the seats go
+        // to MySQL's truth either way).
+        let taken = seat("A2", "booked", Some(OTHER));
+        assert_eq!(
+            decide_on(None, None, &[Some(&a1), Some(&taken)], None),
+            lost
+        );
+        // A seat MySQL does not have: rejected, but no row (it would name no event).
+        assert_eq!(
+            decide_on(None, None, &[Some(&a1), None], None),
+            reject(RejectReason::LostInRedisFailover, false)
+        );
+    }
+
+    #[test]
+    fn a_claim_whose_record_redis_lost_follows_mysql_when_mysql_has_it() {
+        let [a1, a2] = free();
+        let booked = [
+            seat("A1", "booked", Some(BOOKING)),
+            seat("A2", "booked", Some(BOOKING)),
+        ];
+        let cases = [
+            (
+                known(BookingStatus::Confirmed, None),
+                Follow::Confirm,
+                &booked,
+            ),
+            (
+                known(BookingStatus::Cancelled, None),
+                Follow::Cancel,
+                &[a1.clone(), a2.clone()],
+            ),
+            (
+                known(BookingStatus::Rejected, Some("lost_in_redis_failover")),
+                Follow::Reject(RejectReason::LostInRedisFailover),
+                &[a1.clone(), a2.clone()],
+            ),
+        ];
+        for (row, follow, [s1, s2]) in cases {
+            assert_eq!(
+                decide_on(Some(&row), None, &[Some(s1), Some(s2)], None),
+                Decision::FollowMysql(follow)
             );
         }
     }

@@ -11,8 +11,10 @@
 //! 1. `BEGIN`; lock the claim's seat rows `FOR UPDATE`, sorted (see `db::bookings`).
 //! 2. If MySQL already knows the booking (a redelivery, or a cancellation tombstone),
 //!    only bring Redis in line with it.
-//! 3. If Redis no longer holds the claim as pending (rejected by an earlier delivery,
-//!    or lost with Redis's data), there is nothing to persist.
+//! 3. If Redis holds the claim as settled (rejected by an earlier delivery), there is
+//!    nothing to persist. If Redis lost the claim's record (a failover, a restart from
+//!    older data, an eviction), the claim is rejected `lost_in_redis_failover` as in 4:
+//!    the tally and idempotency record that went with it make persisting it unsafe.
 //! 4. If any seat is missing or booked by another booking, reject: `reject.lua` runs
 //!    *while the locks are held*, so the MySQL states it copies are current.
 //! 5. Otherwise insert the booking, mark the seats booked, `COMMIT`, then `confirm.lua`.
@@ -46,6 +48,9 @@ use crate::telemetry;
 mod decide;
 mod outbox;
 mod settle;
+mod sweeper;
+
+pub use sweeper::SweepReport;
 
 use crate::clock::stream_entry_age;
 use outbox::is_no_group;
@@ -74,6 +79,16 @@ pub struct ReconcilerConfig {
     pub settle_timeout: Duration,
     /// Settle the claims of one read in one MySQL transaction (see `settle_batch`).
     pub batched: bool,
+    /// How often [`Reconciler::run`] sweeps for seats held by claims that cannot settle
+    /// (see `sweeper`).
+    pub sweep_every: Duration,
+    /// A pending claim is swept once it is older than `claim_deadline` plus this: by
+    /// then the reconciler would have given up on it itself, had its outbox entry
+    /// survived.
+    pub sweep_grace: Duration,
+    /// About how many seats (or, searching a lost claim's owner, keys) one sweep tick
+    /// reads per event.
+    pub sweep_batch: usize,
 }
 
 impl Default for ReconcilerConfig {
@@ -88,6 +103,9 @@ impl Default for ReconcilerConfig {
             claim_deadline: Duration::from_secs(300),
             settle_timeout: Duration::from_secs(30),
             batched: true,
+            sweep_every: Duration::from_secs(5),
+            sweep_grace: Duration::from_secs(60),
+            sweep_batch: 10_000,
         }
     }
 }
@@ -108,8 +126,10 @@ pub enum Settled {
     Confirmed,
     /// Rejected now, for this reason; Redis took MySQL's state for its seats.
     Rejected(RejectReason),
-    /// Settled before (redelivery, cancellation, or Redis no longer has the claim);
-    /// Redis was brought in line with MySQL where needed.
+    /// Settled before (a redelivery, a cancellation, a rejection MySQL recorded, or a
+    /// booking MySQL has whose record Redis lost); Redis was brought in line with MySQL
+    /// where needed. Carries the booking's status in Redis afterwards (`None`: Redis
+    /// has no record of it).
     AlreadySettled(Option<BookingStatus>),
 }
 
@@ -171,6 +191,9 @@ pub struct Reconciler {
     known_events: Mutex<HashMap<String, bool>>,
     last_autoclaim: Mutex<Option<Instant>>,
     last_outbox_sample: Mutex<Option<Instant>>,
+    /// The sweeper's progress through each event (see `sweeper`); one sweep at a time.
+    sweeps: tokio::sync::Mutex<HashMap<String, sweeper::EventSweep>>,
+    last_sweep: Mutex<Option<Instant>>,
 }
 
 impl Reconciler {
@@ -197,6 +220,8 @@ impl Reconciler {
             known_events: Mutex::default(),
             last_autoclaim: Mutex::default(),
             last_outbox_sample: Mutex::default(),
+            sweeps: tokio::sync::Mutex::default(),
+            last_sweep: Mutex::default(),
         })
     }
 
@@ -205,13 +230,15 @@ impl Reconciler {
         &self.consumer
     }
 
-    /// Runs steps until `shutdown` resolves. A step in progress is finished first, so
-    /// no claim is left half settled (and none would be lost if it were: it stays
-    /// pending in the stream).
+    /// Runs steps until `shutdown` resolves, and a sweep (see `sweeper`) every
+    /// `sweep_every` between them. A step or sweep in progress is finished first, so no
+    /// claim is left half settled (and none would be lost if it were: it stays pending
+    /// in the stream).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut failures: u32 = 0;
         loop {
+            self.sweep_if_due().await;
             let step = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -237,6 +264,21 @@ impl Reconciler {
             }
         }
         tracing::info!(consumer = %self.consumer, "reconciler stopped");
+    }
+
+    /// A sweep, if the last one was `sweep_every` ago or more. A failure is logged and
+    /// the sweep tried again at its next turn.
+    async fn sweep_if_due(&self) {
+        {
+            let mut last = self.last_sweep.lock().expect("not poisoned");
+            if last.is_some_and(|t| t.elapsed() < self.config.sweep_every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Err(err) = self.sweep().await {
+            tracing::warn!(error = %format!("{err:#}"), "sweep failed");
+        }
     }
 
     /// Reads one batch (this consumer's pending entries first, then new ones, waiting

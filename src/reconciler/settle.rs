@@ -14,8 +14,10 @@ use super::decide::{decide, Decision, Follow};
 use super::outbox::Entry;
 use super::{Claim, Reconciler, SettleError, Settled};
 use crate::backoff::backoff;
+use crate::claims::Restore;
 use crate::db::{self, bookings::BookingRow};
 use crate::domain::{BookingStatus, RejectReason, SeatState};
+use crate::telemetry;
 
 /// Redis follow-ups (`confirm.lua` and its notification) of one batch in flight at
 /// once, after its COMMIT: Redis calls only, pipelined on one multiplexed connection, so
@@ -113,7 +115,7 @@ impl Reconciler {
     /// server that stopped answering) must not hang the reconciler. On timeout the
     /// transaction is dropped, so MySQL rolls it back, and the entries are retried.
     /// With `give_up`, claims that could be persisted are rejected for that reason.
-    async fn settle_all(
+    pub(super) async fn settle_all(
         &self,
         claims: &[Claim],
         give_up: Option<RejectReason>,
@@ -127,8 +129,9 @@ impl Reconciler {
     /// The steps, for every claim in stream order:
     /// 1. lock the seat rows (done for the whole batch first);
     /// 2. if MySQL already knows the booking, Redis follows MySQL;
-    /// 3. if Redis no longer holds the claim as pending, there is nothing to persist
-    ///    (the seat locks serialise this read with every other settle of the booking);
+    /// 3. if Redis holds the claim as settled, there is nothing to persist (the seat
+    ///    locks serialise this read with every other settle of the booking); if Redis
+    ///    lost its record, reject it (`lost_in_redis_failover`) as in 4;
     /// 4. if a seat is missing or booked by another booking, reject (recorded in
     ///    MySQL, and in Redis while the locks are held);
     /// 5. otherwise book; after the COMMIT, confirm in Redis.
@@ -205,7 +208,7 @@ impl Reconciler {
                     outcomes.push(None);
                 }
                 Decision::AlreadySettled(redis_status) => {
-                    outcomes.push(Some(Settled::AlreadySettled(redis_status)));
+                    outcomes.push(Some(Settled::AlreadySettled(Some(redis_status))));
                     after.push(After::Nothing);
                 }
                 Decision::Reject { reason, record } => {
@@ -260,7 +263,12 @@ impl Reconciler {
         }
         tx.commit().await?;
         for &(i, claim, reason) in &rejects {
-            if outcomes[i] == Some(Settled::Rejected(reason)) {
+            if outcomes[i] != Some(Settled::Rejected(reason)) {
+                continue;
+            }
+            if reason == RejectReason::LostInRedisFailover {
+                tracing::warn!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason = reason.as_str(), "claim rejected: Redis lost its booking record");
+            } else {
                 tracing::info!(event.id = %claim.event_id, booking.id = %claim.booking_id, reason = reason.as_str(), "claim rejected");
             }
         }
@@ -330,15 +338,22 @@ impl Reconciler {
 
     /// `confirm.lua`, retried: after a COMMIT the booking is confirmed for good, and
     /// Redis must learn it. If Redis stays unreachable the error goes up, the entry
-    /// stays pending, and its redelivery confirms through step 2 of `settle`.
+    /// stays pending, and its redelivery confirms through step 2 of `settle`. If Redis
+    /// lost the booking's record, MySQL's truth is written back ([`Reconciler::restore`]).
     async fn confirm(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
         let mut attempt = 0;
         loop {
             match self
                 .redis
-                .confirm(&claim.event_id, &claim.booking_id, &claim.seats)
+                .confirm(
+                    &claim.event_id,
+                    &claim.booking_id,
+                    &claim.user_id,
+                    &claim.seats,
+                )
                 .await
             {
+                Ok(None) => return self.restore(claim).await,
                 Ok(status) => return Ok(status),
                 Err(err) if attempt < 3 => {
                     attempt += 1;
@@ -348,6 +363,69 @@ impl Reconciler {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+
+    /// A booking MySQL committed whose record Redis no longer has (lost after the
+    /// claim): writes MySQL's truth into Redis, its seats booked, its record, its
+    /// owner's tally. Done under the seats' `FOR UPDATE` locks, from the booking row
+    /// read under them: a cancellation that committed since the confirm's COMMIT (its
+    /// `cancel.lua`, finding no record, freed the seats) shows there as `cancelled`,
+    /// and nothing is restored; one that comes after waits for the locks and then
+    /// frees the restored seats. Returns the booking's status as Redis has it after.
+    async fn restore(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
+        let limit = self.config.settle_timeout;
+        tokio::time::timeout(limit, self.restore_unbounded(claim))
+            .await
+            .unwrap_or(Err(SettleError::Timeout(limit)))
+    }
+
+    async fn restore_unbounded(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
+        let mut seats = claim.seats.clone();
+        seats.sort_unstable();
+        seats.dedup();
+        let mut tx = self.db.begin().await?;
+        let locked = db::bookings::lock_seats(&mut tx, &claim.event_id, &seats).await?;
+        let row = db::bookings::find_booking(&mut *tx, &claim.booking_id).await?;
+        let row = match row {
+            Some(row) if row.status == BookingStatus::Confirmed => row,
+            // Cancelled since: its own cancel.lua gave the seats back.
+            Some(row) => return Ok(Some(row.status)),
+            None => return Ok(None),
+        };
+        // MySQL's truth: the seats the booking holds under the locks (all of them,
+        // for a confirmed booking).
+        let held: Vec<String> = row
+            .seats
+            .iter()
+            .filter(|seat| {
+                locked
+                    .iter()
+                    .any(|l| &l.seat == *seat && l.state() == SeatState::Booked(row.id.clone()))
+            })
+            .cloned()
+            .collect();
+        if held.is_empty() {
+            // Not a state MySQL can be in (a confirmed booking holds its seats).
+            tracing::error!(event.id = %claim.event_id, booking.id = %row.id, "a confirmed booking holds none of its seats in MySQL; not restored");
+            return Ok(None);
+        }
+        let restored = self
+            .redis
+            .restore_confirmed(&claim.event_id, &row.id, &row.user_id, &held)
+            .await?;
+        tx.commit().await?;
+        Ok(match restored {
+            Restore::Restored => {
+                tracing::warn!(
+                    event.id = %claim.event_id, booking.id = %row.id, seats = held.len(),
+                    "Redis had lost a confirmed booking's record; restored it from MySQL"
+                );
+                telemetry::booking_restored();
+                Some(BookingStatus::Confirmed)
+            }
+            Restore::Present(status) => Some(status),
+            Restore::EventMissing => None,
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 //! into Redis) and follow the order of `lua/`.
 
 use redis::AsyncCommands;
-use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, SeatCounts, Selection};
+use seatgate::claims::{ClaimOutcome, ClaimRequest, RedisStore, Restore, SeatCounts, Selection};
 use seatgate::domain::{BookingStatus, EventId, RejectReason, SeatId, SeatState, UserId};
 use std::time::Duration;
 
@@ -234,15 +234,22 @@ async fn confirm_reject_and_cancel_lua_move_only_the_seats_their_booking_holds()
 
     // confirm.lua
     assert_eq!(
-        s.confirm(e, "b1", &seats(&["A1", "A2"])).await.unwrap(),
+        s.confirm(e, "b1", "u1", &seats(&["A1", "A2"]))
+            .await
+            .unwrap(),
         Some(BookingStatus::Confirmed)
     );
     assert_eq!(
-        s.confirm(e, "b1", &seats(&["A1", "A2"])).await.unwrap(),
+        s.confirm(e, "b1", "u1", &seats(&["A1", "A2"]))
+            .await
+            .unwrap(),
         Some(BookingStatus::Confirmed)
     );
     assert_eq!(lab.state("A1").await, "booked:b1");
-    assert_eq!(s.confirm(e, "nope", &seats(&["A1"])).await.unwrap(), None);
+    assert_eq!(
+        s.confirm(e, "nope", "u9", &seats(&["A1"])).await.unwrap(),
+        None
+    );
     assert_eq!(lab.counts().await, (0, 2, 2));
 
     // reject.lua: MySQL says A3 is booked by "x"; a confirmed booking is never rejected.
@@ -294,7 +301,7 @@ async fn confirm_reject_and_cancel_lua_move_only_the_seats_their_booking_holds()
     assert_eq!(lab.counts().await, (3, 0, 1));
     // A late confirm cannot resurrect a cancelled booking.
     assert_eq!(
-        s.confirm(e, "b3", &seats(&["A4"])).await.unwrap(),
+        s.confirm(e, "b3", "u3", &seats(&["A4"])).await.unwrap(),
         Some(BookingStatus::Cancelled)
     );
     assert_eq!(lab.state("A4").await, "available");
@@ -362,7 +369,7 @@ async fn scripts_reload_themselves_after_script_flush() {
     );
     assert_eq!(
         lab.store
-            .confirm(&lab.event, "b2", &["A2".to_owned()])
+            .confirm(&lab.event, "b2", "u2", &["A2".to_owned()])
             .await
             .unwrap(),
         Some(BookingStatus::Confirmed)
@@ -420,7 +427,7 @@ async fn freed_seats_go_back_to_their_exact_ordinal_after_reject_and_cancel() {
         pending("b3", &["T6"])
     );
     assert_eq!(
-        s.confirm(e, "b3", &seats(&["T6"])).await.unwrap(),
+        s.confirm(e, "b3", "u3", &seats(&["T6"])).await.unwrap(),
         Some(BookingStatus::Confirmed)
     );
     assert_eq!(
@@ -473,7 +480,7 @@ async fn a_seat_freed_without_its_booking_record_finds_its_ordinal_in_the_order_
         lab.claim("u1", "b1", &["A2"], None).await,
         pending("b1", &["A2"])
     );
-    s.confirm(e, "b1", &seats(&["A2"])).await.unwrap();
+    s.confirm(e, "b1", "u1", &seats(&["A2"])).await.unwrap();
     // Redis lost the record (say, restored from an older snapshot); MySQL cancels.
     let mut conn = s.connection();
     let _: i64 = conn.del(s.keys(e).booking("b1")).await.unwrap();
@@ -545,4 +552,171 @@ async fn warm_lua_keeps_the_order_list_that_seat_states_lists_seats_by() {
     s.warm_chunk(e, &triples(0..4)).await.unwrap();
     assert_eq!(lab.order().await, seats(&all));
     assert_eq!(lab.state("A1").await, "pending:b1");
+}
+
+impl Lab {
+    /// `(available, pending, booked)` counted from the seat states themselves, which
+    /// the counters in meta (and avail's size) must equal.
+    async fn recount(&self) -> (u64, u64, u64) {
+        let mut conn = self.store.connection();
+        let states: Vec<String> = conn
+            .hvals(self.store.keys(&self.event).seats())
+            .await
+            .unwrap();
+        let count = |prefix: &str| states.iter().filter(|s| s.starts_with(prefix)).count() as u64;
+        (count("available"), count("pending:"), count("booked:"))
+    }
+
+    /// The seats the user's tally counts for `bid`.
+    async fn tally(&self, user: &str, bid: &str) -> Option<u64> {
+        let mut conn = self.store.connection();
+        conn.hget(self.store.keys(&self.event).user(user), bid)
+            .await
+            .unwrap()
+    }
+
+    /// True when Redis has `key`.
+    async fn exists(&self, key: String) -> bool {
+        let mut conn = self.store.connection();
+        conn.exists(key).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn reject_lua_rejects_a_claim_whose_record_redis_lost_and_writes_the_record_again() {
+    let lab = Lab::new(REDIS_URL, &["A1", "A2", "A3", "A4"], &[], 4).await;
+    let (s, e) = (&lab.store, lab.event.as_str());
+    lab.claim("u1", "b1", &["A1", "A2"], None).await;
+    lab.claim("u2", "b2", &["A3"], None).await;
+    // Redis loses b1's record (an eviction, say); seats and tally are still there.
+    let mut conn = s.connection();
+    let _: i64 = conn.del(s.keys(e).booking("b1")).await.unwrap();
+
+    // MySQL: A1 is free, A2 booked by "m".
+    let truth = vec![
+        ("A1".to_owned(), SeatState::Available),
+        ("A2".to_owned(), SeatState::Booked("m".into())),
+    ];
+    let lost = RejectReason::LostInRedisFailover;
+    for _ in 0..2 {
+        // The second call finds the record it wrote and changes nothing.
+        assert_eq!(
+            s.reject(e, "b1", "u1", lost, &truth).await.unwrap(),
+            Some(BookingStatus::Rejected)
+        );
+        assert_eq!(lab.state("A1").await, "available");
+        assert_eq!(lab.state("A2").await, "booked:m");
+        assert_eq!(lab.state("A3").await, "pending:b2");
+        // A1 is back at its ordinal, found in the order list (no record, no ords).
+        assert_eq!(lab.score("A1").await, Some(0.0));
+        assert_eq!(lab.counts().await, (2, 1, 1));
+        assert_eq!(lab.recount().await, (2, 1, 1));
+        assert_eq!(lab.tally("u1", "b1").await, None);
+        assert_eq!(lab.tally("u2", "b2").await, Some(1));
+        let b = s.booking(e, "b1").await.unwrap().expect("a record again");
+        assert_eq!(
+            (b.user_id.as_str(), b.seats, b.status, b.reason.as_deref()),
+            (
+                "u1",
+                seats(&["A1", "A2"]),
+                BookingStatus::Rejected,
+                Some("lost_in_redis_failover")
+            )
+        );
+    }
+    // The owner can use the allowance again.
+    assert_eq!(
+        lab.claim("u1", "b3", &["A1", "A4"], None).await,
+        pending("b3", &["A1", "A4"])
+    );
+
+    // An event whose keys Redis lost altogether: nothing is written (a warm rebuilds
+    // it from MySQL, which has the rejection).
+    let gone = s.keys("gone");
+    let free = vec![("A1".to_owned(), SeatState::Available)];
+    assert_eq!(
+        s.reject("gone", "b9", "u9", lost, &free).await.unwrap(),
+        None
+    );
+    for key in [gone.booking("b9"), gone.meta(), gone.seats()] {
+        assert!(!lab.exists(key.clone()).await, "{key} was written");
+    }
+}
+
+#[tokio::test]
+async fn confirm_lua_restores_a_confirmed_booking_whose_record_redis_lost() {
+    let lab = Lab::new(
+        REDIS_URL,
+        &["A1", "A2", "A3", "A4", "A5"],
+        &[("A4", "x")],
+        5,
+    )
+    .await;
+    let (s, e) = (&lab.store, lab.event.as_str());
+    lab.claim("u1", "b1", &["A1", "A2"], None).await;
+    lab.claim("u9", "b9", &["A3"], None).await;
+    // Redis lost b1's record and its tally entry, and holds A2 as available (older
+    // data); MySQL has b1 confirmed on A1 to A4 (it says so; the script does not ask).
+    let k = s.keys(e);
+    let mut conn = s.connection();
+    let _: i64 = conn.del(k.booking("b1")).await.unwrap();
+    let _: i64 = conn.hdel(k.user("u1"), "b1").await.unwrap();
+    let _: i64 = conn.hset(k.seats(), "A2", "available").await.unwrap();
+    let _: i64 = conn.zadd(k.avail(), "A2", 1).await.unwrap();
+    s.warm_finish(e, "Lab", 5, 5, true).await.unwrap();
+    assert_eq!(lab.counts().await, (2, 2, 1));
+    let mine = seats(&["A1", "A2", "A3", "A4"]);
+
+    // Without the caller's word that it holds the seats' locks: only reported.
+    assert_eq!(s.confirm(e, "b1", "u1", &mine).await.unwrap(), None);
+    assert_eq!(lab.state("A1").await, "pending:b1");
+    assert_eq!(lab.state("A2").await, "available");
+
+    assert_eq!(
+        s.restore_confirmed(e, "b1", "u1", &mine).await.unwrap(),
+        Restore::Restored
+    );
+    let check = || async {
+        for seat in &mine {
+            assert_eq!(lab.state(seat).await, "booked:b1", "{seat}");
+        }
+        assert_eq!(lab.score("A2").await, None, "A2 left avail");
+        assert_eq!(lab.score("A5").await, Some(4.0));
+        assert_eq!(lab.counts().await, (1, 0, 4));
+        assert_eq!(lab.recount().await, (1, 0, 4));
+        let b = s.booking(e, "b1").await.unwrap().expect("a record again");
+        assert_eq!(
+            (b.user_id.as_str(), &b.seats, b.status),
+            ("u1", &mine, BookingStatus::Confirmed)
+        );
+        assert_eq!(lab.tally("u1", "b1").await, Some(4));
+    };
+    check().await;
+    // The owner's limit counts the booking again: 4 held, 2 more would make 6 > 5.
+    assert_eq!(
+        lab.quantity("u1", "b2", 2).await,
+        ClaimOutcome::UserLimit(5)
+    );
+    // Again: the record is there, nothing moves; a plain confirm says confirmed.
+    assert_eq!(
+        s.restore_confirmed(e, "b1", "u1", &mine).await.unwrap(),
+        Restore::Present(BookingStatus::Confirmed)
+    );
+    assert_eq!(
+        s.confirm(e, "b1", "u1", &mine).await.unwrap(),
+        Some(BookingStatus::Confirmed)
+    );
+    check().await;
+
+    // An event whose keys Redis lost altogether: nothing is written.
+    let gone = s.keys("gone");
+    assert_eq!(
+        s.restore_confirmed("gone", "b9", "u9", &seats(&["A1"]))
+            .await
+            .unwrap(),
+        Restore::EventMissing
+    );
+    for key in [gone.booking("b9"), gone.meta(), gone.user("u9")] {
+        assert!(!lab.exists(key.clone()).await, "{key} was written");
+    }
 }

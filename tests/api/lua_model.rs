@@ -758,8 +758,11 @@ impl Harness {
         let names = |seats: &[usize]| seats.iter().map(|&i| seat_name(i)).collect::<Vec<_>>();
         let (script, got, want) = match call {
             Call::Confirm => {
-                let seats = names(&self.model.records[bid].seats);
-                let got = store.confirm(event, bid, &seats).await;
+                let record = &self.model.records[bid];
+                let seats = names(&record.seats);
+                let got = store
+                    .confirm(event, bid, &user_name(record.user), &seats)
+                    .await;
                 ("confirm.lua", got, self.model.confirm(bid))
             }
             Call::Reject { reason, truth } => {

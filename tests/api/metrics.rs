@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::helpers::*;
 
 /// Series (name with its labels, as rendered) → value, from the Prometheus text.
-async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
+pub(crate) async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
     let r = app.get_ok("/metrics", "text/plain; version=0.0.4").await;
     let text = r.text().await.unwrap();
     let series = text
@@ -22,7 +22,7 @@ async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
     (text, series)
 }
 
-fn value(series: &HashMap<String, f64>, name: &str) -> f64 {
+pub(crate) fn value(series: &HashMap<String, f64>, name: &str) -> f64 {
     series.get(name).copied().unwrap_or(0.0)
 }
 
