@@ -218,35 +218,13 @@ impl Application {
             });
         }
         let reconciler = self.reconciler.map(|r| {
-            let mut stop = stop_rx.clone();
-            let mut ready = self.db_ready.subscribe();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = ready.wait_for(|r| *r) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-                r.run(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
+            once_ready(&self.db_ready, &stop_rx, |stopped| async move {
+                r.run(stopped).await
             })
         });
-        let keeper = {
-            let keeper = self.keeper;
-            let mut stop = stop_rx.clone();
-            let mut ready = self.db_ready.subscribe();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = ready.wait_for(|r| *r) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-                keeper
-                    .run(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-            })
-        };
+        let keeper = once_ready(&self.db_ready, &stop_rx, |stopped| async move {
+            self.keeper.run(stopped).await
+        });
         tracing::info!(%addr, reconciler = reconciler.is_some(), "seatgate listening");
         let live = self.state.live.clone();
         let app = api::router(self.state);
@@ -266,6 +244,31 @@ impl Application {
         keeper.await.context("fence keeper task")?;
         Ok(())
     }
+}
+
+/// Spawns `task` once MySQL is ready (its migrations applied), unless the gateway stops
+/// first. The task is handed a future that resolves when the gateway stops.
+fn once_ready<F, Fut>(
+    db_ready: &watch::Sender<bool>,
+    stop: &watch::Receiver<bool>,
+    task: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let mut ready = db_ready.subscribe();
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        task(Box::pin(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+        .await
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -47,7 +47,14 @@ async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_boo
         s.redis_timeout = Duration::from_secs(2);
     })
     .await;
-    let seats = seat_names(30);
+    // `SEATGATE_FENCE_SEATS` scales the event (BENCHMARKS.md, "Fencing", measures the
+    // fence on large ones); two thirds of the seats sell before the restart.
+    let n: usize = std::env::var("SEATGATE_FENCE_SEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let fans = n * 2 / 3;
+    let seats = seat_names(n);
     // One seat per user: the tallies are what stop a winner from buying again.
     let event = app.event_with(&seats, 1).await;
     // The snapshot holds the event on sale with every seat free.
@@ -58,16 +65,27 @@ async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_boo
     )
     .await;
 
-    // The drop: 20 fans win a seat each, and every win is confirmed in MySQL.
-    let mut won = Vec::new();
-    for i in 0..20 {
-        let (booking, _) = app.claim_best(&event, &format!("fan-{i}"), 1).await;
-        won.push((format!("fan-{i}"), booking));
-    }
+    // The drop: the fans win a seat each, and every win is confirmed in MySQL.
+    let claims = (0..fans)
+        .map(|i| (format!("fan-{i}"), best_of(1)))
+        .collect::<Vec<_>>();
+    let won: Vec<(String, String)> = app
+        .claim_storm(&event, claims, 32)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(i, (status, body))| {
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            (
+                format!("fan-{i}"),
+                body["booking_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
     eventually(
         "every win is confirmed",
-        Duration::from_secs(60),
-        || async { (app.mysql_confirmed(&event).await == 20).then_some(()) },
+        Duration::from_secs(120),
+        || async { (app.mysql_confirmed(&event).await == fans as i64).then_some(()) },
     )
     .await;
 
@@ -75,6 +93,8 @@ async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_boo
     // the fans' tallies are gone.
     shutdown_nosave(&redis.url()).await;
     redis.restart().await.unwrap();
+    let restarted = std::time::Instant::now();
+    let mut fenced_for = None;
 
     // Every seat, claimed by a newcomer (retrying through 503s, as clients do): a seat
     // that MySQL has booked is never acknowledged; the others sell.
@@ -85,6 +105,7 @@ async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_boo
             .claim_retrying(&event, &format!("new-{seat}"), &json!({ "seats": [seat] }))
             .await;
         let status = r.status();
+        fenced_for.get_or_insert_with(|| restarted.elapsed());
         if mysql == "booked" {
             assert_eq!(status, StatusCode::CONFLICT, "{seat} is booked in MySQL");
         } else {
@@ -97,7 +118,11 @@ async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_boo
             sold += 1;
         }
     }
-    assert_eq!(sold, 10);
+    eprintln!(
+        "figure: {n} seats, {fans} booked: claims fenced for {:?} after Redis came back",
+        fenced_for.unwrap()
+    );
+    assert_eq!(sold, n - fans);
     // The fans' tallies are back: none may buy a second seat (the limit is checked
     // before the seats, so this is not the sold-out answer).
     for (fan, booking) in &won {
@@ -119,7 +144,7 @@ async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_boo
     eventually(
         "every sale is confirmed",
         Duration::from_secs(60),
-        || async { (app.mysql_confirmed(&event).await == 30).then_some(()) },
+        || async { (app.mysql_confirmed(&event).await == n as i64).then_some(()) },
     )
     .await;
     assert_eq!(app.audit(&event, false).await["consistent"], true);
