@@ -200,14 +200,9 @@ async fn settle_all_on(app: &TestApp, redis_url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_loses_its_data_the_gateway_rebuilds_it_from_mysql_by_itself() {
-    let Some(mut redis) = private_redis().await else {
+    let Some((mut redis, app)) = spawn_app_on_private_redis(|s| s.reconciler = false).await else {
         return;
     };
-    let app = spawn_app_with(|s| {
-        s.redis_url = redis.url();
-        s.reconciler = false;
-    })
-    .await;
     let seats = seat_names(6);
     let event = app.event_with(&seats, 4).await;
     let confirmed = claim_each(&app, &event, &seats[..3]).await;

@@ -12,18 +12,17 @@ use crate::helpers::*;
 
 /// `SAVE`, then the RDB file is what a restart loads.
 async fn snapshot(url: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let () = redis::cmd("SAVE").query_async(&mut conn).await.unwrap();
+    let () = redis::cmd("SAVE")
+        .query_async(&mut raw_redis(url).await)
+        .await
+        .unwrap();
 }
 
 /// `SHUTDOWN NOSAVE`: the server exits without writing what it has since the snapshot.
 async fn shutdown_nosave(url: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let gone: redis::RedisResult<()> = redis::cmd("SHUTDOWN")
         .arg("NOSAVE")
-        .query_async(&mut conn)
+        .query_async(&mut raw_redis(url).await)
         .await;
     assert!(gone.is_err(), "SHUTDOWN answers by closing the connection");
 }
@@ -39,14 +38,11 @@ async fn metric(app: &TestApp, line_start: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_booked_seat_and_heals_by_itself(
 ) {
-    let Some(mut redis) = private_redis().await else {
+    let Some((mut redis, app)) =
+        spawn_app_on_private_redis(|s| s.redis_timeout = Duration::from_secs(2)).await
+    else {
         return;
     };
-    let app = spawn_app_with(|s| {
-        s.redis_url = redis.url();
-        s.redis_timeout = Duration::from_secs(2);
-    })
-    .await;
     // `SEATGATE_FENCE_SEATS` scales the event (BENCHMARKS.md, "Fencing", measures the
     // fence on large ones); two thirds of the seats sell before the restart.
     let n: usize = std::env::var("SEATGATE_FENCE_SEATS")
@@ -152,14 +148,9 @@ async fn a_redis_restarted_from_an_older_snapshot_acknowledges_no_claim_on_a_boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_acknowledged_then_lost_with_redis_reads_rejected_lost_in_redis_failover() {
-    let Some(mut redis) = private_redis().await else {
+    let Some((mut redis, app)) = spawn_app_on_private_redis(|s| s.reconciler = false).await else {
         return;
     };
-    let app = spawn_app_with(|s| {
-        s.redis_url = redis.url();
-        s.reconciler = false;
-    })
-    .await;
     let seats = seat_names(4);
     let event = app.event_with(&seats, 4).await;
     let r = app.claim(&event, "pat", &pick(&["S0001"]), None).await;

@@ -175,6 +175,32 @@ pub async fn private_redis() -> Option<seatgate_sandbox::PrivateRedis> {
     )
 }
 
+/// A gateway on a private redis-server of its own (`adjust` tunes its settings
+/// further), for tests that kill, restart or reconfigure Redis. `None` when the test is
+/// to be skipped (see [`private_redis`]).
+pub async fn spawn_app_on_private_redis(
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<(seatgate_sandbox::PrivateRedis, TestApp)> {
+    let redis = private_redis().await?;
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis_url = url;
+        adjust(s);
+    })
+    .await;
+    Some((redis, app))
+}
+
+/// A connection of its own to the Redis at `url`, for what the test does behind the
+/// gateway's back.
+pub async fn raw_redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where

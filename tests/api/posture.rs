@@ -34,11 +34,7 @@ fn evicting() -> RedisOptions {
 }
 
 async fn conn(redis: &PrivateRedis) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    raw_redis(&redis.url()).await
 }
 
 /// Settings as `spawn_app_with` makes them, for a build that is expected to fail.

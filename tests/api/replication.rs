@@ -38,11 +38,7 @@ async fn replicated_app(timeout: Duration) -> Option<(ReplicatedRedis, TestApp)>
 }
 
 async fn conn(redis: &PrivateRedis) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    raw_redis(&redis.url()).await
 }
 
 /// The status field of a booking record on `node`, if it has the record.
