@@ -197,8 +197,14 @@ pub struct Primary {
 
 impl Primary {
     /// A handle that connects on first use. `timeout` bounds connecting and each reply.
+    ///
+    /// The reply timeout is a little shorter than `timeout`, the bound callers put on
+    /// a whole call: the connection's own timeout then fires first, and is counted
+    /// towards [`TIMEOUTS_BEFORE_RECONNECT`] (a caller's bound dropping the call would
+    /// not be), so a primary that stops answering without closing its connections (a
+    /// partition, a stalled host) is left for the one Sentinel promotes.
     pub fn new(target: Target, timeout: Duration) -> Self {
-        Self::with_timeouts(target, timeout, timeout)
+        Self::with_timeouts(target, timeout, timeout.mul_f64(0.9))
     }
 
     /// [`Primary::new`] with a reply timeout of its own (blocking reads wait longer

@@ -38,7 +38,17 @@ struct Outcome {
     lost: usize,
 }
 
-async fn drop_through_a_failover(min_replicas: u32) -> Option<Outcome> {
+/// What happens to the primary in the middle of the drop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Its replicas lag (stopped, their links dropped), then it is killed -9.
+    KilledAfterItsReplicasLag,
+    /// It stops answering without closing a connection (SIGSTOP: a partition, a
+    /// stalled host), and stays so until the drop is over.
+    Stalls,
+}
+
+async fn drop_through_a_failover(min_replicas: u32, failure: Failure) -> Option<Outcome> {
     if !redis_server_installed() {
         return None;
     }
@@ -90,6 +100,15 @@ async fn drop_through_a_failover(min_replicas: u32) -> Option<Outcome> {
     let killer = async {
         while answered.load(std::sync::atomic::Ordering::Relaxed) < SEATS / 4 {
             tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if failure == Failure::Stalls {
+            group.node_mut(old).unwrap().pause().unwrap();
+            let new = group
+                .wait_for_failover(old, Duration::from_secs(60))
+                .await
+                .expect("the sentinels promote a replica");
+            eprintln!("figure: primary {old} stalled, sentinels promoted {new}");
+            return;
         }
         // The replicas lag first: they stall and the primary drops their links, so what
         // it acknowledges from then on is on no replica when it dies.
@@ -181,7 +200,7 @@ async fn drop_through_a_failover(min_replicas: u32) -> Option<Outcome> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_replica_required_no_acknowledged_claim_is_lost_in_a_failover() {
-    let Some(outcome) = drop_through_a_failover(1).await else {
+    let Some(outcome) = drop_through_a_failover(1, Failure::KilledAfterItsReplicasLag).await else {
         return;
     };
     eprintln!(
@@ -195,7 +214,7 @@ async fn with_a_replica_required_no_acknowledged_claim_is_lost_in_a_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_replicas_required_the_claims_a_failover_loses_read_rejected_lost_in_redis_failover(
 ) {
-    let Some(outcome) = drop_through_a_failover(0).await else {
+    let Some(outcome) = drop_through_a_failover(0, Failure::KilledAfterItsReplicasLag).await else {
         return;
     };
     // The claims acknowledged while the replicas stalled are on no replica: lost, and
@@ -209,4 +228,18 @@ async fn without_replicas_required_the_claims_a_failover_loses_read_rejected_los
         outcome.lost > 0,
         "the stalled replicas missed some acknowledged claims"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_stalls_is_left_for_the_replica_sentinel_promotes() {
+    let Some(outcome) = drop_through_a_failover(1, Failure::Stalls).await else {
+        return;
+    };
+    eprintln!(
+        "figure: stalled primary: {} claims acknowledged, {} confirmed",
+        outcome.acknowledged, outcome.confirmed
+    );
+    // The drop went on past the stall: every seat sold, every sale confirmed.
+    assert_eq!(outcome.acknowledged, SEATS);
+    assert_eq!(outcome.confirmed, SEATS);
 }
