@@ -39,7 +39,7 @@
 
 use redis::AsyncCommands;
 use std::collections::HashSet;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 use super::primary::{Bound, Live};
@@ -123,7 +123,7 @@ impl RedisStore {
 
     /// Checks the node of `live` against the incarnation record and records the
     /// verdict on the connection. True when they agree.
-    pub async fn verify(&self, live: &Live) -> Result<bool, StoreError> {
+    pub async fn verify(&self, live: &Arc<Live>) -> Result<bool, StoreError> {
         let record = self.incarnation_on(live).await?;
         let agrees = record.run_id.as_deref() == Some(live.run_id());
         live.set_verified(agrees);
@@ -131,7 +131,7 @@ impl RedisStore {
     }
 
     /// The incarnation record, read on `live`.
-    pub async fn incarnation_on(&self, live: &Live) -> Result<Incarnation, StoreError> {
+    pub async fn incarnation_on(&self, live: &Arc<Live>) -> Result<Incarnation, StoreError> {
         let mut conn = self.conn.bound(live.clone());
         let run_id: Option<String> = self
             .bounded(conn.hget(keys::incarnation(&self.namespace), "run_id"))
@@ -142,7 +142,7 @@ impl RedisStore {
     /// Records that the node `run_id` has been rebuilt from MySQL.
     pub(crate) async fn record_incarnation(
         &self,
-        live: &Live,
+        live: &Arc<Live>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.bound(live.clone());

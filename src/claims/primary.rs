@@ -143,14 +143,14 @@ pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     })
 }
 
-/// One connection to the primary as it was made.
-#[derive(Clone)]
+/// One connection to the primary as it was made. Shared (`Arc<Live>`) by every call
+/// that uses it.
 pub struct Live {
     conn: MultiplexedConnection,
     generation: u64,
-    run_id: Arc<str>,
-    verified: Arc<AtomicBool>,
-    timeouts: Arc<AtomicU32>,
+    run_id: String,
+    verified: AtomicBool,
+    timeouts: AtomicU32,
 }
 
 impl Live {
@@ -179,7 +179,7 @@ struct Inner {
     target: Target,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
-    live: RwLock<Option<Live>>,
+    live: RwLock<Option<Arc<Live>>>,
     connecting: tokio::sync::Mutex<()>,
     generations: AtomicU64,
     /// When the last attempt to connect failed, and why.
@@ -239,7 +239,7 @@ impl Primary {
     }
 
     /// The current connection, made now if there is none.
-    pub async fn live(&self) -> redis::RedisResult<Live> {
+    pub async fn live(&self) -> redis::RedisResult<Arc<Live>> {
         if let Some(live) = self.current() {
             return Ok(live);
         }
@@ -269,13 +269,13 @@ impl Primary {
         });
         match opened {
             Ok((conn, run_id)) => {
-                let live = Live {
+                let live = Arc::new(Live {
                     conn,
                     generation: self.inner.generations.fetch_add(1, Ordering::AcqRel) + 1,
-                    run_id: run_id.into(),
-                    verified: Arc::default(),
-                    timeouts: Arc::default(),
-                };
+                    run_id,
+                    verified: AtomicBool::new(false),
+                    timeouts: AtomicU32::new(0),
+                });
                 *self.inner.failed.lock().expect("not poisoned") = None;
                 *self.inner.live.write().expect("not poisoned") = Some(live.clone());
                 tracing::debug!(generation = live.generation, run_id = %live.run_id, "connected to the Redis primary");
@@ -295,7 +295,7 @@ impl Primary {
         self.current().map(|live| live.generation)
     }
 
-    fn current(&self) -> Option<Live> {
+    fn current(&self) -> Option<Arc<Live>> {
         self.inner.live.read().expect("not poisoned").clone()
     }
 
@@ -312,7 +312,13 @@ impl Primary {
     /// it is gone or reaches a node that is no longer the primary.
     fn observe<T>(&self, live: &Live, result: &redis::RedisResult<T>) {
         match result {
-            Ok(_) => live.timeouts.store(0, Ordering::Relaxed),
+            // Read first: every command passes here, and a write to the shared counter
+            // on each would bounce its cache line between the cores.
+            Ok(_) => {
+                if live.timeouts.load(Ordering::Relaxed) != 0 {
+                    live.timeouts.store(0, Ordering::Relaxed);
+                }
+            }
             Err(err) if err.is_timeout() => {
                 if live.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_RECONNECT {
                     self.drop_connection(live.generation, err);
@@ -333,7 +339,7 @@ impl Primary {
     /// A connection-like handle bound to `live`: commands sent through it go to that
     /// connection or fail, never to a newer one (the claim path, whose connection was
     /// checked, and `WAIT`, which must follow the writes it covers on their connection).
-    pub fn bound(&self, live: Live) -> Bound {
+    pub fn bound(&self, live: Arc<Live>) -> Bound {
         Bound {
             primary: self.clone(),
             live,
@@ -345,7 +351,7 @@ impl Primary {
 #[derive(Clone)]
 pub struct Bound {
     primary: Primary,
-    live: Live,
+    live: Arc<Live>,
 }
 
 impl Bound {
@@ -357,7 +363,8 @@ impl Bound {
 impl ConnectionLike for Bound {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let result = self.live.conn.req_packed_command(cmd).await;
+            let mut conn = self.live.conn.clone();
+            let result = conn.req_packed_command(cmd).await;
             self.primary.observe(&self.live, &result);
             result
         })
@@ -370,11 +377,8 @@ impl ConnectionLike for Bound {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let result = self
-                .live
-                .conn
-                .req_packed_commands(pipeline, offset, count)
-                .await;
+            let mut conn = self.live.conn.clone();
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
             self.primary.observe(&self.live, &result);
             result
         })
@@ -389,7 +393,10 @@ impl ConnectionLike for Primary {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let live = self.live().await?;
-            self.bound(live).req_packed_command(cmd).await
+            let mut conn = live.conn.clone();
+            let result = conn.req_packed_command(cmd).await;
+            self.observe(&live, &result);
+            result
         })
     }
 
@@ -401,9 +408,10 @@ impl ConnectionLike for Primary {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let live = self.live().await?;
-            self.bound(live)
-                .req_packed_commands(pipeline, offset, count)
-                .await
+            let mut conn = live.conn.clone();
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
+            self.observe(&live, &result);
+            result
         })
     }
 

@@ -164,7 +164,7 @@ impl Keeper {
 
     async fn rebuild(
         &self,
-        live: &crate::claims::primary::Live,
+        live: &std::sync::Arc<crate::claims::primary::Live>,
         on_sale: &[String],
     ) -> Result<(), OpError> {
         let started = clock::unix_millis() as i64;

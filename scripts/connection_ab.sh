@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The Redis connection, before and after: the claim path and a Redis read through
+# redis-rs's ConnectionManager (OLD, main before issue 11) and through
+# claims::Primary (NEW: Sentinel-aware, every claim checked against the fence), each a
+# separate `seatgate serve` on the shared Redis and MySQL, alternating old and new in
+# one run (the machine is noisy: ratios within a run are the figures to trust).
+#
+# Usage: scripts/connection_ab.sh OLD_BINARY NEW_BINARY
+# Environment:
+#   AB_ROUNDS=2                rounds, each old then new
+#   AB_TOOLS=target/release/seatgate-tools   the load generator (our own tool)
+#   AB_WRK_SECONDS=8           length of each wrk run (the outside tool)
+#   AB_OUT=target/connection-ab   where the reports and logs go
+#   SEATGATE_REDIS_URL, AB_MYSQL (default mysql://root@127.0.0.1:3306): the shared
+#   servers; each gateway gets a database and a Redis namespace of its own, both
+#   deleted at the end.
+#
+# Per gateway: `seatgate-tools drop --url` (200 seats × 100 claims, 500 in flight:
+# claims/s and latency), then wrk on `GET /v1/events/{id}` (one Redis pipeline per
+# request through the same connection), 200 connections.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ $# -ge 2 ] || { sed -n '2,20p' "$0"; exit 2; }
+old_bin=$(realpath "$1")
+new_bin=$(realpath "$2")
+rounds=${AB_ROUNDS:-2}
+tools=$(realpath "${AB_TOOLS:-target/release/seatgate-tools}")
+wrk_secs=${AB_WRK_SECONDS:-8}
+out=${AB_OUT:-target/connection-ab}
+mysql_base=${AB_MYSQL:-mysql://root@127.0.0.1:3306}
+redis_url=${SEATGATE_REDIS_URL:-redis://127.0.0.1:6379}
+mkdir -p "$out"
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+
+run_id=$$
+export SEATGATE_ADMIN_TOKEN=$(openssl rand -hex 16)
+export SEATGATE_JWT_SECRET=$(openssl rand -hex 32)
+export SEATGATE_REDIS_URL=$redis_url
+export SEATGATE_USER_RATE=0
+export RUST_LOG=${RUST_LOG:-warn}
+gateway_pid=
+
+cleanup() {
+  if [ -n "$gateway_pid" ]; then
+    kill "$gateway_pid" 2>/dev/null || true
+    wait "$gateway_pid" 2>/dev/null || true
+  fi
+  for label in old new; do
+    mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS ab_${run_id}_${label}" 2>/dev/null || true
+    redis-cli -u "$redis_url" --scan --pattern "ab-${run_id}-${label}:*" \
+      | xargs -r redis-cli -u "$redis_url" unlink >/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+start_gateway() { # binary label port
+  SEATGATE_HTTP_ADDR=127.0.0.1:$3 \
+    SEATGATE_DATABASE_URL=$mysql_base/ab_${run_id}_$2 \
+    SEATGATE_REDIS_NAMESPACE=ab-${run_id}-$2: \
+    "$1" serve >>"$out/serve-$2.log" 2>&1 &
+  gateway_pid=$!
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$3/healthz" >/dev/null && return 0
+    kill -0 "$gateway_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "the $2 gateway did not start; see $out/serve-$2.log" >&2
+  exit 1
+}
+
+stop_gateway() {
+  kill "$gateway_pid" 2>/dev/null || true
+  wait "$gateway_pid" 2>/dev/null || true
+  gateway_pid=
+}
+
+port=$((19000 + run_id % 1000 * 10))
+echo "connection A/B run $run_id: $rounds round(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in $(seq "$rounds"); do
+  for label in old new; do
+    bin=$old_bin
+    [ "$label" = new ] && bin=$new_bin
+    port=$((port + 1))
+    start_gateway "$bin" "$label" "$port"
+    base=http://127.0.0.1:$port
+    report="$out/drop-$label-$round.txt"
+    "$tools" drop --url "$base" --no-progress \
+      --database-url "$mysql_base/ab_${run_id}_$label" \
+      --seats 200 --claims-per-seat 100 --concurrency 500 >"$report" 2>"$report.stderr" || {
+        echo "the drop against $label failed; see $report.stderr" >&2; exit 1; }
+    event="wrk-$round"
+    seats=$(python3 -c 'import json; print(json.dumps(["S%04d" % i for i in range(100)]))')
+    curl -sf -X POST "$base/v1/admin/events" -H "Authorization: Bearer $SEATGATE_ADMIN_TOKEN" \
+      -H 'Content-Type: application/json' \
+      -d "{\"id\":\"$event\",\"name\":\"wrk\",\"seats\":$seats}" >/dev/null
+    curl -sf -X POST "$base/v1/admin/events/$event/warm" \
+      -H "Authorization: Bearer $SEATGATE_ADMIN_TOKEN" >/dev/null
+    wrk_rps=$(wrk -t2 -c200 -d"${wrk_secs}s" "$base/v1/events/$event" | awk '/Requests\/sec/ { print $2 }')
+    printf 'round %s %-3s drop: %s | %s || wrk GET /v1/events/{id}: %s req/s\n' "$round" "$label" \
+      "$(grep -E '^  sent' "$report" | sed -E 's/ +/ /g; s/^ sent //')" \
+      "$(grep -E '^  latency' "$report" | sed -E 's/ +/ /g; s/^ //')" "$wrk_rps"
+    stop_gateway
+  done
+done
