@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{json_body, parse_event_id, read_body, ApiPath, ApiQuery};
-use super::openapi::{AdminUnauthorized, EventIdParam, Unavailable};
+use super::openapi::{AdminEventErrors, AdminUnauthorized, EventIdParam, Unavailable};
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
 use crate::domain::event;
@@ -64,11 +64,11 @@ struct CreatedEvent {
     per_user_limit: u32,
 }
 
+/// Create an event (in MySQL; not on sale until warmed)
 #[utoipa::path(
     post,
     path = "/v1/admin/events",
     tag = "admin",
-    summary = "Create an event (in MySQL; not on sale until warmed)",
     request_body = CreateEvent,
     responses(
         (status = 201, description = "The event was created", body = CreatedEvent),
@@ -122,18 +122,18 @@ struct WarmReport {
     booked: u64,
 }
 
+/// Copy an event's inventory from MySQL into Redis and put it on sale
+///
+/// Safe at any time: never frees a seat a pending claim holds, never hands out a seat MySQL
+/// has booked. No body.
 #[utoipa::path(
     post,
     path = "/v1/admin/events/{id}/warm",
     tag = "admin",
-    summary = "Copy an event's inventory from MySQL into Redis and put it on sale",
-    description = "Safe at any time: never frees a seat a pending claim holds, never hands out a seat MySQL has booked. No body.",
     params(EventIdParam),
     responses(
         (status = 200, description = "The event is on sale", body = WarmReport),
-        (status = 401, response = inline(AdminUnauthorized)),
-        (status = 404, description = "`event_not_found`", body = ErrorBody),
-        (status = 503, response = inline(Unavailable)),
+        AdminEventErrors,
     ),
     security(("admin_token" = []))
 )]
@@ -174,18 +174,16 @@ struct AuditResponse {
     repaired: bool,
 }
 
+/// Compare an event's seats in Redis and MySQL, and optionally repair Redis
 #[utoipa::path(
     get,
     path = "/v1/admin/events/{id}/audit",
     tag = "admin",
-    summary = "Compare an event's seats in Redis and MySQL, and optionally repair Redis",
     params(EventIdParam, AuditQuery),
     responses(
         (status = 200, description = "The audit report", body = AuditResponse),
         (status = 400, description = "`invalid_request`: a bad query string", body = ErrorBody),
-        (status = 401, response = inline(AdminUnauthorized)),
-        (status = 404, description = "`event_not_found`", body = ErrorBody),
-        (status = 503, response = inline(Unavailable)),
+        AdminEventErrors,
     ),
     security(("admin_token" = []))
 )]

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::EventPath;
-use super::openapi::{EventIdParam, EventNotFound, Unavailable};
+use super::openapi::{EventIdParam, EventReadErrors};
 use super::AppState;
 use crate::live::snapshot::SeatMap;
 
@@ -34,16 +34,15 @@ struct EventView {
     per_user_limit: u32,
 }
 
+/// An event on sale, with its seat counters
 #[utoipa::path(
     get,
     path = "/v1/events/{id}",
     tag = "events",
-    summary = "An event on sale, with its seat counters",
     params(EventIdParam),
     responses(
         (status = 200, description = "The event", body = EventView),
-        (status = 404, response = inline(EventNotFound)),
-        (status = 503, response = inline(Unavailable)),
+        EventReadErrors,
     ),
     security(())
 )]
@@ -67,14 +66,15 @@ async fn get_event(
     }))
 }
 
+/// The seat map of an event on sale
+///
+/// Served from a snapshot shared by all readers, at most 200 ms old. Carries an `ETag`;
+/// a request whose `If-None-Match` names it is answered 304 without a body.
+/// `Cache-Control: public, max-age=1` lets a CDN absorb readers.
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/seats",
     tag = "events",
-    summary = "The seat map of an event on sale",
-    description = "Served from a snapshot shared by all readers, at most 200 ms old. \
-        Carries an `ETag`; a request whose `If-None-Match` names it is answered 304 \
-        without a body. `Cache-Control: public, max-age=1` lets a CDN absorb readers.",
     params(
         ("id" = String, Path, description = "Event id"),
         ("If-None-Match" = Option<String>, Header, nullable = false,
@@ -88,8 +88,7 @@ async fn get_event(
             )),
         (status = 304, description = "The map named by `If-None-Match` is current",
             headers(("ETag" = String, description = "Validator of this map"))),
-        (status = 404, response = inline(EventNotFound)),
-        (status = 503, response = inline(Unavailable)),
+        EventReadErrors,
     ),
     security(())
 )]

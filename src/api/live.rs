@@ -56,13 +56,19 @@ enum StreamEventKind {
     Gone,
 }
 
-/// The event's seat map as a stream of batched changes (see `crate::live`).
+/// The seat map of an event on sale, live, as Server-Sent Events
+///
+/// First a `snapshot` event: `{"event_id", "name", "seats": [id, ...] (best-available
+/// order), "status": "aapb..." (one character per seat: a available, p pending, b booked),
+/// "counters"}`. Then at most one `delta` event per 200 ms while anything changes:
+/// `{"changes": [[seat index, "a"|"p"|"b"], ...], "counters"}`. `gone` when the event is no
+/// longer on sale. `counters` is `{"seats_total", "available", "pending", "booked",
+/// "claims_total", "claims_per_sec", "outbox_length", "reconciler_lag_ms"}` (`claims_*`
+/// null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/stream",
     tag = "events",
-    summary = "The seat map of an event on sale, live, as Server-Sent Events",
-    description = "First a `snapshot` event: `{\"event_id\", \"name\", \"seats\": [id, ...] (best-available order), \"status\": \"aapb...\" (one character per seat: a available, p pending, b booked), \"counters\"}`. Then at most one `delta` event per 200 ms while anything changes: `{\"changes\": [[seat index, \"a\"|\"p\"|\"b\"], ...], \"counters\"}`. `gone` when the event is no longer on sale. `counters` is `{\"seats_total\", \"available\", \"pending\", \"booked\", \"claims_total\", \"claims_per_sec\", \"outbox_length\", \"reconciler_lag_ms\"}` (`claims_*` null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.",
     params(EventIdParam),
     responses(
         (status = 200, description = "An endless `text/event-stream`: each event as described", body = StreamEvent,
@@ -97,13 +103,11 @@ async fn next_event(mut sub: Subscription) -> Option<(Result<Event, Infallible>,
     Some((Ok(event), sub))
 }
 
-/// The page; it reads the event id from its own path. The id is checked only for its
-/// form: the page waits for the event to go on sale.
+/// The live seat map page of an event (HTML; it waits for the event to go on sale)
 #[utoipa::path(
     get,
     path = "/live/{id}",
     tag = "live",
-    summary = "The live seat map page of an event (HTML; it waits for the event to go on sale)",
     params(EventIdParam),
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
@@ -115,11 +119,11 @@ async fn page(EventPath(_): EventPath) -> Html<&'static str> {
     Html(PAGE)
 }
 
+/// The live seat map's script
 #[utoipa::path(
     get,
     path = "/live/assets/live.js",
     tag = "live",
-    summary = "The live seat map's script",
     responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")),
     security(())
 )]
@@ -130,11 +134,11 @@ async fn script() -> impl IntoResponse {
     )
 }
 
+/// The live seat map's style sheet
 #[utoipa::path(
     get,
     path = "/live/assets/live.css",
     tag = "live",
-    summary = "The live seat map's style sheet",
     responses((status = 200, description = "CSS", body = String, content_type = "text/css")),
     security(())
 )]

@@ -20,12 +20,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// The process's metrics in the Prometheus text format
+///
+/// Unauthenticated like /healthz: keep it off the public internet.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    summary = "The process's metrics in the Prometheus text format",
-    description = "Unauthenticated like /healthz: keep it off the public internet.",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToResponse};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -59,17 +59,46 @@ pub(crate) struct BookingParams {
 #[response(description = "`unauthorized`: missing or wrong admin token")]
 pub(crate) struct AdminUnauthorized(#[allow(dead_code)] ErrorBody);
 
-/// The 401 of the operations on a booking, open to its owner and the admin.
-#[derive(ToResponse)]
-#[response(description = "`unauthorized`: missing, invalid or expired token")]
-pub(crate) struct BookingUnauthorized(#[allow(dead_code)] ErrorBody);
+/// The failures of a public read of an event on sale: 404 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum EventReadErrors {
+    #[response(status = 404)]
+    NotFound(#[to_response] EventNotFound),
+    #[response(status = 503)]
+    Unavailable(#[to_response] Unavailable),
+}
 
-/// The 404 of the operations on a booking.
-#[derive(ToResponse)]
-#[response(
-    description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`"
-)]
-pub(crate) struct BookingNotFound(#[allow(dead_code)] ErrorBody);
+/// The failures of an admin operation on an existing event: 401, 404 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum AdminEventErrors {
+    #[response(status = 401)]
+    Unauthorized(#[to_response] AdminUnauthorized),
+    #[response(status = 404, description = "`event_not_found`")]
+    NotFound(ErrorBody),
+    #[response(status = 503)]
+    Unavailable(#[to_response] Unavailable),
+}
+
+/// The failures of an operation on a booking, open to its owner and the admin: 401,
+/// 404 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum BookingErrors {
+    #[response(
+        status = 401,
+        description = "`unauthorized`: missing, invalid or expired token"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 404,
+        description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`"
+    )]
+    NotFound(ErrorBody),
+    #[response(status = 503)]
+    Unavailable(#[to_response] Unavailable),
+}
 
 /// A list of seat ids in a request body: unique, each 1 to 32 characters (and matching
 /// `pattern`, if given). Written by hand because `ToSchema` cannot constrain the items
@@ -181,11 +210,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(openapi_json))
 }
 
+/// This OpenAPI document
 #[utoipa::path(
     get,
     path = "/openapi.json",
     tag = "operations",
-    summary = "This OpenAPI document",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object,
             content_type = "application/json"),

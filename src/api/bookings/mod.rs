@@ -22,7 +22,7 @@ pub use request::{
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{parse_booking_id, parse_event_id, ApiPath};
-use super::openapi::{BookingNotFound, BookingParams, BookingUnauthorized, Unavailable};
+use super::openapi::{BookingErrors, BookingParams};
 use super::AppState;
 use crate::domain::*;
 use crate::ops;
@@ -71,17 +71,15 @@ async fn find_booking(
     Ok(ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?)
 }
 
+/// A booking, for its owner or the admin
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/bookings/{booking_id}",
     tag = "bookings",
-    summary = "A booking, for its owner or the admin",
     params(BookingParams),
     responses(
         (status = 200, description = "The booking: `pending`, `confirmed`, `rejected` (with `reason`) or `cancelled`", body = Booking),
-        (status = 401, response = inline(BookingUnauthorized)),
-        (status = 404, response = inline(BookingNotFound)),
-        (status = 503, response = inline(Unavailable)),
+        BookingErrors,
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]
@@ -93,19 +91,18 @@ async fn get_booking(
     Ok(Json(find_booking(&app, &headers, path).await?))
 }
 
+/// Cancel a booking (owner or admin); its seats are available again
+///
+/// Works on a pending booking too (it is then never persisted as booked). Idempotent.
 #[utoipa::path(
     delete,
     path = "/v1/events/{id}/bookings/{booking_id}",
     tag = "bookings",
-    summary = "Cancel a booking (owner or admin); its seats are available again",
-    description = "Works on a pending booking too (it is then never persisted as booked). Idempotent.",
     params(BookingParams),
     responses(
         (status = 200, description = "The booking, `cancelled`", body = Booking),
-        (status = 401, response = inline(BookingUnauthorized)),
-        (status = 404, response = inline(BookingNotFound)),
+        BookingErrors,
         (status = 409, description = "`booking_rejected`: a rejected booking cannot be cancelled", body = ErrorBody),
-        (status = 503, response = inline(Unavailable)),
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]
