@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{json_body, parse_event_id, read_body, ApiPath, ApiQuery};
-use super::openapi::{AdminEventErrors, AdminUnauthorized, EventIdParam, Unavailable};
+use super::openapi::{tagged, AdminEventErrors, AdminUnauthorized, EventIdParam, Unavailable};
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
 use crate::domain::event;
@@ -22,10 +22,13 @@ use crate::ops::audit::Divergence;
 const CREATE_EVENT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_event))
-        .routes(routes!(warm_event))
-        .routes(routes!(audit_event))
+    tagged(
+        "admin",
+        OpenApiRouter::new()
+            .routes(routes!(create_event))
+            .routes(routes!(warm_event))
+            .routes(routes!(audit_event)),
+    )
 }
 
 /// A new event.
@@ -68,7 +71,6 @@ struct CreatedEvent {
 #[utoipa::path(
     post,
     path = "/v1/admin/events",
-    tag = "admin",
     request_body = CreateEvent,
     responses(
         (status = 201, description = "The event was created", body = CreatedEvent),
@@ -129,7 +131,6 @@ struct WarmReport {
 #[utoipa::path(
     post,
     path = "/v1/admin/events/{id}/warm",
-    tag = "admin",
     params(EventIdParam),
     responses(
         (status = 200, description = "The event is on sale", body = WarmReport),
@@ -178,7 +179,6 @@ struct AuditResponse {
 #[utoipa::path(
     get,
     path = "/v1/admin/events/{id}/audit",
-    tag = "admin",
     params(EventIdParam, AuditQuery),
     responses(
         (status = 200, description = "The audit report", body = AuditResponse),

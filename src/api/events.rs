@@ -12,14 +12,17 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::EventPath;
-use super::openapi::{EventIdParam, EventReadErrors};
+use super::openapi::{tagged, EventIdParam, EventReadErrors};
 use super::AppState;
 use crate::live::snapshot::SeatMap;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_event))
-        .routes(routes!(get_seats))
+    tagged(
+        "events",
+        OpenApiRouter::new()
+            .routes(routes!(get_event))
+            .routes(routes!(get_seats)),
+    )
 }
 
 /// An event's counters.
@@ -38,7 +41,6 @@ struct EventView {
 #[utoipa::path(
     get,
     path = "/v1/events/{id}",
-    tag = "events",
     params(EventIdParam),
     responses(
         (status = 200, description = "The event", body = EventView),
@@ -74,7 +76,6 @@ async fn get_event(
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/seats",
-    tag = "events",
     params(
         ("id" = String, Path, description = "Event id"),
         ("If-None-Match" = Option<String>, Header, nullable = false,

@@ -9,12 +9,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::openapi::tagged;
 use super::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+    tagged(
+        "operations",
+        OpenApiRouter::new()
+            .routes(routes!(healthz))
+            .routes(routes!(readyz)),
+    )
 }
 
 /// The process is up.
@@ -29,7 +33,6 @@ struct Health {
 #[utoipa::path(
     get,
     path = "/healthz",
-    tag = "operations",
     responses((status = 200, description = "The process runs", body = Health)),
     security(())
 )]
@@ -55,7 +58,6 @@ struct Readiness {
 #[utoipa::path(
     get,
     path = "/readyz",
-    tag = "operations",
     responses(
         (status = 200, description = "Redis and MySQL answer", body = Readiness),
         (status = 503, description = "Redis or MySQL does not answer (or MySQL has no schema yet)", body = Readiness),

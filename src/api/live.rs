@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::EventPath;
-use super::openapi::{EventIdParam, EventNotFound};
+use super::openapi::{tagged, EventIdParam, EventNotFound};
 use super::AppState;
 use crate::live::{Message, Subscription};
 
@@ -27,11 +27,14 @@ const SCRIPT: &str = include_str!("../../static/live.js");
 const STYLE: &str = include_str!("../../static/live.css");
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(stream))
+    // The stream is a public read of an event, like its seat map; the page and its
+    // assets are the live map itself.
+    let reads = OpenApiRouter::new().routes(routes!(stream));
+    let page = OpenApiRouter::new()
         .routes(routes!(page))
         .routes(routes!(script))
-        .routes(routes!(style))
+        .routes(routes!(style));
+    tagged("events", reads).merge(tagged("live", page))
 }
 
 /// One event of the stream. Before OpenAPI 3.2's `itemSchema`, the `schema` of a
@@ -68,7 +71,6 @@ enum StreamEventKind {
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/stream",
-    tag = "events",
     params(EventIdParam),
     responses(
         (status = 200, description = "An endless `text/event-stream`: each event as described", body = StreamEvent,
@@ -107,7 +109,6 @@ async fn next_event(mut sub: Subscription) -> Option<(Result<Event, Infallible>,
 #[utoipa::path(
     get,
     path = "/live/{id}",
-    tag = "live",
     params(EventIdParam),
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
@@ -123,7 +124,6 @@ async fn page(EventPath(_): EventPath) -> Html<&'static str> {
 #[utoipa::path(
     get,
     path = "/live/assets/live.js",
-    tag = "live",
     responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")),
     security(())
 )]
@@ -138,7 +138,6 @@ async fn script() -> impl IntoResponse {
 #[utoipa::path(
     get,
     path = "/live/assets/live.css",
-    tag = "live",
     responses((status = 200, description = "CSS", body = String, content_type = "text/css")),
     security(())
 )]

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::openapi::tagged;
 use super::AppState;
 use crate::telemetry;
 
@@ -17,7 +18,7 @@ use crate::telemetry;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics))
+    tagged("operations", OpenApiRouter::new().routes(routes!(metrics)))
 }
 
 /// The process's metrics in the Prometheus text format
@@ -26,7 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     get,
     path = "/metrics",
-    tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),

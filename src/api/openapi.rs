@@ -131,6 +131,28 @@ pub fn claim_seats() -> Array {
         .build()
 }
 
+/// Tags every operation of `router` with `tag`. The API has one module per resource and
+/// a resource's operations share its tag, so a module names its tag once, here, rather
+/// than in each `#[utoipa::path]`.
+pub(crate) fn tagged(tag: &str, mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    for item in router.get_openapi_mut().paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.tags = Some(vec![tag.to_owned()]);
+        }
+    }
+    router
+}
+
 /// The name of the admin bearer token's security scheme.
 pub(crate) const ADMIN_TOKEN: &str = "admin_token";
 /// The name of the user JWT's security scheme.
@@ -207,14 +229,16 @@ impl Spec {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(openapi_json))
+    tagged(
+        "operations",
+        OpenApiRouter::new().routes(routes!(openapi_json)),
+    )
 }
 
 /// This OpenAPI document
 #[utoipa::path(
     get,
     path = "/openapi.json",
-    tag = "operations",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object,
             content_type = "application/json"),
@@ -236,10 +260,17 @@ mod tests {
     use utoipa::openapi::path::ParameterIn;
 
     /// Built without a server: every operation states its security, documents each
-    /// parameter of its path template, and has a unique operation id.
+    /// parameter of its path template, has a unique operation id, and carries one tag,
+    /// one the document describes (its resource module's, see [`super::tagged`]).
     #[test]
-    fn every_operation_states_security_path_parameters_and_a_unique_id() {
+    fn every_operation_states_security_path_parameters_a_unique_id_and_a_tag() {
         let doc = crate::api::openapi_doc();
+        let declared: HashSet<_> = doc
+            .tags
+            .iter()
+            .flatten()
+            .map(|tag| tag.name.clone())
+            .collect();
         let mut ids = HashSet::new();
         let mut count = 0;
         for (path, item) in &doc.paths.paths {
@@ -255,6 +286,10 @@ mod tests {
                 count += 1;
                 let what = format!("{method} {path}");
                 assert!(op.security.is_some(), "{what} states no security");
+                match op.tags.as_deref() {
+                    Some([tag]) => assert!(declared.contains(tag), "{what}: tag {tag} undeclared"),
+                    other => panic!("{what}: tags {other:?}, not one"),
+                }
                 assert!(
                     !op.responses.responses.is_empty(),
                     "{what} has no responses"

@@ -31,7 +31,6 @@ use crate::telemetry::{self, ClaimProbe, ClaimResult};
 #[utoipa::path(
     post,
     path = "/v1/events/{id}/bookings",
-    tag = "bookings",
     params(
         ("id" = String, Path, description = "Event id"),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,

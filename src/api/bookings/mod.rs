@@ -22,16 +22,19 @@ pub use request::{
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{parse_booking_id, parse_event_id, ApiPath};
-use super::openapi::{BookingErrors, BookingParams};
+use super::openapi::{tagged, BookingErrors, BookingParams};
 use super::AppState;
 use crate::domain::*;
 use crate::ops;
 use crate::ops::cancel::Requester;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(claim::create_booking))
-        .routes(routes!(get_booking, cancel_booking))
+    tagged(
+        "bookings",
+        OpenApiRouter::new()
+            .routes(routes!(claim::create_booking))
+            .routes(routes!(get_booking, cancel_booking)),
+    )
 }
 
 /// The booking as JSON, with `Location` pointing at it.
@@ -75,7 +78,6 @@ async fn find_booking(
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/bookings/{booking_id}",
-    tag = "bookings",
     params(BookingParams),
     responses(
         (status = 200, description = "The booking: `pending`, `confirmed`, `rejected` (with `reason`) or `cancelled`", body = Booking),
@@ -97,7 +99,6 @@ async fn get_booking(
 #[utoipa::path(
     delete,
     path = "/v1/events/{id}/bookings/{booking_id}",
-    tag = "bookings",
     params(BookingParams),
     responses(
         (status = 200, description = "The booking, `cancelled`", body = Booking),
