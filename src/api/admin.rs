@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
+use super::events::SeatCounters;
 use super::extract::{json_body, parse_event_id, read_body, ApiPath, ApiQuery};
 use super::openapi::{tagged, AdminEventErrors, AdminUnauthorized, EventIdParam, Unavailable};
 use super::AppState;
@@ -118,10 +119,8 @@ async fn create_event(
 #[derive(Debug, Serialize, ToSchema)]
 struct WarmReport {
     event_id: String,
-    seats_total: u64,
-    available: u64,
-    pending: u64,
-    booked: u64,
+    #[serde(flatten)]
+    counters: SeatCounters,
 }
 
 /// Copy an event's inventory from MySQL into Redis and put it on sale
@@ -148,10 +147,7 @@ async fn warm_event(
     let counts = ops::warm::warm(&app.redis, &app.db, &id).await?;
     Ok(Json(WarmReport {
         event_id: id.into_string(),
-        seats_total: counts.seats_total,
-        available: counts.available,
-        pending: counts.pending,
-        booked: counts.booked,
+        counters: counts.into(),
     }))
 }
 

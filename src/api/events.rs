@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::extract::EventPath;
 use super::openapi::{tagged, EventIdParam, EventReadErrors};
 use super::AppState;
+use crate::claims::SeatCounts;
 use crate::live::snapshot::SeatMap;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,15 +26,39 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 }
 
+/// An event's seat counters, as its view here and the admin's warm report show them.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SeatCounters {
+    seats_total: u64,
+    available: u64,
+    pending: u64,
+    booked: u64,
+}
+
+impl From<SeatCounts> for SeatCounters {
+    fn from(counts: SeatCounts) -> Self {
+        let SeatCounts {
+            seats_total,
+            available,
+            pending,
+            booked,
+        } = counts;
+        Self {
+            seats_total,
+            available,
+            pending,
+            booked,
+        }
+    }
+}
+
 /// An event's counters.
 #[derive(Debug, Serialize, ToSchema)]
 struct EventView {
     id: String,
     name: String,
-    seats_total: u64,
-    available: u64,
-    pending: u64,
-    booked: u64,
+    #[serde(flatten)]
+    counters: SeatCounters,
     per_user_limit: u32,
 }
 
@@ -57,13 +82,16 @@ async fn get_event(
         .event_summary(&id)
         .await?
         .ok_or(ApiError::EventNotFound)?;
-    Ok(Json(EventView {
-        id: id.into_string(),
-        name: event.name,
+    let counters = SeatCounters {
         seats_total: event.seats_total,
         available: event.available,
         pending: event.pending,
         booked: event.booked,
+    };
+    Ok(Json(EventView {
+        id: id.into_string(),
+        name: event.name,
+        counters,
         per_user_limit: event.per_user_limit,
     }))
 }
