@@ -2,13 +2,14 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
 use super::events::SeatCounters;
 use super::extract::{json_body, parse_event_id, read_body, ApiPath, ApiQuery};
@@ -85,10 +86,9 @@ struct CreatedEvent {
 )]
 async fn create_event(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
     body: Body,
 ) -> Result<(StatusCode, Json<CreatedEvent>), ApiError> {
-    app.auth.admin(&headers)?;
     let req: CreateEvent = json_body(&read_body(body, CREATE_EVENT_BODY_LIMIT).await?)?;
     let per_user_limit = req.validate()?;
     let new = NewEvent {
@@ -139,10 +139,9 @@ struct WarmReport {
 )]
 async fn warm_event(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
+    _: Admin,
 ) -> Result<Json<WarmReport>, ApiError> {
-    app.auth.admin(&headers)?;
     let id = parse_event_id(id)?;
     let counts = ops::warm::warm(&app.redis, &app.db, &id).await?;
     Ok(Json(WarmReport {
@@ -185,11 +184,10 @@ struct AuditResponse {
 )]
 async fn audit_event(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AuditQuery>,
+    _: Admin,
 ) -> Result<Json<AuditResponse>, ApiError> {
-    app.auth.admin(&headers)?;
     let id = parse_event_id(id)?;
     let report = ops::audit::audit(&app.redis, &app.db, &id, query.repair).await?;
     Ok(Json(AuditResponse {

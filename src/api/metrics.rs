@@ -5,8 +5,8 @@
 //! API through a proxy that does not route `/metrics`, or scrape it on a private
 //! network. The figures are process-wide (every gateway of one process shares them).
 
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -33,11 +33,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     ),
     security(())
 )]
-async fn metrics() -> Response {
-    let body = telemetry::prometheus().render();
-    let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        telemetry::prometheus().render(),
+    )
 }

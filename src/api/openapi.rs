@@ -7,8 +7,8 @@
 //! is the one split off the very router that serves the API (see [`super::router`]).
 
 use axum::body::Bytes;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Extension;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -245,13 +245,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     ),
     security(())
 )]
-async fn openapi_json(Extension(spec): Extension<Spec>) -> Response {
-    let mut response = spec.0.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+async fn openapi_json(Extension(spec): Extension<Spec>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], spec.0)
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 mod claim;
 pub mod request;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
@@ -58,20 +59,25 @@ fn requester(caller: &Caller) -> Requester<'_> {
     }
 }
 
-/// The booking a URL names, if the caller may see it. The caller is checked first, then
-/// the path: the event (a malformed id, or an event not on sale, is `event_not_found`),
-/// then the booking (a malformed id names no booking).
-async fn find_booking(
-    app: &AppState,
-    headers: &HeaderMap,
-    (event_id, booking_id): (String, String),
-) -> Result<Booking, ApiError> {
-    let caller = app.auth.caller(headers)?;
-    let event_id = parse_event_id(event_id)?;
-    app.ensure_on_sale(&event_id).await?;
-    let booking_id = parse_booking_id(booking_id)?;
-    let requester = requester(&caller);
-    Ok(ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?)
+/// The booking a URL names, if the caller may see it (its owner or the admin). The
+/// caller is checked first, then the path: the event (a malformed id, or an event not
+/// on sale, is `event_not_found`), then the booking (a malformed id names no booking).
+struct VisibleBooking(Booking);
+
+impl FromRequestParts<AppState> for VisibleBooking {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let ApiPath((event_id, booking_id)) = ApiPath::from_request_parts(parts, app).await?;
+        let caller = app.auth.caller(&parts.headers)?;
+        let event_id = parse_event_id(event_id)?;
+        app.ensure_on_sale(&event_id).await?;
+        let booking_id = parse_booking_id(booking_id)?;
+        let requester = requester(&caller);
+        let booking =
+            ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?;
+        Ok(Self(booking))
+    }
 }
 
 /// A booking, for its owner or the admin
@@ -85,12 +91,8 @@ async fn find_booking(
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]
-async fn get_booking(
-    State(app): State<AppState>,
-    ApiPath(path): ApiPath<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<Booking>, ApiError> {
-    Ok(Json(find_booking(&app, &headers, path).await?))
+async fn get_booking(VisibleBooking(booking): VisibleBooking) -> Json<Booking> {
+    Json(booking)
 }
 
 /// Cancel a booking (owner or admin); its seats are available again
@@ -109,10 +111,8 @@ async fn get_booking(
 )]
 async fn cancel_booking(
     State(app): State<AppState>,
-    ApiPath(path): ApiPath<(String, String)>,
-    headers: HeaderMap,
+    VisibleBooking(booking): VisibleBooking,
 ) -> Result<Json<Booking>, ApiError> {
-    let booking = find_booking(&app, &headers, path).await?;
     Ok(Json(
         ops::cancel::cancel(&app.redis, &app.db, booking).await?,
     ))
