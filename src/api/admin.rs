@@ -2,16 +2,18 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
+use super::events::SeatCounters;
 use super::extract::{json_body, parse_event_id, read_body, ApiPath, ApiQuery};
-use super::openapi::{AdminUnauthorized, EventIdParam, Unavailable};
+use super::openapi::{tagged, AdminEventErrors, AdminUnauthorized, EventIdParam, Unavailable};
 use super::AppState;
 use crate::db::events::{self, CreateEventError, NewEvent};
 use crate::domain::event;
@@ -22,10 +24,13 @@ use crate::ops::audit::Divergence;
 const CREATE_EVENT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_event))
-        .routes(routes!(warm_event))
-        .routes(routes!(audit_event))
+    tagged(
+        "admin",
+        OpenApiRouter::new()
+            .routes(routes!(create_event))
+            .routes(routes!(warm_event))
+            .routes(routes!(audit_event)),
+    )
 }
 
 /// A new event.
@@ -64,11 +69,10 @@ struct CreatedEvent {
     per_user_limit: u32,
 }
 
+/// Create an event (in MySQL; not on sale until warmed)
 #[utoipa::path(
     post,
     path = "/v1/admin/events",
-    tag = "admin",
-    summary = "Create an event (in MySQL; not on sale until warmed)",
     request_body = CreateEvent,
     responses(
         (status = 201, description = "The event was created", body = CreatedEvent),
@@ -82,10 +86,9 @@ struct CreatedEvent {
 )]
 async fn create_event(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
     body: Body,
 ) -> Result<(StatusCode, Json<CreatedEvent>), ApiError> {
-    app.auth.admin(&headers)?;
     let req: CreateEvent = json_body(&read_body(body, CREATE_EVENT_BODY_LIMIT).await?)?;
     let per_user_limit = req.validate()?;
     let new = NewEvent {
@@ -116,41 +119,34 @@ async fn create_event(
 #[derive(Debug, Serialize, ToSchema)]
 struct WarmReport {
     event_id: String,
-    seats_total: u64,
-    available: u64,
-    pending: u64,
-    booked: u64,
+    #[serde(flatten)]
+    counters: SeatCounters,
 }
 
+/// Copy an event's inventory from MySQL into Redis and put it on sale
+///
+/// Safe at any time: never frees a seat a pending claim holds, never hands out a seat MySQL
+/// has booked. No body.
 #[utoipa::path(
     post,
     path = "/v1/admin/events/{id}/warm",
-    tag = "admin",
-    summary = "Copy an event's inventory from MySQL into Redis and put it on sale",
-    description = "Safe at any time: never frees a seat a pending claim holds, never hands out a seat MySQL has booked. No body.",
     params(EventIdParam),
     responses(
         (status = 200, description = "The event is on sale", body = WarmReport),
-        (status = 401, response = inline(AdminUnauthorized)),
-        (status = 404, description = "`event_not_found`", body = ErrorBody),
-        (status = 503, response = inline(Unavailable)),
+        AdminEventErrors,
     ),
     security(("admin_token" = []))
 )]
 async fn warm_event(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
+    _: Admin,
 ) -> Result<Json<WarmReport>, ApiError> {
-    app.auth.admin(&headers)?;
     let id = parse_event_id(id)?;
     let counts = ops::warm::warm(&app.redis, &app.db, &id).await?;
     Ok(Json(WarmReport {
         event_id: id.into_string(),
-        seats_total: counts.seats_total,
-        available: counts.available,
-        pending: counts.pending,
-        booked: counts.booked,
+        counters: counts.into(),
     }))
 }
 
@@ -174,28 +170,24 @@ struct AuditResponse {
     repaired: bool,
 }
 
+/// Compare an event's seats in Redis and MySQL, and optionally repair Redis
 #[utoipa::path(
     get,
     path = "/v1/admin/events/{id}/audit",
-    tag = "admin",
-    summary = "Compare an event's seats in Redis and MySQL, and optionally repair Redis",
     params(EventIdParam, AuditQuery),
     responses(
         (status = 200, description = "The audit report", body = AuditResponse),
         (status = 400, description = "`invalid_request`: a bad query string", body = ErrorBody),
-        (status = 401, response = inline(AdminUnauthorized)),
-        (status = 404, description = "`event_not_found`", body = ErrorBody),
-        (status = 503, response = inline(Unavailable)),
+        AdminEventErrors,
     ),
     security(("admin_token" = []))
 )]
 async fn audit_event(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AuditQuery>,
+    _: Admin,
 ) -> Result<Json<AuditResponse>, ApiError> {
-    app.auth.admin(&headers)?;
     let id = parse_event_id(id)?;
     let report = ops::audit::audit(&app.redis, &app.db, &id, query.repair).await?;
     Ok(Json(AuditResponse {

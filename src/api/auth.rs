@@ -6,6 +6,8 @@
 //! required, and the user id is the `sub` claim. The decoding key and validation rules
 //! are built once at start, not per request.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::AppState;
 use crate::config::Secret;
 use crate::domain::UserId;
 
@@ -115,6 +118,19 @@ pub fn sign_claims(jwt_secret: &Secret, user_id: &str, exp: u64) -> String {
         &EncodingKey::from_secret(jwt_secret.expose().as_bytes()),
     )
     .expect("HS256 signing cannot fail")
+}
+
+/// Proof that the request carries the admin token: an admin handler takes it as an
+/// argument, after the extractors whose rejections come first (path, query), so the
+/// token is checked before the handler reads a body or touches a store.
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        app.auth.admin(&parts.headers).map(|()| Admin)
+    }
 }
 
 #[cfg(test)]

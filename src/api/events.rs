@@ -12,14 +12,44 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::EventPath;
-use super::openapi::{EventIdParam, EventNotFound, Unavailable};
+use super::openapi::{tagged, EventIdParam, EventReadErrors};
 use super::AppState;
+use crate::claims::SeatCounts;
 use crate::live::snapshot::SeatMap;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(get_event))
-        .routes(routes!(get_seats))
+    tagged(
+        "events",
+        OpenApiRouter::new()
+            .routes(routes!(get_event))
+            .routes(routes!(get_seats)),
+    )
+}
+
+/// An event's seat counters, as its view here and the admin's warm report show them.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SeatCounters {
+    seats_total: u64,
+    available: u64,
+    pending: u64,
+    booked: u64,
+}
+
+impl From<SeatCounts> for SeatCounters {
+    fn from(counts: SeatCounts) -> Self {
+        let SeatCounts {
+            seats_total,
+            available,
+            pending,
+            booked,
+        } = counts;
+        Self {
+            seats_total,
+            available,
+            pending,
+            booked,
+        }
+    }
 }
 
 /// An event's counters.
@@ -27,23 +57,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct EventView {
     id: String,
     name: String,
-    seats_total: u64,
-    available: u64,
-    pending: u64,
-    booked: u64,
+    #[serde(flatten)]
+    counters: SeatCounters,
     per_user_limit: u32,
 }
 
+/// An event on sale, with its seat counters
 #[utoipa::path(
     get,
     path = "/v1/events/{id}",
-    tag = "events",
-    summary = "An event on sale, with its seat counters",
     params(EventIdParam),
     responses(
         (status = 200, description = "The event", body = EventView),
-        (status = 404, response = inline(EventNotFound)),
-        (status = 503, response = inline(Unavailable)),
+        EventReadErrors,
     ),
     security(())
 )]
@@ -56,25 +82,28 @@ async fn get_event(
         .event_summary(&id)
         .await?
         .ok_or(ApiError::EventNotFound)?;
-    Ok(Json(EventView {
-        id: id.into_string(),
-        name: event.name,
+    let counters = SeatCounters {
         seats_total: event.seats_total,
         available: event.available,
         pending: event.pending,
         booked: event.booked,
+    };
+    Ok(Json(EventView {
+        id: id.into_string(),
+        name: event.name,
+        counters,
         per_user_limit: event.per_user_limit,
     }))
 }
 
+/// The seat map of an event on sale
+///
+/// Served from a snapshot shared by all readers, at most 200 ms old. Carries an `ETag`;
+/// a request whose `If-None-Match` names it is answered 304 without a body.
+/// `Cache-Control: public, max-age=1` lets a CDN absorb readers.
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/seats",
-    tag = "events",
-    summary = "The seat map of an event on sale",
-    description = "Served from a snapshot shared by all readers, at most 200 ms old. \
-        Carries an `ETag`; a request whose `If-None-Match` names it is answered 304 \
-        without a body. `Cache-Control: public, max-age=1` lets a CDN absorb readers.",
     params(
         ("id" = String, Path, description = "Event id"),
         ("If-None-Match" = Option<String>, Header, nullable = false,
@@ -88,8 +117,7 @@ async fn get_event(
             )),
         (status = 304, description = "The map named by `If-None-Match` is current",
             headers(("ETag" = String, description = "Validator of this map"))),
-        (status = 404, response = inline(EventNotFound)),
-        (status = 503, response = inline(Unavailable)),
+        EventReadErrors,
     ),
     security(())
 )]

@@ -9,12 +9,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::openapi::tagged;
 use super::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+    tagged(
+        "operations",
+        OpenApiRouter::new()
+            .routes(routes!(healthz))
+            .routes(routes!(readyz)),
+    )
 }
 
 /// The process is up.
@@ -25,12 +29,10 @@ struct Health {
     status: &'static str,
 }
 
-/// 200 while the process runs.
+/// Liveness: 200 while the process runs
 #[utoipa::path(
     get,
     path = "/healthz",
-    tag = "operations",
-    summary = "Liveness: 200 while the process runs",
     responses((status = 200, description = "The process runs", body = Health)),
     security(())
 )]
@@ -52,13 +54,10 @@ struct Readiness {
     mysql: &'static str,
 }
 
-/// 200 when Redis and MySQL both answer within a second (and MySQL has its schema),
-/// else 503 naming which not.
+/// Readiness: 200 when Redis and MySQL answer, else 503
 #[utoipa::path(
     get,
     path = "/readyz",
-    tag = "operations",
-    summary = "Readiness: 200 when Redis and MySQL answer, else 503",
     responses(
         (status = 200, description = "Redis and MySQL answer", body = Readiness),
         (status = 503, description = "Redis or MySQL does not answer (or MySQL has no schema yet)", body = Readiness),

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::EventPath;
-use super::openapi::{EventIdParam, EventNotFound};
+use super::openapi::{tagged, EventIdParam, EventNotFound};
 use super::AppState;
 use crate::live::{Message, Subscription};
 
@@ -27,11 +27,14 @@ const SCRIPT: &str = include_str!("../../static/live.js");
 const STYLE: &str = include_str!("../../static/live.css");
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(stream))
+    // The stream is a public read of an event, like its seat map; the page and its
+    // assets are the live map itself.
+    let reads = OpenApiRouter::new().routes(routes!(stream));
+    let page = OpenApiRouter::new()
         .routes(routes!(page))
         .routes(routes!(script))
-        .routes(routes!(style))
+        .routes(routes!(style));
+    tagged("events", reads).merge(tagged("live", page))
 }
 
 /// One event of the stream. Before OpenAPI 3.2's `itemSchema`, the `schema` of a
@@ -56,13 +59,18 @@ enum StreamEventKind {
     Gone,
 }
 
-/// The event's seat map as a stream of batched changes (see `crate::live`).
+/// The seat map of an event on sale, live, as Server-Sent Events
+///
+/// First a `snapshot` event: `{"event_id", "name", "seats": [id, ...] (best-available
+/// order), "status": "aapb..." (one character per seat: a available, p pending, b booked),
+/// "counters"}`. Then at most one `delta` event per 200 ms while anything changes:
+/// `{"changes": [[seat index, "a"|"p"|"b"], ...], "counters"}`. `gone` when the event is no
+/// longer on sale. `counters` is `{"seats_total", "available", "pending", "booked",
+/// "claims_total", "claims_per_sec", "outbox_length", "reconciler_lag_ms"}` (`claims_*`
+/// null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/stream",
-    tag = "events",
-    summary = "The seat map of an event on sale, live, as Server-Sent Events",
-    description = "First a `snapshot` event: `{\"event_id\", \"name\", \"seats\": [id, ...] (best-available order), \"status\": \"aapb...\" (one character per seat: a available, p pending, b booked), \"counters\"}`. Then at most one `delta` event per 200 ms while anything changes: `{\"changes\": [[seat index, \"a\"|\"p\"|\"b\"], ...], \"counters\"}`. `gone` when the event is no longer on sale. `counters` is `{\"seats_total\", \"available\", \"pending\", \"booked\", \"claims_total\", \"claims_per_sec\", \"outbox_length\", \"reconciler_lag_ms\"}` (`claims_*` null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.",
     params(EventIdParam),
     responses(
         (status = 200, description = "An endless `text/event-stream`: each event as described", body = StreamEvent,
@@ -97,13 +105,10 @@ async fn next_event(mut sub: Subscription) -> Option<(Result<Event, Infallible>,
     Some((Ok(event), sub))
 }
 
-/// The page; it reads the event id from its own path. The id is checked only for its
-/// form: the page waits for the event to go on sale.
+/// The live seat map page of an event (HTML; it waits for the event to go on sale)
 #[utoipa::path(
     get,
     path = "/live/{id}",
-    tag = "live",
-    summary = "The live seat map page of an event (HTML; it waits for the event to go on sale)",
     params(EventIdParam),
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
@@ -115,11 +120,10 @@ async fn page(EventPath(_): EventPath) -> Html<&'static str> {
     Html(PAGE)
 }
 
+/// The live seat map's script
 #[utoipa::path(
     get,
     path = "/live/assets/live.js",
-    tag = "live",
-    summary = "The live seat map's script",
     responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")),
     security(())
 )]
@@ -130,11 +134,10 @@ async fn script() -> impl IntoResponse {
     )
 }
 
+/// The live seat map's style sheet
 #[utoipa::path(
     get,
     path = "/live/assets/live.css",
-    tag = "live",
-    summary = "The live seat map's style sheet",
     responses((status = 200, description = "CSS", body = String, content_type = "text/css")),
     security(())
 )]

@@ -5,11 +5,12 @@
 //! API through a proxy that does not route `/metrics`, or scrape it on a private
 //! network. The figures are process-wide (every gateway of one process shares them).
 
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::openapi::tagged;
 use super::AppState;
 use crate::telemetry;
 
@@ -17,26 +18,24 @@ use crate::telemetry;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics))
+    tagged("operations", OpenApiRouter::new().routes(routes!(metrics)))
 }
 
+/// The process's metrics in the Prometheus text format
+///
+/// Unauthenticated like /healthz: keep it off the public internet.
 #[utoipa::path(
     get,
     path = "/metrics",
-    tag = "operations",
-    summary = "The process's metrics in the Prometheus text format",
-    description = "Unauthenticated like /healthz: keep it off the public internet.",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
     ),
     security(())
 )]
-async fn metrics() -> Response {
-    let body = telemetry::prometheus().render();
-    let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        telemetry::prometheus().render(),
+    )
 }

@@ -7,12 +7,12 @@
 //! is the one split off the very router that serves the API (see [`super::router`]).
 
 use axum::body::Bytes;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Extension;
 use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToResponse};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -59,17 +59,46 @@ pub(crate) struct BookingParams {
 #[response(description = "`unauthorized`: missing or wrong admin token")]
 pub(crate) struct AdminUnauthorized(#[allow(dead_code)] ErrorBody);
 
-/// The 401 of the operations on a booking, open to its owner and the admin.
-#[derive(ToResponse)]
-#[response(description = "`unauthorized`: missing, invalid or expired token")]
-pub(crate) struct BookingUnauthorized(#[allow(dead_code)] ErrorBody);
+/// The failures of a public read of an event on sale: 404 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum EventReadErrors {
+    #[response(status = 404)]
+    NotFound(#[to_response] EventNotFound),
+    #[response(status = 503)]
+    Unavailable(#[to_response] Unavailable),
+}
 
-/// The 404 of the operations on a booking.
-#[derive(ToResponse)]
-#[response(
-    description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`"
-)]
-pub(crate) struct BookingNotFound(#[allow(dead_code)] ErrorBody);
+/// The failures of an admin operation on an existing event: 401, 404 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum AdminEventErrors {
+    #[response(status = 401)]
+    Unauthorized(#[to_response] AdminUnauthorized),
+    #[response(status = 404, description = "`event_not_found`")]
+    NotFound(ErrorBody),
+    #[response(status = 503)]
+    Unavailable(#[to_response] Unavailable),
+}
+
+/// The failures of an operation on a booking, open to its owner and the admin: 401,
+/// 404 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum BookingErrors {
+    #[response(
+        status = 401,
+        description = "`unauthorized`: missing, invalid or expired token"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 404,
+        description = "`booking_not_found` (also for anyone but its owner and the admin); `event_not_found`"
+    )]
+    NotFound(ErrorBody),
+    #[response(status = 503)]
+    Unavailable(#[to_response] Unavailable),
+}
 
 /// A list of seat ids in a request body: unique, each 1 to 32 characters (and matching
 /// `pattern`, if given). Written by hand because `ToSchema` cannot constrain the items
@@ -100,6 +129,28 @@ pub fn claim_seats() -> Array {
     seat_ids(PER_USER_LIMIT_MAX as usize, None)
         .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
         .build()
+}
+
+/// Tags every operation of `router` with `tag`. The API has one module per resource and
+/// a resource's operations share its tag, so a module names its tag once, here, rather
+/// than in each `#[utoipa::path]`.
+pub(crate) fn tagged(tag: &str, mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    for item in router.get_openapi_mut().paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.tags = Some(vec![tag.to_owned()]);
+        }
+    }
+    router
 }
 
 /// The name of the admin bearer token's security scheme.
@@ -178,27 +229,24 @@ impl Spec {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(openapi_json))
+    tagged(
+        "operations",
+        OpenApiRouter::new().routes(routes!(openapi_json)),
+    )
 }
 
+/// This OpenAPI document
 #[utoipa::path(
     get,
     path = "/openapi.json",
-    tag = "operations",
-    summary = "This OpenAPI document",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object,
             content_type = "application/json"),
     ),
     security(())
 )]
-async fn openapi_json(Extension(spec): Extension<Spec>) -> Response {
-    let mut response = spec.0.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+async fn openapi_json(Extension(spec): Extension<Spec>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], spec.0)
 }
 
 #[cfg(test)]
@@ -207,10 +255,17 @@ mod tests {
     use utoipa::openapi::path::ParameterIn;
 
     /// Built without a server: every operation states its security, documents each
-    /// parameter of its path template, and has a unique operation id.
+    /// parameter of its path template, has a unique operation id, and carries one tag,
+    /// one the document describes (its resource module's, see [`super::tagged`]).
     #[test]
-    fn every_operation_states_security_path_parameters_and_a_unique_id() {
+    fn every_operation_states_security_path_parameters_a_unique_id_and_a_tag() {
         let doc = crate::api::openapi_doc();
+        let declared: HashSet<_> = doc
+            .tags
+            .iter()
+            .flatten()
+            .map(|tag| tag.name.clone())
+            .collect();
         let mut ids = HashSet::new();
         let mut count = 0;
         for (path, item) in &doc.paths.paths {
@@ -226,6 +281,10 @@ mod tests {
                 count += 1;
                 let what = format!("{method} {path}");
                 assert!(op.security.is_some(), "{what} states no security");
+                match op.tags.as_deref() {
+                    Some([tag]) => assert!(declared.contains(tag), "{what}: tag {tag} undeclared"),
+                    other => panic!("{what}: tags {other:?}, not one"),
+                }
                 assert!(
                     !op.responses.responses.is_empty(),
                     "{what} has no responses"

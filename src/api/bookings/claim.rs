@@ -21,16 +21,16 @@ use crate::claims::{ClaimOutcome, ClaimRequest, Selection};
 use crate::domain::*;
 use crate::telemetry::{self, ClaimProbe, ClaimResult};
 
+/// Claim seats: specific ones, or a quantity of the best available
+///
+/// Held in Redis at once (202 `pending`) and persisted to MySQL in the background. With an
+/// `Idempotency-Key`, the same user, key and body again gets the first answer's status code
+/// and `booking_id` for 24 h (202, 409 and 422 are recorded; 400, 401, 413, 429 and 503 are
+/// not). With the mysql claim strategy a successful claim is booked at once and answered
+/// 201 `confirmed`.
 #[utoipa::path(
     post,
     path = "/v1/events/{id}/bookings",
-    tag = "bookings",
-    summary = "Claim seats: specific ones, or a quantity of the best available",
-    description = "Held in Redis at once (202 `pending`) and persisted to MySQL in the background. \
-        With an `Idempotency-Key`, the same user, key and body again gets the first answer's \
-        status code and `booking_id` for 24 h (202, 409 and 422 are recorded; 400, 401, 413, \
-        429 and 503 are not). With the mysql claim strategy a successful claim is booked at \
-        once and answered 201 `confirmed`.",
     params(
         ("id" = String, Path, description = "Event id"),
         ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,

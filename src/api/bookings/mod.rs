@@ -8,8 +8,9 @@
 mod claim;
 pub mod request;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,16 +23,19 @@ pub use request::{
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{parse_booking_id, parse_event_id, ApiPath};
-use super::openapi::{BookingNotFound, BookingParams, BookingUnauthorized, Unavailable};
+use super::openapi::{tagged, BookingErrors, BookingParams};
 use super::AppState;
 use crate::domain::*;
 use crate::ops;
 use crate::ops::cancel::Requester;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(claim::create_booking))
-        .routes(routes!(get_booking, cancel_booking))
+    tagged(
+        "bookings",
+        OpenApiRouter::new()
+            .routes(routes!(claim::create_booking))
+            .routes(routes!(get_booking, cancel_booking)),
+    )
 }
 
 /// The booking as JSON, with `Location` pointing at it.
@@ -55,66 +59,60 @@ fn requester(caller: &Caller) -> Requester<'_> {
     }
 }
 
-/// The booking a URL names, if the caller may see it. The caller is checked first, then
-/// the path: the event (a malformed id, or an event not on sale, is `event_not_found`),
-/// then the booking (a malformed id names no booking).
-async fn find_booking(
-    app: &AppState,
-    headers: &HeaderMap,
-    (event_id, booking_id): (String, String),
-) -> Result<Booking, ApiError> {
-    let caller = app.auth.caller(headers)?;
-    let event_id = parse_event_id(event_id)?;
-    app.ensure_on_sale(&event_id).await?;
-    let booking_id = parse_booking_id(booking_id)?;
-    let requester = requester(&caller);
-    Ok(ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?)
+/// The booking a URL names, if the caller may see it (its owner or the admin). The
+/// caller is checked first, then the path: the event (a malformed id, or an event not
+/// on sale, is `event_not_found`), then the booking (a malformed id names no booking).
+struct VisibleBooking(Booking);
+
+impl FromRequestParts<AppState> for VisibleBooking {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let ApiPath((event_id, booking_id)) = ApiPath::from_request_parts(parts, app).await?;
+        let caller = app.auth.caller(&parts.headers)?;
+        let event_id = parse_event_id(event_id)?;
+        app.ensure_on_sale(&event_id).await?;
+        let booking_id = parse_booking_id(booking_id)?;
+        let requester = requester(&caller);
+        let booking =
+            ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?;
+        Ok(Self(booking))
+    }
 }
 
+/// A booking, for its owner or the admin
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/bookings/{booking_id}",
-    tag = "bookings",
-    summary = "A booking, for its owner or the admin",
     params(BookingParams),
     responses(
         (status = 200, description = "The booking: `pending`, `confirmed`, `rejected` (with `reason`) or `cancelled`", body = Booking),
-        (status = 401, response = inline(BookingUnauthorized)),
-        (status = 404, response = inline(BookingNotFound)),
-        (status = 503, response = inline(Unavailable)),
+        BookingErrors,
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]
-async fn get_booking(
-    State(app): State<AppState>,
-    ApiPath(path): ApiPath<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<Booking>, ApiError> {
-    Ok(Json(find_booking(&app, &headers, path).await?))
+async fn get_booking(VisibleBooking(booking): VisibleBooking) -> Json<Booking> {
+    Json(booking)
 }
 
+/// Cancel a booking (owner or admin); its seats are available again
+///
+/// Works on a pending booking too (it is then never persisted as booked). Idempotent.
 #[utoipa::path(
     delete,
     path = "/v1/events/{id}/bookings/{booking_id}",
-    tag = "bookings",
-    summary = "Cancel a booking (owner or admin); its seats are available again",
-    description = "Works on a pending booking too (it is then never persisted as booked). Idempotent.",
     params(BookingParams),
     responses(
         (status = 200, description = "The booking, `cancelled`", body = Booking),
-        (status = 401, response = inline(BookingUnauthorized)),
-        (status = 404, response = inline(BookingNotFound)),
+        BookingErrors,
         (status = 409, description = "`booking_rejected`: a rejected booking cannot be cancelled", body = ErrorBody),
-        (status = 503, response = inline(Unavailable)),
     ),
     security(("user_jwt" = []), ("admin_token" = []))
 )]
 async fn cancel_booking(
     State(app): State<AppState>,
-    ApiPath(path): ApiPath<(String, String)>,
-    headers: HeaderMap,
+    VisibleBooking(booking): VisibleBooking,
 ) -> Result<Json<Booking>, ApiError> {
-    let booking = find_booking(&app, &headers, path).await?;
     Ok(Json(
         ops::cancel::cancel(&app.redis, &app.db, booking).await?,
     ))
