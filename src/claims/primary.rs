@@ -389,15 +389,10 @@ impl ConnectionLike for Bound {
     }
 }
 
+/// Each command goes to the current connection, as a [`Bound`] to it.
 impl ConnectionLike for Primary {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let live = self.live().await?;
-            let mut conn = live.conn.clone();
-            let result = conn.req_packed_command(cmd).await;
-            self.observe(&live, &result);
-            result
-        })
+        Box::pin(async move { self.bound(self.live().await?).req_packed_command(cmd).await })
     }
 
     fn req_packed_commands<'a>(
@@ -407,11 +402,8 @@ impl ConnectionLike for Primary {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let live = self.live().await?;
-            let mut conn = live.conn.clone();
-            let result = conn.req_packed_commands(pipeline, offset, count).await;
-            self.observe(&live, &result);
-            result
+            let mut bound = self.bound(self.live().await?);
+            bound.req_packed_commands(pipeline, offset, count).await
         })
     }
 
