@@ -125,6 +125,15 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let durability = settings.durability;
+        if durability.min_replicas > 0 && durability.replication_timeout >= settings.redis_timeout {
+            // The WAIT is a Redis call like any other: the call bound cuts it short.
+            tracing::warn!(
+                replication_timeout_ms = durability.replication_timeout.as_millis() as u64,
+                redis_timeout_ms = settings.redis_timeout.as_millis() as u64,
+                "SEATGATE_REDIS_REPLICATION_TIMEOUT_MS is not below SEATGATE_REDIS_TIMEOUT_MS: \
+                 a claim waits for its replicas at most the Redis call timeout"
+            );
+        }
         let group_commit = (durability.min_replicas > 0).then(|| {
             GroupCommit::for_store(
                 redis.clone(),

@@ -144,6 +144,8 @@ impl GroupCommit {
     }
 
     /// Rounds whose `WAIT`s `store` sends, needing `required` replicas within `timeout`.
+    /// The `WAIT` is one of `store`'s calls, whose own timeout (`SEATGATE_REDIS_TIMEOUT_MS`)
+    /// cuts it short if `timeout` is longer: keep `timeout` below it.
     pub fn for_store(store: RedisStore, required: u32, timeout: Duration) -> Self {
         Self::new(required, move || {
             let store = store.clone();

@@ -19,7 +19,8 @@ use crate::common::redis_server_installed;
 use crate::helpers::*;
 
 /// A primary with one replica, and a gateway on the primary that needs the replica to
-/// hold each claim (waiting `timeout` for it). No reconciler: claims stay `pending`.
+/// hold each claim (waiting `timeout` for it, below the tests' 5 s Redis call bound).
+/// No reconciler: claims stay `pending`.
 async fn replicated_app(timeout: Duration) -> Option<(ReplicatedRedis, TestApp)> {
     if !redis_server_installed() {
         return None;
@@ -66,7 +67,7 @@ async fn booking_id(r: reqwest::Response) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_replica_required_a_claim_is_answered_only_once_the_replica_holds_it() {
-    let Some((mut group, app)) = replicated_app(Duration::from_secs(10)).await else {
+    let Some((mut group, app)) = replicated_app(Duration::from_secs(4)).await else {
         return;
     };
     let event = app.event_with(&seat_names(20), 4).await;
@@ -140,7 +141,9 @@ async fn with_a_replica_required_a_claim_is_answered_only_once_the_replica_holds
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_its_replica_does_not_confirm_is_503_and_its_retry_replays_it() {
-    let Some((mut group, app)) = replicated_app(Duration::from_millis(300)).await else {
+    // Each claim while the replica is dead waits this long; a healthy replica on a
+    // loaded machine has answered well within it.
+    let Some((mut group, app)) = replicated_app(Duration::from_secs(1)).await else {
         return;
     };
     let event = app.event_with(&seat_names(10), 4).await;
@@ -188,7 +191,7 @@ async fn a_claim_its_replica_does_not_confirm_is_503_and_its_retry_replays_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_concurrent_claims_share_few_waits() {
-    let Some((group, app)) = replicated_app(Duration::from_secs(10)).await else {
+    let Some((group, app)) = replicated_app(Duration::from_secs(4)).await else {
         return;
     };
     let event = app.event_with(&seat_names(400), 4).await;
@@ -235,10 +238,13 @@ async fn a_round_covers_writes_that_other_connections_made() {
         return;
     }
     let mut group = ReplicatedRedis::start(1, 0).await.unwrap();
-    let store = RedisStore::connect(&group.primary.url(), "repl-test:", Duration::from_secs(1))
+    // A WAIT counts against the store's call bound: the bound is above the WAIT's.
+    let store = RedisStore::connect(&group.primary.url(), "repl-test:", Duration::from_secs(5))
         .await
         .unwrap();
-    let commit = GroupCommit::for_store(store, 1, Duration::from_millis(300));
+    // Long enough for a healthy replica on a loaded machine; the paused round waits
+    // all of it.
+    let commit = GroupCommit::for_store(store, 1, Duration::from_secs(2));
     assert_eq!(commit.covered().await, Ok(()));
 
     group.replicas[0].pause().unwrap();

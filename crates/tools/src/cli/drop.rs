@@ -126,6 +126,16 @@ pub struct DropArgs {
     /// Timeout of each Redis call on the request path, in milliseconds (in-process).
     #[arg(long, env = "SEATGATE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
+    /// Replicas that must hold a claim before its 202 (in-process; Redis `WAIT`).
+    #[arg(long, env = "SEATGATE_REDIS_MIN_REPLICAS", default_value_t = 0)]
+    pub redis_min_replicas: u32,
+    /// How long a claim waits for those replicas, in milliseconds (in-process).
+    #[arg(
+        long,
+        env = "SEATGATE_REDIS_REPLICATION_TIMEOUT_MS",
+        default_value_t = 500
+    )]
+    pub redis_replication_timeout_ms: u64,
 }
 
 impl DropArgs {
@@ -164,6 +174,8 @@ impl DropArgs {
     fn store_args(&self) -> StoreArgs {
         StoreArgs {
             redis_timeout_ms: self.redis_timeout_ms,
+            redis_min_replicas: self.redis_min_replicas,
+            redis_replication_timeout_ms: self.redis_replication_timeout_ms,
             ..StoreArgs::new(
                 &self.redis_url,
                 self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL),

@@ -59,8 +59,8 @@ pub struct InProcessGateway {
 }
 
 impl InProcessGateway {
-    /// Starts a gateway with fresh secrets on `stores`, using `store`'s namespace and
-    /// Redis timeout, with room for `concurrency` claims in flight (load shedding is
+    /// Starts a gateway with fresh secrets on `stores`, using `store`'s namespace, Redis
+    /// timeout and durability settings, with room for `concurrency` claims in flight (load shedding is
     /// not what a drop measures: the bound is well above the client's own).
     pub async fn start(
         stores: &Stores,
@@ -88,6 +88,7 @@ impl InProcessGateway {
         let namespace = stores.redis_namespace(&store.redis_namespace);
         settings.redis_namespace = namespace.to_owned();
         settings.redis_timeout = store.redis_timeout();
+        settings.durability = store.durability();
         settings.max_inflight_claims = concurrency as usize * 4;
         settings.reconciler = true;
         settings.claim_strategy = strategy;
