@@ -153,11 +153,14 @@ impl RedisStore {
         }
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    /// Runs one command on the shared connection, bounded like every call.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        let _: String = self
-            .bounded(redis::cmd("PING").query_async(&mut conn))
-            .await?;
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
     }
 
@@ -239,9 +242,7 @@ impl RedisStore {
 
     /// `INFO <section>`, as Redis writes it.
     pub(crate) async fn info(&self, section: &str) -> Result<String, StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(redis::cmd("INFO").arg(section).query_async(&mut conn))
-            .await
+        self.query(redis::cmd("INFO").arg(section)).await
     }
 
     /// `CONFIG GET <parameter>`: its value, or `None` when the server refuses (`CONFIG`
@@ -659,14 +660,12 @@ impl RedisStore {
         cursor: u64,
         count: usize,
     ) -> Result<(u64, Vec<(String, String)>), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(
+        self.query(
             redis::cmd("HSCAN")
                 .arg(self.keys(event_id).seats())
                 .arg(cursor)
                 .arg("COUNT")
-                .arg(count)
-                .query_async(&mut conn),
+                .arg(count),
         )
         .await
     }
@@ -680,13 +679,11 @@ impl RedisStore {
         if seats.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
         // HMGET with one field answers a list as well; `hget` would not.
-        self.bounded(
+        self.query(
             redis::cmd("HMGET")
                 .arg(self.keys(event_id).seats())
-                .arg(seats)
-                .query_async(&mut conn),
+                .arg(seats),
         )
         .await
     }
