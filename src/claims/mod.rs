@@ -149,7 +149,10 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
+            Err(_) => {
+                self.conn.note_timeout();
+                Err(StoreError::Timeout(self.timeout))
+            }
         }
     }
 

@@ -196,19 +196,18 @@ pub struct Primary {
 }
 
 impl Primary {
-    /// A handle that connects on first use. `timeout` bounds connecting and each reply.
-    ///
-    /// The reply timeout is a little shorter than `timeout`, the bound callers put on
-    /// a whole call: the connection's own timeout then fires first, and is counted
-    /// towards [`TIMEOUTS_BEFORE_RECONNECT`] (a caller's bound dropping the call would
-    /// not be), so a primary that stops answering without closing its connections (a
-    /// partition, a stalled host) is left for the one Sentinel promotes.
+    /// A handle that connects on first use. `timeout` bounds connecting. Replies are
+    /// bounded by the caller (`RedisStore` bounds its calls by `timeout`), which
+    /// reports a call it gave up on through [`Primary::note_timeout`]; the connection's
+    /// own reply timeout, twice as long, is the backstop for callers that do not bound
+    /// theirs, and counts too.
     pub fn new(target: Target, timeout: Duration) -> Self {
-        Self::with_timeouts(target, timeout, timeout.mul_f64(0.9))
+        Self::with_timeouts(target, timeout, timeout * 2)
     }
 
-    /// [`Primary::new`] with a reply timeout of its own (blocking reads wait longer
-    /// than a connection may take to be made).
+    /// A handle whose connections are made within `connect` and whose replies each
+    /// come within `reply` (the reconciler's blocking reads wait longer than a
+    /// connection may take to be made).
     pub fn with_timeouts(target: Target, connect: Duration, reply: Duration) -> Self {
         let timeout = connect;
         let config = AsyncConnectionConfig::new()
@@ -299,6 +298,23 @@ impl Primary {
         self.inner.live.read().expect("not poisoned").clone()
     }
 
+    /// Counts a call on the current connection that its caller gave up on for want of
+    /// a reply (see [`Primary::new`]).
+    pub fn note_timeout(&self) {
+        if let Some(live) = self.current() {
+            self.count_timeout(
+                &live,
+                &RedisError::from((ErrorKind::Io, "no reply in time")),
+            );
+        }
+    }
+
+    fn count_timeout(&self, live: &Live, err: &RedisError) {
+        if live.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_RECONNECT {
+            self.drop_connection(live.generation, err);
+        }
+    }
+
     /// Drops connection `generation` if it is still the current one.
     fn drop_connection(&self, generation: u64, why: &RedisError) {
         let mut live = self.inner.live.write().expect("not poisoned");
@@ -319,11 +335,7 @@ impl Primary {
                     live.timeouts.store(0, Ordering::Relaxed);
                 }
             }
-            Err(err) if err.is_timeout() => {
-                if live.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_RECONNECT {
-                    self.drop_connection(live.generation, err);
-                }
-            }
+            Err(err) if err.is_timeout() => self.count_timeout(live, err),
             Err(err)
                 if err.is_io_error()
                     || err.is_connection_dropped()
