@@ -92,11 +92,7 @@ async fn drop_through_a_failover(min_replicas: u32, failure: Failure) -> Option<
         .collect::<Vec<Answer>>();
     let old = group.current_primary_port().await.unwrap();
     let primary = group.node_mut(old).unwrap().url();
-    let mut cut = redis::Client::open(primary)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut cut = raw_redis(&primary).await;
     let killer = async {
         while answered.load(std::sync::atomic::Ordering::Relaxed) < SEATS / 4 {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -192,11 +192,14 @@ pub async fn spawn_app_on_private_redis(
 }
 
 /// A connection of its own to the Redis at `url`, for what the test does behind the
-/// gateway's back.
+/// gateway's back. Replies may take up to 10 s (redis-rs's default gives up after
+/// 500 ms, which a `SAVE` or a `WAIT` on a loaded machine can pass).
 pub async fn raw_redis(url: &str) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     redis::Client::open(url)
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }

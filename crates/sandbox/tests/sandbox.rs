@@ -17,10 +17,15 @@ async fn ping(url: &str) -> redis::RedisResult<String> {
     redis::cmd("PING").query_async(&mut conn).await
 }
 
+/// A connection whose replies may take as long as the commands here wait (redis-rs
+/// gives up on a reply after 500 ms by default; `WAIT … 5000` may take longer while a
+/// restarted replica resyncs).
 async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
     redis::Client::open(url)
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }
