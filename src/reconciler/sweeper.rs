@@ -1,4 +1,6 @@
 //! The sweeper: settles claims that hold seats but can no longer settle by the outbox.
+//! One file because its scan, its judgement (a pure function, tested here) and its
+//! metrics are one procedure.
 //!
 //! A claim settles when the reconciler reads its outbox entry. Two losses leave its
 //! seats `pending:<bid>` with nothing on its way: the outbox entry is gone (an

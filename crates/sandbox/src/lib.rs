@@ -1,5 +1,6 @@
-//! Private Redis and MariaDB servers, for the demo and for fault tests. The crate is
-//! one idea: a server process of its own, of three kinds.
+//! Private Redis and MariaDB servers, for the demo and for fault tests. One file (and
+//! `sentinel` beside it) because the crate is one idea: a server process of its own,
+//! of three kinds, whose process handling they all share.
 //!
 //! [`PrivateRedis`], [`PrivateSentinel`] and [`PrivateMysql`] each run one server
 //! process of their own on a free `127.0.0.1` port, with all its files in a temporary

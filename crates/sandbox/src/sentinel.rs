@@ -1,5 +1,7 @@
 //! Private Redis Sentinels, and a replicated group of private Redis servers watched by
-//! them: what a failover test needs (kill the primary, see a replica promoted).
+//! them: what a failover test needs (kill the primary, see a replica promoted). One
+//! file because a sentinel is only ever started as part of such a group, and the
+//! group's readiness is defined by what its sentinels know.
 //!
 //! [`PrivateSentinel`] is one more [`PrivateServer`]: `redis-server <conf> --sentinel`
 //! with a configuration file in its own directory, so it has the same start, kill and
