@@ -24,6 +24,9 @@ use crate::reconciler::{Reconciler, ReconcilerConfig};
 use crate::server::{self, HttpListener, ServerLimits};
 use crate::strategy::{MysqlStrategy, RedisStrategy, Strategy};
 
+/// How long the start waits for its first fence check (see `Application::build`).
+const FIRST_CHECK_WAIT: Duration = Duration::from_secs(2);
+
 /// A gateway bound to its port, ready to run.
 pub struct Application {
     listener: HttpListener,
@@ -99,12 +102,22 @@ impl Application {
             crate::deployment::claim_namespace(&redis, &pool, &settings.database_url).await?;
         }
         // Claims wait for Redis to be checked against MySQL (and rebuilt from it if it
-        // lost writes): done once here, so a gateway that starts on a sound Redis takes
-        // claims from its first request, then kept up in the background.
-        let mut keeper = Keeper::new(redis.clone(), pool.clone());
+        // lost writes). A first check here lets a gateway that starts on a sound Redis
+        // take claims from its first request; a rebuild of many events that takes longer
+        // than FIRST_CHECK_WAIT goes on in the background (claims answer 503 until it is
+        // done) rather than holding the start. The keeper keeps it up afterwards.
+        let keeper = Keeper::new(redis.clone(), pool.clone());
         if redis_up && db_ready.is_none() {
-            if let Err(err) = keeper.check().await {
-                tracing::warn!(error = %err, "Redis could not be checked against MySQL yet; claims wait until it is");
+            let mut first = Keeper::new(redis.clone(), pool.clone());
+            let check = tokio::spawn(async move { first.check().await });
+            match tokio::time::timeout(FIRST_CHECK_WAIT, check).await {
+                Ok(Ok(Ok(_))) | Ok(Err(_)) => {}
+                Ok(Ok(Err(err))) => {
+                    tracing::warn!(error = %err, "Redis could not be checked against MySQL yet; claims wait until it is");
+                }
+                Err(_) => {
+                    tracing::info!("Redis is being rebuilt from MySQL in the background; claims wait until it is");
+                }
             }
         }
         let reconciler = if settings.reconciler {
