@@ -34,46 +34,10 @@ mkdir -p "$out"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 
 run_id=$$
-export SEATGATE_ADMIN_TOKEN=$(openssl rand -hex 16)
-export SEATGATE_JWT_SECRET=$(openssl rand -hex 32)
-export SEATGATE_REDIS_URL=$redis_url
+gw_name=ab_$run_id
+# shellcheck source=lib/gateways.sh
+. "$(dirname "$0")/lib/gateways.sh"
 export SEATGATE_USER_RATE=0
-export RUST_LOG=${RUST_LOG:-warn}
-gateway_pid=
-
-cleanup() {
-  if [ -n "$gateway_pid" ]; then
-    kill "$gateway_pid" 2>/dev/null || true
-    wait "$gateway_pid" 2>/dev/null || true
-  fi
-  for label in old new; do
-    mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS ab_${run_id}_${label}" 2>/dev/null || true
-    redis-cli -u "$redis_url" --scan --pattern "ab-${run_id}-${label}:*" \
-      | xargs -r redis-cli -u "$redis_url" unlink >/dev/null || true
-  done
-}
-trap cleanup EXIT
-
-start_gateway() { # binary label port
-  SEATGATE_HTTP_ADDR=127.0.0.1:$3 \
-    SEATGATE_DATABASE_URL=$mysql_base/ab_${run_id}_$2 \
-    SEATGATE_REDIS_NAMESPACE=ab-${run_id}-$2: \
-    "$1" serve >>"$out/serve-$2.log" 2>&1 &
-  gateway_pid=$!
-  for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:$3/healthz" >/dev/null && return 0
-    kill -0 "$gateway_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "the $2 gateway did not start; see $out/serve-$2.log" >&2
-  exit 1
-}
-
-stop_gateway() {
-  kill "$gateway_pid" 2>/dev/null || true
-  wait "$gateway_pid" 2>/dev/null || true
-  gateway_pid=
-}
 
 port=$((19000 + run_id % 1000 * 10))
 echo "connection A/B run $run_id: $rounds round(s), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -73,46 +73,9 @@ fi
 tools_bin=$(realpath "$tools_bin")
 
 run_id=$$
-export SEATGATE_ADMIN_TOKEN=$(openssl rand -hex 16)
-export SEATGATE_JWT_SECRET=$(openssl rand -hex 32)
-export SEATGATE_REDIS_URL=$redis_url
-export RUST_LOG=${RUST_LOG:-warn}
-gateway_pid=
-
-cleanup() {
-  if [ -n "$gateway_pid" ]; then
-    kill "$gateway_pid" 2>/dev/null || true
-    wait "$gateway_pid" 2>/dev/null || true
-  fi
-  for label in old new; do
-    mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS storm_${run_id}_${label}" 2>/dev/null || true
-    redis-cli -u "$redis_url" --scan --pattern "storm-${run_id}-${label}:*" \
-      | xargs -r redis-cli -u "$redis_url" unlink >/dev/null || true
-  done
-}
-trap cleanup EXIT
-
-# Starts `serve` of binary $1 (label $2) on port $3; sets gateway_pid.
-start_gateway() {
-  SEATGATE_HTTP_ADDR=127.0.0.1:$3 \
-    SEATGATE_DATABASE_URL=$mysql_base/storm_${run_id}_$2 \
-    SEATGATE_REDIS_NAMESPACE=storm-${run_id}-$2: \
-    "$1" serve >>"$out/serve-$2.log" 2>&1 &
-  gateway_pid=$!
-  for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:$3/healthz" >/dev/null && return 0
-    kill -0 "$gateway_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "the $2 gateway did not start; see $out/serve-$2.log" >&2
-  exit 1
-}
-
-stop_gateway() {
-  kill "$gateway_pid" 2>/dev/null || true
-  wait "$gateway_pid" 2>/dev/null || true
-  gateway_pid=
-}
+gw_name=storm_$run_id
+# shellcheck source=lib/gateways.sh
+. "$(dirname "$0")/lib/gateways.sh"
 
 # "ListenOverflows ListenDrops" of the whole host, from /proc/net/netstat.
 listen_counters() {

@@ -18,10 +18,10 @@
 //! check runs when Redis first answers, on the claim path, through a [`PostureGate`]:
 //! claims are answered 503 until the check has passed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::primary::parse_info;
 use super::{RedisStore, StoreError};
 use crate::config::Durability;
 
@@ -142,15 +142,6 @@ pub async fn check_and_log(
         );
     }
     Ok(posture)
-}
-
-/// `INFO`'s `name:value` lines as a map (section headers and blank lines skipped).
-fn parse_info(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.to_owned(), value.trim_end().to_owned()))
-        .collect()
 }
 
 /// How often a refused posture is checked again (a gateway that started before Redis

@@ -117,9 +117,10 @@ impl Target {
             .arg("server")
             .query_async(&mut conn)
             .await?;
-        let run_id = info_field(&info, "run_id")
+        let run_id = parse_info(&info)
+            .remove("run_id")
             .ok_or_else(|| RedisError::from((ErrorKind::Parse, "INFO server has no run_id")))?;
-        Ok((conn, run_id.to_owned()))
+        Ok((conn, run_id))
     }
 }
 
@@ -135,12 +136,13 @@ fn is_primary(role: &Value) -> bool {
     }
 }
 
-/// The value of `field` in an `INFO` reply (`field:value` lines).
-pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
-    info.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        (name == field).then(|| value.trim())
-    })
+/// The fields of an `INFO` reply (`name:value` lines; `# Section` headers skipped).
+pub(crate) fn parse_info(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_owned(), value.trim_end().to_owned()))
+        .collect()
 }
 
 /// One connection to the primary as it was made. Shared (`Arc<Live>`) by every call
@@ -457,7 +459,8 @@ mod tests {
         assert!(is_primary(&master));
         assert!(!is_primary(&replica));
         let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\n";
-        assert_eq!(info_field(info, "run_id"), Some("abc123"));
-        assert_eq!(info_field(info, "tcp_port"), None);
+        let fields = parse_info(info);
+        assert_eq!(fields.get("run_id").map(String::as_str), Some("abc123"));
+        assert_eq!(fields.get("tcp_port"), None);
     }
 }
