@@ -105,6 +105,19 @@ impl EventKeys {
         self.key("dead")
     }
 
+    /// The keys every warmed event has (meta, seats, avail, order, outbox, dead
+    /// letters): those that say it exists, as opposed to those its claims made.
+    pub fn core(&self) -> [String; 6] {
+        [
+            self.meta(),
+            self.seats(),
+            self.avail(),
+            self.order(),
+            self.outbox(),
+            self.dead_letters(),
+        ]
+    }
+
     /// The pattern matching every key of the event (for cleanup in tests and tools).
     pub fn pattern(&self) -> String {
         // `{` `}` are not glob metacharacters; `[` cannot occur in an event id.

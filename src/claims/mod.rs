@@ -470,9 +470,16 @@ impl RedisStore {
     /// Deletes every Redis key of the event and takes it off the registry: the event is
     /// no longer on sale, and a warm brings it back from MySQL. For demos and tools;
     /// never on a path that serves a drop.
+    ///
+    /// The keys the event is known by (its meta and inventory) go last, in one `DEL`,
+    /// after it has left the registry: until then the event looks whole, so the fence
+    /// keeper does not rebuild it while this is still deleting; once they are gone,
+    /// nothing here deletes again, so a rebuild that follows at once is not undone.
     pub async fn delete_event(&self, event_id: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        let pattern = self.keys(event_id).pattern();
+        let k = self.keys(event_id);
+        let last = k.core();
+        let pattern = k.pattern();
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
@@ -488,6 +495,7 @@ impl RedisStore {
                         .query_async(&mut conn),
                 )
                 .await?;
+            let keys: Vec<String> = keys.into_iter().filter(|key| !last.contains(key)).collect();
             if !keys.is_empty() {
                 let n: u64 = self.bounded(conn.del(keys)).await?;
                 deleted += n;
@@ -499,7 +507,8 @@ impl RedisStore {
         }
         let registry = keys::events_registry(&self.namespace);
         let _: i64 = self.bounded(conn.srem(registry, event_id)).await?;
-        Ok(deleted)
+        let n: u64 = self.bounded(conn.del(&last)).await?;
+        Ok(deleted + n)
     }
 
     /// The on-sale events (the registry reconcilers read).
