@@ -20,9 +20,12 @@
 //! stand for election, `cluster-replica-validity-factor 0`) so that a failover takes a
 //! couple of seconds. Every wait polls the nodes until a deadline, never a fixed sleep.
 //!
-//! The cluster's state is always read from the nodes (`CLUSTER NODES`, `CLUSTER INFO`,
-//! `INFO replication`), never remembered, so it stays right whatever a test does to a
-//! node through [`nodes_mut`](PrivateCluster::nodes_mut).
+//! The cluster's state (roles, slot owners, node ids) is read from the nodes
+//! (`CLUSTER NODES`, `CLUSTER INFO`, `INFO replication`) each time it is needed, so it
+//! stays right whatever a test does to a node through
+//! [`nodes_mut`](PrivateCluster::nodes_mut); only [`seeds_url`](PrivateCluster::seeds_url)
+//! is remembered. A query to a node that is paused (SIGSTOP) gives up after 2 s and the
+//! next running node is asked.
 
 use crate::{try_free_port, PrivateRedis, RedisOptions, POLL_INTERVAL};
 use anyhow::{bail, Context};
@@ -44,9 +47,10 @@ const CONVERGE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long `redis-cli --cluster create` may run.
 const CREATE_DEADLINE: Duration = Duration::from_secs(60);
 /// How long one command to a node may take (connecting included).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// `MIGRATE`'s own timeout, in milliseconds.
-const MIGRATE_TIMEOUT_MS: u64 = 5000;
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// `MIGRATE`'s own timeout, in milliseconds (below [`QUERY_TIMEOUT`], so that its own
+/// error is the one reported).
+const MIGRATE_TIMEOUT_MS: u64 = 1500;
 /// Keys moved by one `MIGRATE` when the migration is not paced.
 const MIGRATE_BATCH: usize = 100;
 /// Tries at starting one node with a fresh bus port (see [`start_node`]).
@@ -503,6 +507,10 @@ impl PrivateCluster {
         {
             bail!("event id prefix {prefix:?} is not of [A-Za-z0-9_-]");
         }
+        // Event ids are at most 64 characters; the tags here are at most 4.
+        if prefix.len() > 60 {
+            bail!("event id prefix {prefix:?} is longer than 60 characters");
+        }
         let (_, view) = self.any_view().await?;
         let primaries = self.primaries().await?;
         let owner_of = |slot: u16| {
@@ -555,6 +563,10 @@ impl PrivateCluster {
     /// KEYS …` until the source has none left, then `CLUSTER SETSLOT <slot> NODE
     /// <to-id>` on the target, the source and every other primary; returns once every
     /// running node names the target as the slot's owner.
+    ///
+    /// An error part way (a node killed meanwhile, a key on both sides) leaves the slot
+    /// `MIGRATING` / `IMPORTING`, as a failed `redis-cli --cluster reshard` would; the
+    /// error says which step failed.
     pub async fn migrate_slot_paced(
         &mut self,
         slot: u16,

@@ -273,6 +273,25 @@ async fn a_cluster_starts_ready_and_moves_a_slot_with_its_keys_while_a_client_wr
     cluster.migrate_slot(slot, from).await.unwrap();
     assert_eq!(cluster.primary_for_slot(slot).await.unwrap(), from);
 
+    // Bad requests are errors, and touch nothing.
+    let a_replica = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.port())
+        .find(|p| !primaries.contains(p))
+        .unwrap();
+    let err = cluster.migrate_slot(slot, a_replica).await.unwrap_err();
+    assert!(format!("{err:#}").contains("not a live primary"), "{err:#}");
+    assert!(cluster.migrate_slot(CLUSTER_SLOTS, to).await.is_err());
+    assert!(cluster.primary_for_slot(CLUSTER_SLOTS).await.is_err());
+    assert!(cluster
+        .event_id_on_each_primary("", "bad id")
+        .await
+        .is_err());
+    assert!(PrivateCluster::start(2, 1).await.is_err());
+    assert_eq!(cluster.primary_for_slot(slot).await.unwrap(), from);
+    assert_eq!(count_keys_in_slot(from, slot).await, before + created);
+
     eprintln!(
         "cluster of 3 primaries + 3 replicas ready in {ready:?}; slot {slot} (41 keys) \
          moved one key per 5 ms in {migration:?} under {} client INCRs and {created} new \
