@@ -8,7 +8,9 @@
 //! line, the readiness probe, the logs). A Redis may be started as a replica and with
 //! any configuration directive ([`RedisOptions`]); [`ReplicatedRedis`] (in `sentinel`)
 //! starts a primary, its replicas and the sentinels that fail it over, ready for a
-//! failover test. They exist so that a test can do to a server what must never be done to
+//! failover test. [`PrivateCluster`] (in `cluster`) starts a Redis Cluster of such
+//! servers, primaries and replicas, ready for slot migrations and a cluster failover.
+//! They exist so that a test can do to a server what must never be done to
 //! a shared one (SIGKILL it, restart it, lose its data) and so that `seatgate-tools
 //! demo` can run on a machine that has the server binaries installed but not running.
 //!
@@ -42,7 +44,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+mod cluster;
 mod sentinel;
+pub use cluster::{
+    cluster_info, cluster_nodes, slot_of, ClusterNode, PrivateCluster, CLUSTER_SLOTS,
+};
 pub use sentinel::{GroupOptions, PrivateSentinel, ReplicatedRedis, Sentinel, SentinelOptions};
 
 /// How long a private Redis may take to answer PING after it is started.
