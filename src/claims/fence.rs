@@ -36,9 +36,24 @@
 //! The record is checked again on every new connection, and by the keeper every
 //! `CHECK_EVERY` on the current one, so a process that starts on a Redis that lost its
 //! data is fenced too (its first connection is new).
+//!
+//! **On a Redis Cluster** each shard restarts and fails over on its own, and one
+//! cluster connection stands for all of them, so the record is per event: its meta's
+//! `node` field names the primary (by `run_id`) that served the event's slot when it was
+//! last warmed or rebuilt. A claim runs only on an event whose record was found to name
+//! the slot's primary of the moment ([`RedisStore::verify_event`], remembered per
+//! event; the keeper checks every event on sale each `CHECK_EVERY`). A failover or a
+//! restart of one shard fences the events of that shard only, and the keeper rebuilds
+//! just those; so does a slot moved to another primary (`CLUSTER SETSLOT`), whose
+//! data came along intact, but which seatgate cannot tell from a loss. The window is
+//! not zero there: the cluster client follows a failover by itself, so claims on the
+//! failed shard's events run on the promoted replica until the keeper's next check
+//! (at most `CHECK_EVERY`) sees the new `run_id`. With `SEATGATE_REDIS_MIN_REPLICAS`
+//! ≥ 1 the promoted replica holds every acknowledged claim, and what it may lack
+//! (confirmations, cancellations) leaves seats more taken than MySQL says, never less.
 
 use redis::AsyncCommands;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
@@ -54,6 +69,11 @@ pub struct Fence {
     on_sale: RwLock<HashSet<String>>,
     /// Woken when a claim finds Redis unverified or an event's keys missing.
     wanted: Notify,
+    /// On a cluster: the events whose record was last found to name their slot's
+    /// primary, and that primary's `run_id`.
+    verified_events: RwLock<HashMap<String, String>>,
+    /// Whether `on_sale` has been read from MySQL yet.
+    on_sale_known: std::sync::atomic::AtomicBool,
 }
 
 impl Fence {
@@ -76,6 +96,20 @@ impl Fence {
     /// Records the events MySQL has on sale.
     pub fn set_on_sale(&self, events: HashSet<String>) {
         *self.on_sale.write().expect("not poisoned") = events;
+        self.on_sale_known
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// True when the keeper has read MySQL and found the event not on sale: nothing of
+    /// it in Redis needs guarding (a claim on it is answered 404 by the script).
+    fn known_off_sale(&self, event_id: &str) -> bool {
+        self.on_sale_known
+            .load(std::sync::atomic::Ordering::Acquire)
+            && !self
+                .on_sale
+                .read()
+                .expect("not poisoned")
+                .contains(event_id)
     }
 
     /// True when `event_id`, which Redis does not have on sale, is on sale in MySQL:
@@ -91,6 +125,27 @@ impl Fence {
             self.wanted.notify_one();
         }
         lost
+    }
+
+    /// True when the event's record was found to name its slot's primary at the last
+    /// look (on a cluster).
+    fn event_verified(&self, event_id: &str) -> bool {
+        self.verified_events
+            .read()
+            .expect("not poisoned")
+            .contains_key(event_id)
+    }
+
+    fn set_event_verified(&self, event_id: &str, run_id: Option<&str>) {
+        let mut verified = self.verified_events.write().expect("not poisoned");
+        match run_id {
+            Some(run_id) => {
+                verified.insert(event_id.to_owned(), run_id.to_owned());
+            }
+            None => {
+                verified.remove(event_id);
+            }
+        }
     }
 
     /// Resolves when a claim was refused for want of a rebuild.
@@ -110,15 +165,65 @@ impl RedisStore {
     /// The connection a claim runs on: the current one, checked against the
     /// incarnation record if it has not been yet. [`StoreError::Fenced`] when Redis
     /// still waits for its rebuild.
-    pub(crate) async fn claim_connection(&self) -> Result<Bound, StoreError> {
+    pub(crate) async fn claim_connection(&self, event_id: &str) -> Result<Bound, StoreError> {
         let live = self.bounded(self.conn.live()).await?;
-        if self.fence.on && !live.is_verified() && !self.verify(&live).await? {
+        let verified = !self.fence.on
+            || if live.is_cluster() {
+                self.fence.event_verified(event_id)
+                    || self.verify_event(&live, event_id).await?
+                    || self.fence.known_off_sale(event_id)
+            } else {
+                live.is_verified() || self.verify(&live).await?
+            };
+        if !verified {
             self.fence.wanted.notify_one();
             return Err(StoreError::Fenced(
                 "Redis has not been rebuilt from MySQL since it restarted, failed over or lost keys",
             ));
         }
         Ok(self.conn.bound(live))
+    }
+
+    /// On a cluster: checks the event's record against the primary serving its slot
+    /// now, and remembers the verdict. True when they agree.
+    pub async fn verify_event(&self, live: &Arc<Live>, event_id: &str) -> Result<bool, StoreError> {
+        let meta = self.keys(event_id).meta();
+        let run_id = self.bounded(self.conn.run_id_for(live, &meta)).await?;
+        let mut conn = self.conn.bound(live.clone());
+        let node: Option<String> = self.bounded(conn.hget(&meta, "node")).await?;
+        let agrees = node.as_deref() == Some(run_id.as_str());
+        self.fence
+            .set_event_verified(event_id, agrees.then_some(run_id.as_str()));
+        Ok(agrees)
+    }
+
+    /// On a cluster: the `run_id` of the primary that serves the event's slot now
+    /// (`None` on one node, where the incarnation record does this job).
+    pub(crate) async fn shard_of(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        let live = self.bounded(self.conn.live()).await?;
+        if !live.is_cluster() {
+            return Ok(None);
+        }
+        let meta = self.keys(event_id).meta();
+        Ok(Some(
+            self.bounded(self.conn.run_id_for(&live, &meta)).await?,
+        ))
+    }
+
+    /// On a cluster: records that the event was warmed on the primary `run_id` (read
+    /// by [`RedisStore::shard_of`] before the warm began: should the slot have moved
+    /// meanwhile, the record names the old primary and the event stays fenced until
+    /// the keeper rebuilds it).
+    pub(crate) async fn record_shard(
+        &self,
+        event_id: &str,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let () = self
+            .bounded(conn.hset(self.keys(event_id).meta(), "node", run_id))
+            .await?;
+        Ok(())
     }
 
     /// Checks the node of `live` against the incarnation record and records the
@@ -225,12 +330,11 @@ impl RedisStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for event in events {
-            pipe.hget(self.keys(event).meta(), "on_sale");
-        }
-        let mut conn = self.conn.clone();
-        let flags: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let cmds = events
+            .iter()
+            .map(|event| redis::Cmd::hget(self.keys(event).meta(), "on_sale"))
+            .collect();
+        let flags: Vec<Option<String>> = self.query_each(cmds).await?;
         Ok(flags
             .into_iter()
             .map(|f| f.as_deref() == Some("1"))

@@ -162,6 +162,33 @@ impl RedisStore {
         self.bounded(cmd.query_async(&mut conn)).await
     }
 
+    /// Runs commands that each name the keys of one event (of any events), answering
+    /// in order: one pipeline on one node; on a cluster, where a pipeline must stay on
+    /// one slot, each command on its own (the cluster client still pipelines those
+    /// bound for one node).
+    pub(crate) async fn query_each<T: redis::FromRedisValue>(
+        &self,
+        cmds: Vec<redis::Cmd>,
+    ) -> Result<Vec<T>, StoreError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let live = self.bounded(self.conn.live()).await?;
+        let conn = self.conn.bound(live.clone());
+        if !live.is_cluster() {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd);
+            }
+            return self.bounded(pipe.query_async(&mut conn.clone())).await;
+        }
+        let each = cmds.iter().map(|cmd| {
+            let mut conn = conn.clone();
+            async move { cmd.query_async::<T>(&mut conn).await }
+        });
+        self.bounded(futures::future::try_join_all(each)).await
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
@@ -207,7 +234,7 @@ impl RedisStore {
                 inv.arg("quantity").arg(n);
             }
         }
-        let mut conn = self.claim_connection().await?;
+        let mut conn = self.claim_connection(req.event_id.as_str()).await?;
         let generation = conn.live().generation();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
         let outcome = ClaimOutcome::parse(value)?;
@@ -244,8 +271,20 @@ impl RedisStore {
     }
 
     /// `INFO <section>`, as Redis writes it.
-    pub(crate) async fn info(&self, section: &str) -> Result<String, StoreError> {
-        self.query(redis::cmd("INFO").arg(section)).await
+    pub(crate) async fn info(&self, section: &str) -> Result<Vec<String>, StoreError> {
+        let reply: Value = self.query(redis::cmd("INFO").arg(section)).await?;
+        // On a cluster, INFO goes to every primary: a map of node address to its reply.
+        let texts = match reply {
+            Value::Map(nodes) => nodes.into_iter().map(|(_, text)| text).collect(),
+            one => vec![one],
+        };
+        texts
+            .into_iter()
+            .map(|text| {
+                redis::from_redis_value(text)
+                    .map_err(|e| StoreError::from(redis::RedisError::from(e)))
+            })
+            .collect()
     }
 
     /// `CONFIG GET <parameter>`: its value, or `None` when the server refuses (`CONFIG`
@@ -372,12 +411,12 @@ impl RedisStore {
         &self,
         bookings: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<Vec<Option<BookingStatus>>, StoreError> {
-        let mut pipe = redis::pipe();
-        for (event_id, booking_id) in bookings {
-            pipe.hget(self.keys(event_id).booking(booking_id), "status");
-        }
-        let mut conn = self.conn.clone();
-        let statuses: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let cmds = bookings
+            .map(|(event_id, booking_id)| {
+                redis::Cmd::hget(self.keys(event_id).booking(booking_id), "status")
+            })
+            .collect();
+        let statuses: Vec<Option<String>> = self.query_each(cmds).await?;
         Ok(statuses
             .into_iter()
             .map(|s| s.as_deref().and_then(BookingStatus::parse))
@@ -484,17 +523,8 @@ impl RedisStore {
         let mut deleted = 0;
         loop {
             // A large COUNT: the event's keys are a small part of a big keyspace.
-            let (next, keys): (u64, Vec<String>) = self
-                .bounded(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(10_000)
-                        .query_async(&mut conn),
-                )
-                .await?;
+            let (next, keys): (u64, Vec<String>) =
+                self.scan_event(&k, cursor, &pattern, 10_000).await?;
             let keys: Vec<String> = keys.into_iter().filter(|key| !last.contains(key)).collect();
             if !keys.is_empty() {
                 let n: u64 = self.bounded(conn.del(keys)).await?;
@@ -509,6 +539,25 @@ impl RedisStore {
         let _: i64 = self.bounded(conn.srem(registry, event_id)).await?;
         let n: u64 = self.bounded(conn.del(&last)).await?;
         Ok(deleted + n)
+    }
+
+    /// One `SCAN` step for keys of one event matching `pattern`. On a cluster it runs on
+    /// the primary serving the event's slot, which holds every key of the event: one
+    /// node's keyspace, not the cluster's.
+    async fn scan_event(
+        &self,
+        k: &keys::EventKeys,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        self.bounded(self.conn.query_at(&k.meta(), scan)).await
     }
 
     /// The on-sale events (the registry reconcilers read).
@@ -777,15 +826,7 @@ impl RedisStore {
         let k = self.keys(event_id);
         let mut conn = self.conn.clone();
         let (next, tallies): (u64, Vec<String>) = self
-            .bounded(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(k.users_pattern())
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut conn),
-            )
+            .scan_event(&k, cursor, &k.users_pattern(), count)
             .await?;
         let tallies: Vec<(String, String)> = tallies
             .into_iter()

@@ -47,17 +47,38 @@ pub struct Posture {
 impl Posture {
     /// Reads the posture of the Redis behind `store`.
     pub async fn read(store: &RedisStore, required_replicas: u32) -> Result<Self, StoreError> {
-        let mut info = parse_info(&store.info("memory").await?);
-        info.extend(parse_info(&store.info("persistence").await?));
-        info.extend(parse_info(&store.info("replication").await?));
-        let field = |name: &str| info.get(name).cloned().unwrap_or_default();
+        // One node's INFO; on a cluster, each primary's, and the weakest of them counts:
+        // an evicting policy on any, the fewest replicas of any.
+        let mut nodes: Vec<std::collections::HashMap<String, String>> = Vec::new();
+        for section in ["memory", "persistence", "replication"] {
+            for (i, text) in store.info(section).await?.iter().enumerate() {
+                if nodes.len() <= i {
+                    nodes.push(Default::default());
+                }
+                nodes[i].extend(parse_info(text));
+            }
+        }
+        let field = |info: &std::collections::HashMap<String, String>, name: &str| {
+            info.get(name).cloned().unwrap_or_default()
+        };
+        let weakest = nodes
+            .iter()
+            .find(|info| field(info, "maxmemory_policy") != "noeviction")
+            .or_else(|| nodes.first())
+            .cloned()
+            .unwrap_or_default();
+        let connected_replicas = nodes
+            .iter()
+            .map(|info| field(info, "connected_slaves").parse().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
         Ok(Self {
-            maxmemory_policy: field("maxmemory_policy"),
-            aof: field("aof_enabled") == "1",
+            maxmemory_policy: field(&weakest, "maxmemory_policy"),
+            aof: field(&weakest, "aof_enabled") == "1",
             appendfsync: store.config_get("appendfsync").await?,
             save: store.config_get("save").await?,
-            role: field("role"),
-            connected_replicas: field("connected_slaves").parse().unwrap_or(0),
+            role: field(&weakest, "role"),
+            connected_replicas,
             required_replicas,
         })
     }
@@ -122,6 +143,20 @@ pub async fn check_and_log(
     posture
         .check(durability.allow_eviction)
         .map_err(PostureError::Refused)?;
+    let cluster = store
+        .primary()
+        .live()
+        .await
+        .map_err(StoreError::from)?
+        .is_cluster();
+    if cluster && durability.min_replicas > 0 {
+        // The group commit's WAIT must run on the node each claim ran on, one round
+        // per shard; it is written for one primary.
+        return Err(PostureError::Refused(
+            "SEATGATE_REDIS_MIN_REPLICAS >= 1 is not supported on a Redis Cluster yet;              set it to 0 (a claim is then as durable as its shard's persistence)"
+                .to_owned(),
+        ));
+    }
     tracing::info!(
         persistence = %posture.persistence(),
         role = %posture.role,

@@ -23,6 +23,9 @@
 //! between fail at once (the API answers 503) instead of queueing on a dead address.
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,9 +40,13 @@ const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 /// Sentinels' default port.
 const SENTINEL_PORT: u16 = 26379;
 
-/// Where the primary is: one node, or the sentinels that know it.
+/// Where the primary is: one node, the sentinels that know it, or the seed nodes of a
+/// Redis Cluster (whose primaries, one per shard, the cluster client finds).
 pub enum Target {
+    /// One node; if it says `redis_mode:cluster`, the seed of a cluster.
     Node(redis::Client),
+    /// Seed nodes of a Redis Cluster (`redis://h1:p1,redis://h2:p2,…`).
+    Cluster(Vec<String>),
     Sentinel {
         /// The sentinels, asked in turn (redis-rs keeps the one that answered first).
         sentinels: tokio::sync::Mutex<redis::sentinel::Sentinel>,
@@ -53,6 +60,9 @@ impl Target {
     /// wrong without repeating the URL, which may hold a password.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
         let Some(rest) = url.strip_prefix("redis+sentinel://") else {
+            if url.contains(',') {
+                return Self::cluster_seeds(url);
+            }
             return Ok(Self::Node(redis::Client::open(url)?));
         };
         let (hosts, master) = rest
@@ -86,10 +96,33 @@ impl Target {
         })
     }
 
-    /// A client for the node that is the primary now.
+    /// `redis://h1:p1,redis://h2:p2,…`: each seed a `redis://` URL of its own.
+    fn cluster_seeds(url: &str) -> anyhow::Result<Self> {
+        let seeds = url
+            .split(',')
+            .map(|seed| {
+                let seed = seed.trim();
+                if !seed.starts_with("redis://") && !seed.starts_with("rediss://") {
+                    anyhow::bail!("the seed nodes of a Redis Cluster are redis:// URLs separated by commas: redis://h1:p1,redis://h2:p2");
+                }
+                redis::Client::open(seed)?;
+                Ok(seed.to_owned())
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self::Cluster(seeds))
+    }
+
+    /// True when the URL named a cluster's seeds (a single seed node says so only once
+    /// connected to: see [`Live::is_cluster`]).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// A client for the node that is the primary now (a cluster's first seed).
     pub async fn client(&self) -> redis::RedisResult<redis::Client> {
         match self {
             Self::Node(client) => Ok(client.clone()),
+            Self::Cluster(seeds) => redis::Client::open(seeds[0].as_str()),
             Self::Sentinel { sentinels, master } => {
                 sentinels.lock().await.async_master_for(master, None).await
             }
@@ -97,15 +130,29 @@ impl Target {
     }
 
     /// Opens a connection to the primary and checks that it is one. Returns the
-    /// connection and the node's `run_id`.
+    /// connection and the node's `run_id` (empty for a cluster, whose shards each have
+    /// their own: see [`Primary::run_id_for`]).
     async fn open(
         &self,
         config: &AsyncConnectionConfig,
-    ) -> redis::RedisResult<(MultiplexedConnection, String)> {
+        timeouts: (Duration, Duration),
+    ) -> redis::RedisResult<(Conn, String)> {
+        if let Self::Cluster(seeds) = self {
+            return open_cluster(seeds.clone(), timeouts).await;
+        }
         let client = self.client().await?;
         let mut conn = client
             .get_multiplexed_async_connection_with_config(config)
             .await?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
+        let mut info = parse_info(&info);
+        if info.get("redis_mode").map(String::as_str) == Some("cluster") {
+            let seed = client.get_connection_info().clone();
+            return open_cluster(vec![seed], timeouts).await;
+        }
         let role: Value = redis::cmd("ROLE").query_async(&mut conn).await?;
         if !is_primary(&role) {
             return Err(RedisError::from((
@@ -113,14 +160,69 @@ impl Target {
                 "the Redis node is a replica, not the primary",
             )));
         }
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut conn)
-            .await?;
-        let run_id = parse_info(&info)
+        let run_id = info
             .remove("run_id")
             .ok_or_else(|| RedisError::from((ErrorKind::Parse, "INFO server has no run_id")))?;
-        Ok((conn, run_id))
+        Ok((Conn::Node(conn), run_id))
+    }
+}
+
+/// Connects to a Redis Cluster through its seeds. The cluster client keeps one
+/// multiplexed connection per node, follows `MOVED`/`ASK` and topology changes, and
+/// loads scripts on every node (`SCRIPT LOAD` goes to all of them when a node answers
+/// `NOSCRIPT`).
+async fn open_cluster<T: redis::IntoConnectionInfo + Clone>(
+    seeds: Vec<T>,
+    (connect, reply): (Duration, Duration),
+) -> redis::RedisResult<(Conn, String)> {
+    let client = ClusterClientBuilder::new(seeds)
+        .connection_timeout(connect)
+        .response_timeout(reply)
+        .build()?;
+    let conn = client.get_async_connection().await?;
+    Ok((Conn::Cluster(conn), String::new()))
+}
+
+/// The node a key's slot is served by now, as the cluster client routes to it.
+pub(crate) fn primary_of(key: &str) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        key,
+        SlotAddr::Master,
+    )))
+}
+
+/// One connection: to a node (alone or found through Sentinel), or to a cluster.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
     }
 }
 
@@ -148,7 +250,7 @@ pub(crate) fn parse_info(text: &str) -> std::collections::HashMap<String, String
 /// One connection to the primary as it was made. Shared (`Arc<Live>`) by every call
 /// that uses it.
 pub struct Live {
-    conn: MultiplexedConnection,
+    conn: Conn,
     generation: u64,
     run_id: String,
     verified: AtomicBool,
@@ -161,9 +263,15 @@ impl Live {
         self.generation
     }
 
-    /// The `run_id` of the node this connection reaches.
+    /// The `run_id` of the node this connection reaches (empty for a cluster).
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    /// True when this connection reaches a Redis Cluster: each event lives on the
+    /// shard of its slot, and each shard is fenced on its own (`claims::fence`).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     /// True once the node's data has been checked against MySQL (see `claims::fence`).
@@ -181,6 +289,7 @@ struct Inner {
     target: Target,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
+    reply_timeout: Duration,
     live: RwLock<Option<Arc<Live>>>,
     connecting: tokio::sync::Mutex<()>,
     generations: AtomicU64,
@@ -220,6 +329,7 @@ impl Primary {
                 target,
                 config,
                 connect_timeout: timeout,
+                reply_timeout: reply,
                 live: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 generations: AtomicU64::new(0),
@@ -259,7 +369,10 @@ impl Primary {
         }
         let opened = tokio::time::timeout(
             self.inner.connect_timeout,
-            self.inner.target.open(&self.inner.config),
+            self.inner.target.open(
+                &self.inner.config,
+                (self.inner.connect_timeout, self.inner.reply_timeout),
+            ),
         )
         .await
         .unwrap_or_else(|_| {
@@ -279,7 +392,8 @@ impl Primary {
                 });
                 *self.inner.failed.lock().expect("not poisoned") = None;
                 *self.inner.live.write().expect("not poisoned") = Some(live.clone());
-                tracing::debug!(generation = live.generation, run_id = %live.run_id, "connected to the Redis primary");
+                tracing::debug!(generation = live.generation, run_id = %live.run_id,
+                    cluster = live.is_cluster(), "connected to the Redis primary");
                 self.inner.connected.notify_waiters();
                 Ok(live)
             }
@@ -327,8 +441,13 @@ impl Primary {
     }
 
     /// Looks at a command's result on `live`: drops the connection when the error says
-    /// it is gone or reaches a node that is no longer the primary.
+    /// it is gone or reaches a node that is no longer the primary. A cluster connection
+    /// is never dropped: it stands for every shard, and the cluster client re-makes
+    /// the connection to a node that failed (or failed over) by itself.
     fn observe<T>(&self, live: &Live, result: &redis::RedisResult<T>) {
+        if live.is_cluster() {
+            return;
+        }
         match result {
             // Read first: every command passes here, and a write to the shared counter
             // on each would bounce its cache line between the cores.
@@ -348,6 +467,39 @@ impl Primary {
             }
             Err(_) => {}
         }
+    }
+
+    /// The `run_id` of the primary that serves `key`: the connection's own for one node;
+    /// for a cluster, asked of the primary of the key's slot now.
+    pub async fn run_id_for(&self, live: &Live, key: &str) -> redis::RedisResult<String> {
+        let Conn::Cluster(conn) = &live.conn else {
+            return Ok(live.run_id.clone());
+        };
+        let mut conn = conn.clone();
+        let mut info = redis::cmd("INFO");
+        info.arg("server");
+        let reply = conn.route_command(info, primary_of(key)).await;
+        self.observe(live, &reply);
+        let text: String = redis::from_redis_value(reply?)?;
+        parse_info(&text)
+            .remove("run_id")
+            .ok_or_else(|| RedisError::from((ErrorKind::Parse, "INFO server has no run_id")))
+    }
+
+    /// Runs `cmd` on the primary that serves `key` (on one node: on it), for commands
+    /// that name no key of their own (`SCAN` over one event's keys).
+    pub async fn query_at<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        cmd: Cmd,
+    ) -> redis::RedisResult<T> {
+        let live = self.live().await?;
+        let reply = match &live.conn {
+            Conn::Cluster(conn) => conn.clone().route_command(cmd, primary_of(key)).await,
+            Conn::Node(conn) => cmd.query_async(&mut conn.clone()).await,
+        };
+        self.observe(&live, &reply);
+        Ok(redis::from_redis_value(reply?)?)
     }
 
     /// A connection-like handle bound to `live`: commands sent through it go to that

@@ -105,6 +105,9 @@ impl Keeper {
             .live()
             .await
             .map_err(StoreError::from)?;
+        if live.is_cluster() {
+            return self.check_shards(&live, on_sale).await;
+        }
         if self.redis.verify(&live).await? {
             self.lift();
             let flags = self.redis.on_sale_flags(&on_sale).await?;
@@ -160,6 +163,55 @@ impl Keeper {
         Ok(Checked::Rebuilt {
             events: on_sale.len(),
         })
+    }
+
+    /// On a Redis Cluster: checks each event on sale against the primary of its slot,
+    /// and rebuilds those whose record names another (see `claims::fence`). An event
+    /// whose shard cannot be reached is skipped, so that one shard down never holds up
+    /// the others; the first such error is returned once the rest are done.
+    async fn check_shards(
+        &mut self,
+        live: &std::sync::Arc<crate::claims::primary::Live>,
+        on_sale: Vec<String>,
+    ) -> Result<Checked, OpError> {
+        let mut rebuilt = Vec::new();
+        let mut failed = None;
+        for event in on_sale {
+            match self.check_shard(live, &event).await {
+                Ok(false) => {}
+                Ok(true) => rebuilt.push(event),
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
+            }
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(Checked::Verified { rebuilt }),
+        }
+    }
+
+    /// One event on a cluster; true when it was rebuilt.
+    async fn check_shard(
+        &self,
+        live: &std::sync::Arc<crate::claims::primary::Live>,
+        event: &str,
+    ) -> Result<bool, OpError> {
+        if self.redis.verify_event(live, event).await? {
+            return Ok(false);
+        }
+        let detected = Instant::now();
+        tracing::warn!(event.id = %event, cause = "shard_unverified",
+            "the primary of the event's Redis Cluster slot is not the one it was warmed on (a failover, a restart, lost keys or a moved slot); claims on it are fenced until it is rebuilt from MySQL");
+        telemetry::fence_raised("shard_unverified");
+        self.rebuild_event(event, clock::unix_millis() as i64)
+            .await?;
+        if self.redis.verify_event(live, event).await? {
+            telemetry::fence_lifted(detected.elapsed());
+            tracing::info!(event.id = %event, fenced_ms = detected.elapsed().as_millis() as u64,
+                "event rebuilt from MySQL; claims on it resume");
+        }
+        Ok(true)
     }
 
     async fn rebuild(

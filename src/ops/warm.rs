@@ -62,6 +62,8 @@ async fn warm_in_one_transaction(
         }
     };
     let event_id = event.id.as_str();
+    // On a cluster, the shard's primary as the warm begins (see `claims::fence`).
+    let shard = redis.shard_of(event_id).await?;
     let mut tx = pool.begin().await?;
     let inventory = db::events::lock_inventory(&mut tx, event_id).await?;
     report(0, inventory.len());
@@ -106,6 +108,10 @@ async fn warm_in_one_transaction(
     redis.set_holdings(event_id, &holdings).await?;
     // The outbox's consumer group exists before the first claim can be made.
     redis.register_event(event_id).await?;
+    // Before the sale opens, so that no claim finds it unrecorded.
+    if let Some(run_id) = &shard {
+        redis.record_shard(event_id, run_id).await?;
+    }
     let counts = redis
         .warm_finish(
             event_id,

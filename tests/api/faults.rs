@@ -278,7 +278,13 @@ async fn a_dead_consumers_entries_are_taken_over() {
         autoclaim_every: Duration::ZERO,
         ..ReconcilerConfig::default()
     };
-    let reconciler = Reconciler::new(app.redis.clone(), REDIS_URL, app.db.clone(), config).unwrap();
+    let reconciler = Reconciler::new(
+        app.redis.clone(),
+        &app.settings.redis_url,
+        app.db.clone(),
+        config,
+    )
+    .unwrap();
     eventually(
         "the entries are taken over and settled",
         Duration::from_secs(20),
@@ -449,7 +455,7 @@ async fn several_reconcilers_share_the_outbox_safely() {
         .map(|_| {
             let r = Reconciler::new(
                 app.redis.clone(),
-                REDIS_URL,
+                &app.settings.redis_url,
                 app.db.clone(),
                 ReconcilerConfig::default(),
             )
@@ -572,7 +578,7 @@ async fn a_stalled_or_cut_network_to_mysql_delays_confirmation_only() {
     let pool = seatgate::db::lazy_pool(&db_url, 8).unwrap();
     let reconciler = Reconciler::new(
         app.redis.clone(),
-        REDIS_URL,
+        &app.settings.redis_url,
         pool,
         ReconcilerConfig {
             settle_timeout: Duration::from_secs(1),

@@ -21,6 +21,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The Redis the gateways of the tests run on: the machine's, or what
+/// `SEATGATE_TEST_REDIS_URL` names (`scripts/test_cluster.sh` runs the same test bodies
+/// on a private Redis Cluster by setting it to the cluster's seeds).
+pub fn test_redis_url() -> String {
+    std::env::var("SEATGATE_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.to_owned())
+}
 pub const MYSQL_SERVER: &str = "mysql://root@127.0.0.1:3306";
 
 pub struct TestApp {
@@ -59,7 +66,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         &format!("jwt-secret-of-this-test-{id}"),
     );
     settings.http_addr = "127.0.0.1:0".into();
-    settings.redis_url = REDIS_URL.into();
+    settings.redis_url = test_redis_url();
     settings.database_url = format!("{MYSQL_SERVER}/{db_name}");
     settings.redis_namespace = format!("sgt{id}:");
     settings.db_max_connections = 16;
@@ -652,7 +659,19 @@ impl TestApp {
 
 /// Deletes the keys matching `pattern`. SCAN with a large COUNT: the shared Redis may
 /// hold many other keys, and the default COUNT of 10 would take a round trip per 10.
+/// Of several comma-separated nodes (a cluster's primaries), on each.
 pub async fn delete_keys(url: &str, pattern: &str) {
+    for node in url.split(',') {
+        delete_keys_on_node(node.trim(), pattern).await;
+    }
+}
+
+/// [`delete_keys`] on one node, one key per `DEL` (a cluster node refuses a `DEL` of
+/// keys in several slots).
+async fn delete_keys_on_node(url: &str, pattern: &str) {
+    if url.starts_with("redis+sentinel://") {
+        return;
+    }
     let Ok(client) = redis::Client::open(url) else {
         return;
     };
@@ -673,7 +692,11 @@ pub async fn delete_keys(url: &str, pattern: &str) {
             return;
         };
         if !keys.is_empty() {
-            let _: redis::RedisResult<i64> = conn.del(keys).await;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.del(key).ignore();
+            }
+            let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         }
         if next == 0 {
             return;
@@ -720,9 +743,10 @@ impl Drop for TestApp {
         }
         let db_name = self.db_name.clone();
         let namespace = self.settings.redis_namespace.clone();
+        let redis_url = self.settings.redis_url.clone();
         block_on_aside(async move {
             drop_database(&db_name).await;
-            delete_keys(REDIS_URL, &format!("{namespace}*")).await;
+            delete_keys(&redis_url, &format!("{namespace}*")).await;
         });
     }
 }
