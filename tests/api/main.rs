@@ -7,6 +7,7 @@ mod bad_input;
 mod baseline;
 mod bookings;
 mod browser;
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod connections;

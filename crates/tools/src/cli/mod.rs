@@ -1,5 +1,6 @@
 //! The `seatgate-tools` command line: one subcommand per tool, one file each.
 
+pub mod cluster;
 pub mod demo;
 pub mod drop;
 pub mod plot;
@@ -29,6 +30,8 @@ pub enum Command {
     Storm(storm::StormArgs),
     /// Render the benchmarks' results as SVG plots (latency, throughput, reconciler).
     Plot(plot::PlotArgs),
+    /// Start a private Redis Cluster, print its seeds URL, and keep it until stdin ends.
+    Cluster(cluster::ClusterArgs),
 }
 
 impl Cli {
@@ -40,6 +43,7 @@ impl Cli {
             Command::Demo(args) => block_on(demo::run(args)),
             Command::Drop(args) => block_on(drop::run(args)),
             Command::Storm(args) => block_on(storm::run(args)),
+            Command::Cluster(args) => block_on(cluster::run(args)),
         })
     }
 }
