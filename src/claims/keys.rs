@@ -105,6 +105,12 @@ impl EventKeys {
         self.key("dead")
     }
 
+    /// Sharded pub/sub channel (on the event's slot) on which the event's settled
+    /// booking ids are published on a Redis Cluster (see `settled`).
+    pub fn settled(&self) -> String {
+        self.key("settled")
+    }
+
     /// The keys every warmed event has (meta, seats, avail, order, outbox, dead
     /// letters): those that say it exists, as opposed to those its claims made.
     pub fn core(&self) -> [String; 6] {
@@ -141,7 +147,8 @@ pub(crate) fn rebuild_lock(namespace: &str) -> String {
     format!("{namespace}seatgate:rebuild")
 }
 
-/// Pub/sub channel on which settled booking ids are published (see `settled`).
+/// Pub/sub channel on which settled booking ids are published on one node (see
+/// `settled`; a cluster uses each event's sharded channel, [`EventKeys::settled`]).
 pub(crate) fn settled_channel(namespace: &str) -> String {
     format!("{namespace}seatgate:settled")
 }

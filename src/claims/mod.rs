@@ -341,7 +341,7 @@ impl RedisStore {
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
         let inv = confirm_invocation(&self.keys(event_id), booking_id, user_id, false, seats);
-        self.settle(inv, "confirm", booking_id).await
+        self.settle(inv, "confirm", event_id, booking_id).await
     }
 
     /// Rejects a pending booking and sets its seats to MySQL's `states`. A booking whose
@@ -362,7 +362,7 @@ impl RedisStore {
         for (seat, state) in states {
             inv.arg(seat).arg(state.to_redis());
         }
-        self.settle(inv, "reject", booking_id).await
+        self.settle(inv, "reject", event_id, booking_id).await
     }
 
     /// Frees a booking's seats in Redis (after MySQL recorded the cancellation).
@@ -377,7 +377,7 @@ impl RedisStore {
         self.keys(event_id)
             .releasing(&mut inv, user_id, booking_id)
             .arg(seats);
-        self.settle(inv, "cancel", booking_id).await
+        self.settle(inv, "cancel", event_id, booking_id).await
     }
 
     /// Runs a script that settles a booking (confirm, reject, cancel), reads the
@@ -386,21 +386,33 @@ impl RedisStore {
         &self,
         inv: redis::ScriptInvocation<'_>,
         script: &str,
+        event_id: &str,
         booking_id: &str,
     ) -> Result<Option<BookingStatus>, StoreError> {
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
         let status = scripts::parse_status(script, value)?;
-        self.announce_settled(booking_id).await;
+        self.announce_settled(event_id, booking_id).await;
         Ok(status)
     }
 
     /// Tells waiting requests (`Prefer: wait`) that the booking may have settled. Best
     /// effort: a lost notification only means a waiter answers at its timeout.
-    async fn announce_settled(&self, booking_id: &str) {
-        let mut conn = self.conn.clone();
-        let channel = keys::settled_channel(&self.namespace);
-        let published: Result<i64, _> = self.bounded(conn.publish(channel, booking_id)).await;
+    /// On a cluster the notification goes on the event's sharded channel (`SPUBLISH`),
+    /// which only the event's shard carries, instead of a channel every node relays.
+    async fn announce_settled(&self, event_id: &str, booking_id: &str) {
+        let cluster = self.conn.generation().is_some()
+            && self.conn.live().await.is_ok_and(|live| live.is_cluster());
+        let published: Result<i64, _> = if cluster {
+            let channel = self.keys(event_id).settled();
+            let mut publish = redis::cmd("SPUBLISH");
+            publish.arg(&channel).arg(booking_id);
+            self.bounded(self.conn.query_at(&channel, publish)).await
+        } else {
+            let mut conn = self.conn.clone();
+            let channel = keys::settled_channel(&self.namespace);
+            self.bounded(conn.publish(channel, booking_id)).await
+        };
         if let Err(err) = published {
             tracing::debug!(booking.id = %booking_id, error = %err, "settle notification not published");
         }
@@ -709,7 +721,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
         let restored = scripts::parse_restore(value)?;
-        self.announce_settled(booking_id).await;
+        self.announce_settled(event_id, booking_id).await;
         Ok(restored)
     }
 

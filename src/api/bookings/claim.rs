@@ -275,7 +275,10 @@ async fn wait_for_settlement(
     wait: Duration,
 ) -> Result<Response, ApiError> {
     // Watch first, then read: a settle between the two is not missed.
-    let settled = app.settled.watch(&booking.booking_id);
+    let settled = app
+        .settled
+        .watch(&booking.event_id, &booking.booking_id)
+        .await;
     let mut now = app
         .redis
         .booking(&booking.event_id, &booking.booking_id)
