@@ -108,7 +108,7 @@ impl Default for ReconcilerConfig {
     fn default() -> Self {
         Self {
             batch: 200,
-            block: Duration::from_millis(50),
+            block: Duration::from_millis(20),
             concurrency: 16,
             mysql_permits: None,
             claim_min_idle: Duration::from_secs(30),

@@ -24,9 +24,10 @@
 //! has entries, and when it is empty, a pause that starts at [`IDLE_FIRST`] and doubles
 //! up to `ReconcilerConfig::block`. The connection count stays constant whatever the
 //! number of events, nothing ever waits behind a blocked read, and an idle event costs
-//! one `XREADGROUP` per `block` (20 a second at 50 ms, about 3 µs of Redis time each);
-//! the price is up to `block` of latency for the first claim after a quiet spell
-//! (BENCHMARKS.md, "Reconciler per event", has both measured).
+//! one `XREADGROUP` per `block` (50 a second at the default 20 ms, about 3 µs of Redis
+//! time each); the price is up to `block` of latency for a claim that finds its
+//! event's worker idle (BENCHMARKS.md, "Reconciler per event", has both measured, at
+//! 20 and 50 ms).
 //!
 //! **MySQL is shared.** Every settle transaction (a batch, a single claim, a rejection,
 //! a sweep's) takes a permit of one semaphore first (`mysql_permits`, by default half
