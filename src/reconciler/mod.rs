@@ -23,24 +23,29 @@
 //! the entry unacknowledged in this consumer's pending list; the next step reads the
 //! pending list first and tries again, after a backoff.
 //!
-//! Tests drive [`Reconciler::step`] (one read, one batch) and [`Reconciler::settle`]
-//! (one claim) directly; [`Reconciler::run`] is the loop around `step`.
+//! Each event's outbox is read on its own, by a worker task of its own, with
+//! non-blocking reads on the shared connection; the settle transactions of all events
+//! share a bounded number of MySQL connections (see `worker`). [`Reconciler::run`]
+//! supervises the workers; tests drive [`Reconciler::step`] (one read and one batch per
+//! event) and [`Reconciler::settle`] (one claim) directly.
 //!
-//! The work is split by job: `outbox` reads, acknowledges, takes over and
-//! dead-letters stream entries and decodes them into [`Claim`]s; `decide` is the
-//! per-claim decision, a pure function; `settle` is the MySQL transaction that reads
-//! what the decision needs under the seat locks and carries it out, with the Redis
-//! follow-ups. This module holds the types, the [`Reconciler`] and its `run`/`step`.
+//! The work is split by job: `worker` runs one event's outbox (the loop, its pacing,
+//! the step that settles and acknowledges a batch); `outbox` reads, acknowledges, takes
+//! over and dead-letters stream entries and decodes them into [`Claim`]s; `decide` is
+//! the per-claim decision, a pure function; `settle` is the MySQL transaction that
+//! reads what the decision needs under the seat locks and carries it out, with the
+//! Redis follow-ups. This module holds the types, the [`Reconciler`] and its
+//! `run`/`step`.
 
 use crate::backoff::backoff;
 use anyhow::Context;
 use sqlx::MySqlPool;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::claims::{Primary, RedisStore, StoreError, Target};
+use crate::claims::{RedisStore, StoreError};
 use crate::db;
 use crate::domain::{BookingStatus, RejectReason};
 use crate::telemetry;
@@ -49,21 +54,29 @@ mod decide;
 mod outbox;
 mod settle;
 mod sweeper;
+mod worker;
 
 pub use sweeper::SweepReport;
 
-use crate::clock::stream_entry_age;
-use outbox::is_no_group;
+use outbox::OutboxState;
+use worker::{Gauges, Workers};
 
 /// Tuning of one reconciler.
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
     /// Most entries read per stream per step.
     pub batch: usize,
-    /// How long one read waits for new entries.
+    /// The longest pause between two reads of an idle outbox: reads never block, and
+    /// an event whose outbox had nothing polls it again after a pause that doubles from
+    /// 2 ms up to this (see `worker`). It bounds the latency a quiet event adds to its
+    /// next claim, and sets what an idle event costs (one `XREADGROUP` per `block`).
     pub block: Duration,
-    /// Claims settled at once (each its own MySQL transaction).
+    /// Claims settled at once by one event when a batch falls back to single settles
+    /// (each its own MySQL transaction, each within `mysql_permits`).
     pub concurrency: usize,
+    /// Settle transactions open at once, over every event (a semaphore). `None`: half
+    /// the MySQL pool's connections (at least one), leaving the rest to the API.
+    pub mysql_permits: Option<usize>,
     /// Entries idle this long in another consumer's pending list are taken over.
     /// Must exceed the slowest settle, or live consumers lose work to each other
     /// (harmless, since settle is idempotent, but wasteful).
@@ -95,8 +108,9 @@ impl Default for ReconcilerConfig {
     fn default() -> Self {
         Self {
             batch: 200,
-            block: Duration::from_millis(500),
+            block: Duration::from_millis(20),
             concurrency: 16,
+            mysql_permits: None,
             claim_min_idle: Duration::from_secs(30),
             autoclaim_every: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
@@ -175,10 +189,9 @@ impl StepReport {
 /// One consumer of the outboxes.
 pub struct Reconciler {
     redis: RedisStore,
-    /// A connection of its own for the blocking `XREADGROUP`: a blocked read would
-    /// stall every other command pipelined on the shared multiplexed connection.
-    reader: Primary,
     db: MySqlPool,
+    /// Permits for settle transactions, shared by every event (`mysql_permits`).
+    mysql: tokio::sync::Semaphore,
     consumer: String,
     config: ReconcilerConfig,
     /// Outboxes whose consumer group this process has made sure of; forgotten when a
@@ -189,37 +202,41 @@ pub struct Reconciler {
     /// found stays found (events are never deleted); one not found is looked up again
     /// each step, and only warned about the first time.
     known_events: Mutex<HashMap<String, bool>>,
-    last_autoclaim: Mutex<Option<Instant>>,
-    last_outbox_sample: Mutex<Option<Instant>>,
+    /// The per-event figures behind the outbox gauges.
+    gauges: Gauges,
+    /// What [`Reconciler::step`] keeps of each outbox between calls (`run`'s workers
+    /// keep their own).
+    stepped: tokio::sync::Mutex<HashMap<String, OutboxState>>,
     /// The sweeper's progress through each event (see `sweeper`); one sweep at a time.
     sweeps: tokio::sync::Mutex<HashMap<String, sweeper::EventSweep>>,
     last_sweep: Mutex<Option<Instant>>,
 }
 
 impl Reconciler {
+    /// A reconciler on `redis` and `db`. Every Redis command goes through `redis` (its
+    /// reads do not block, see `worker`); `_redis_url` is what the blocking reads used
+    /// to open a connection of their own with, and is no longer needed.
     pub fn new(
         redis: RedisStore,
-        redis_url: &str,
+        _redis_url: &str,
         db: MySqlPool,
         config: ReconcilerConfig,
     ) -> anyhow::Result<Self> {
-        // The read blocks for `config.block`, so its reply timeout must be longer.
-        let reader = Primary::with_timeouts(
-            Target::parse(redis_url).context("invalid SEATGATE_REDIS_URL")?,
-            Duration::from_secs(2),
-            config.block + Duration::from_secs(5),
-        );
         let consumer = format!("reconciler-{}", uuid::Uuid::now_v7());
+        let permits = config
+            .mysql_permits
+            .unwrap_or(db.options().get_max_connections() as usize / 2)
+            .max(1);
         Ok(Self {
             redis,
-            reader,
             db,
+            mysql: tokio::sync::Semaphore::new(permits),
             consumer,
             config,
             grouped: Mutex::default(),
             known_events: Mutex::default(),
-            last_autoclaim: Mutex::default(),
-            last_outbox_sample: Mutex::default(),
+            gauges: Gauges::default(),
+            stepped: tokio::sync::Mutex::default(),
             sweeps: tokio::sync::Mutex::default(),
             last_sweep: Mutex::default(),
         })
@@ -230,40 +247,41 @@ impl Reconciler {
         &self.consumer
     }
 
-    /// Runs steps until `shutdown` resolves, and a sweep (see `sweeper`) every
-    /// `sweep_every` between them. A step or sweep in progress is finished first, so no
-    /// claim is left half settled (and none would be lost if it were: it stays pending
-    /// in the stream).
+    /// Runs a worker per registered event (see `worker`) until `shutdown` resolves,
+    /// starting and stopping workers as the registry changes, and a sweep (see
+    /// `sweeper`) every `sweep_every`. On shutdown each worker finishes the step it is
+    /// in, so no claim is left half settled (and none would be lost if it were: it
+    /// stays pending in the stream).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let this = Arc::new(self);
+        let mut workers = Workers::default();
         let mut failures: u32 = 0;
         loop {
-            self.sweep_if_due().await;
-            let step = tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                step = self.step(self.config.block) => step,
-            };
-            let trouble = match step {
-                Ok(report) => report.retry > 0,
-                Err(err) => {
-                    tracing::warn!(error = %format!("{err:#}"), "reconciler step failed");
-                    true
+            match this.registered().await {
+                Ok(events) => {
+                    failures = 0;
+                    workers.align(&this, &events);
                 }
-            };
-            if !trouble {
-                failures = 0;
-                continue;
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %format!("{err:#}"), "cannot read the registry of events on sale");
+                }
             }
-            failures = failures.saturating_add(1);
-            let pause = backoff(failures, self.config.max_backoff);
+            this.sweep_if_due().await;
+            let pause = if failures == 0 {
+                worker::REGISTRY_EVERY
+            } else {
+                backoff(failures, this.config.max_backoff)
+            };
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(pause) => {}
             }
         }
-        tracing::info!(consumer = %self.consumer, "reconciler stopped");
+        workers.stop().await;
+        tracing::info!(consumer = %this.consumer, "reconciler stopped");
     }
 
     /// A sweep, if the last one was `sweep_every` ago or more. A failure is logged and
@@ -281,97 +299,60 @@ impl Reconciler {
         }
     }
 
-    /// Reads one batch (this consumer's pending entries first, then new ones, waiting
-    /// up to `block` for them), settles it, and acknowledges what was settled.
+    /// One step on every registered event's outbox, the events side by side: each
+    /// reads a batch (this consumer's pending entries, then new ones), settles it and
+    /// acknowledges what was settled. If no outbox had anything, reads again until
+    /// `block` has passed. An event whose step fails is logged and left out of the
+    /// report; the step fails only if every event's did.
     pub async fn step(&self, block: Duration) -> anyhow::Result<StepReport> {
-        let events = self.ours(self.redis.registered_events().await?).await?;
+        let events = self.registered().await?;
         if events.is_empty() {
             telemetry::reconciler_lag(Duration::ZERO);
             tokio::time::sleep(block).await;
             return Ok(StepReport::default());
         }
-        let outboxes: HashMap<String, String> = events
-            .into_iter()
-            .map(|event| (self.redis.keys(&event).outbox(), event))
-            .collect();
-        let keys: Vec<&String> = outboxes.keys().collect();
-        self.ensure_groups(&keys).await?;
-        self.sample_outboxes(&keys).await;
-        let entries = match self.read(&keys, &outboxes, block).await {
-            // One read covers every outbox, so one stream that lost its group (deleted,
-            // or lost with Redis's data) fails it for all of them: forget which groups
-            // exist, make sure of them again (recreating the lost one) and read again.
-            Err(err) if is_no_group(&err) => {
-                tracing::warn!(error = %format!("{err:#}"), "an outbox lost its consumer group; recreating it");
-                self.grouped.lock().expect("not poisoned").clear();
-                self.ensure_groups(&keys).await?;
-                self.read(&keys, &outboxes, block).await?
+        let mut states = self.stepped.lock().await;
+        states.retain(|event, _| events.contains(event));
+        for event in &events {
+            if !states.contains_key(event) {
+                states.insert(event.clone(), OutboxState::new(self, event));
             }
-            read => read?,
-        };
-        telemetry::reconciler_lag(
-            entries
-                .iter()
-                .map(|e| stream_entry_age(&e.id))
-                .max()
-                .unwrap_or_default(),
-        );
-
-        let mut report = StepReport::default();
-        let mut acks: HashMap<String, Vec<String>> = HashMap::new();
-        for (entry, outcome) in self.settle_entries(entries).await {
-            match (&entry.claim, outcome) {
-                (Err(problem), _) => {
-                    if !self.dead_letter(&entry, problem).await? {
-                        report.retry += 1;
-                        continue;
-                    }
-                    report.dead += 1;
-                }
-                (Ok(_), Ok(Settled::Confirmed)) => report.confirmed += 1,
-                (Ok(_), Ok(Settled::Rejected(_))) => report.rejected += 1,
-                (Ok(_), Ok(Settled::AlreadySettled(_))) => report.already_settled += 1,
-                (Ok(claim), Err(err)) => {
-                    let give_up = if !err.is_transient() {
-                        Some(RejectReason::PersistFailed)
-                    } else if stream_entry_age(&entry.id) > self.config.claim_deadline {
-                        Some(RejectReason::DeadlineExceeded)
-                    } else {
-                        None
-                    };
-                    tracing::warn!(
-                        event.id = %claim.event_id, booking.id = %claim.booking_id,
-                        transient = err.is_transient(), error = %err, giving_up = give_up.is_some(),
-                        "claim not persisted"
-                    );
-                    let rejected = match give_up {
-                        Some(reason) => self.reject_claim(claim, reason).await,
-                        None => {
-                            report.retry += 1;
-                            continue;
-                        }
-                    };
-                    match rejected {
-                        Ok(Settled::Confirmed) => report.confirmed += 1,
-                        Ok(Settled::Rejected(_)) => report.rejected += 1,
-                        Ok(Settled::AlreadySettled(_)) => report.already_settled += 1,
-                        Err(err) => {
-                            tracing::warn!(booking.id = %claim.booking_id, error = %err,
-                                "cannot reject the claim either; it stays pending and is retried");
-                            report.retry += 1;
-                            continue;
-                        }
-                    }
-                }
-            }
-            acks.entry(entry.outbox).or_default().push(entry.id);
         }
-        self.acknowledge(acks).await?;
-        telemetry::bookings_settled("confirmed", report.confirmed);
-        telemetry::bookings_settled("rejected", report.rejected);
-        telemetry::reconciler_trouble(report.retry, report.dead);
-        Ok(report)
+        let until = Instant::now() + block;
+        loop {
+            let steps =
+                futures::future::join_all(states.values_mut().map(|s| self.step_event(s))).await;
+            let (mut read, mut report, mut failed) = (0, StepReport::default(), None);
+            let all = steps.len();
+            let mut failures = 0;
+            for step in steps {
+                match step {
+                    Ok((n, r)) => {
+                        read += n;
+                        report.add(r);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %format!("{err:#}"), "outbox step failed");
+                        failures += 1;
+                        failed.get_or_insert(err);
+                    }
+                }
+            }
+            if let Some(err) = failed.filter(|_| failures == all) {
+                return Err(err);
+            }
+            if read > 0 || Instant::now() >= until {
+                return Ok(report);
+            }
+            tokio::time::sleep(worker::IDLE_FIRST.min(until - Instant::now())).await;
+        }
     }
+
+    /// This database's events of the registry (see [`Reconciler::ours`]).
+    async fn registered(&self) -> anyhow::Result<Vec<String>> {
+        self.ours(self.redis.registered_events().await?).await
+    }
+
     /// The registered events that this reconciler's database has. One it does not
     /// have belongs to another deployment sharing the namespace (see `deployment`): its
     /// outbox is not read at all, so its entries wait, undelivered, for the reconcilers

@@ -1,136 +1,155 @@
-//! The outbox streams, as the reconciler sees them: reading (this consumer's pending
-//! entries, then new ones), taking over stale entries of dead consumers
+//! One event's outbox stream, as the reconciler sees it: reading (this consumer's
+//! pending entries, then new ones), taking over stale entries of dead consumers
 //! (`XAUTOCLAIM`), acknowledging settled entries, dead-lettering undecodable ones,
-//! making sure of the consumer groups, sampling the outbox lengths, and decoding
-//! entries into [`Claim`]s. Everything here is Redis; nothing touches MySQL except
-//! through [`Reconciler::reject_claim`] for a dead letter's booking.
+//! making sure of the consumer group, sampling the outbox length, and decoding entries
+//! into [`Claim`]s. Every command here names the keys of one event only (its outbox,
+//! its dead-letter stream, its booking records), so each goes to that event's Redis
+//! Cluster slot and one event's trouble fails only that event's commands. None of them
+//! blocks: they ride the store's shared connection (see `worker` for why). Everything
+//! here is Redis; nothing touches MySQL except through [`Reconciler::reject_claim`] for
+//! a dead letter's booking.
 
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
 };
 use redis::AsyncCommands;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Claim, Reconciler};
 use crate::claims::ensure_group;
 use crate::claims::keys::RECONCILER_GROUP;
 use crate::domain::{BookingId, RejectReason};
-use crate::telemetry;
 
-/// How often `seatgate_outbox_length` is sampled, at most.
+/// How often an event's outbox length is sampled (`seatgate_outbox_length`), at most.
 const OUTBOX_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+/// What the reconciler keeps about one event's outbox between two reads of it.
+pub(super) struct OutboxState {
+    pub(super) event_id: String,
+    pub(super) outbox: String,
+    /// This consumer may have entries of this outbox in its pending list (delivered,
+    /// not acknowledged): true at first, after a step left entries to retry, and after
+    /// `XAUTOCLAIM` took some over; false once a read of the pending list came back
+    /// empty. Spares an idle outbox the second `XREADGROUP` per poll.
+    pub(super) own_pending: bool,
+    pub(super) last_autoclaim: Option<Instant>,
+    pub(super) last_sample: Option<Instant>,
+}
+
+impl OutboxState {
+    pub(super) fn new(reconciler: &Reconciler, event_id: &str) -> Self {
+        Self {
+            event_id: event_id.to_owned(),
+            outbox: reconciler.redis.keys(event_id).outbox(),
+            own_pending: true,
+            last_autoclaim: None,
+            last_sample: None,
+        }
+    }
+}
+
 impl Reconciler {
-    /// Takes over stale entries, then reads this consumer's pending entries and, after
-    /// them, new ones (waiting up to `block` only if there were none pending).
-    pub(super) async fn read(
-        &self,
-        keys: &[&String],
-        outboxes: &HashMap<String, String>,
-        block: Duration,
-    ) -> anyhow::Result<Vec<Entry>> {
-        self.autoclaim(keys).await?;
-        let mut reader = self.reader.clone();
+    /// Takes over stale entries (every `autoclaim_every`), then reads this consumer's
+    /// pending entries (when it may have some) and new ones, at most `batch` of each.
+    /// Never waits for entries: an empty answer is an empty answer.
+    pub(super) async fn read(&self, state: &mut OutboxState) -> anyhow::Result<Vec<Entry>> {
+        self.autoclaim(state).await?;
+        let mut conn = self.redis.connection();
         let opts = StreamReadOptions::default()
             .group(RECONCILER_GROUP, &self.consumer)
             .count(self.config.batch);
-        let own: Vec<&str> = vec!["0"; keys.len()];
-        let mut entries = decode(reader.xread_options(keys, &own, &opts).await?, outboxes);
-        let new: Vec<&str> = vec![">"; keys.len()];
-        let opts = if entries.is_empty() {
-            opts.block(block.as_millis() as usize)
-        } else {
-            opts
-        };
+        let keys = [state.outbox.as_str()];
+        let mut entries = Vec::new();
+        if state.own_pending {
+            entries = decode(conn.xread_options(&keys, &["0"], &opts).await?, state);
+            state.own_pending = !entries.is_empty();
+        }
         entries.extend(decode(
-            reader.xread_options(keys, &new, &opts).await?,
-            outboxes,
+            conn.xread_options(&keys, &[">"], &opts).await?,
+            state,
         ));
         Ok(entries)
     }
 
-    pub(super) async fn ensure_groups(&self, outboxes: &[&String]) -> anyhow::Result<()> {
-        let missing: Vec<String> = {
-            let grouped = self.grouped.lock().expect("not poisoned");
-            outboxes
-                .iter()
-                .filter(|k| !grouped.contains(k.as_str()))
-                .map(|k| k.to_string())
-                .collect()
-        };
-        let mut conn = self.redis.connection();
-        for outbox in missing {
-            ensure_group(&mut conn, &outbox).await?;
-            self.grouped.lock().expect("not poisoned").insert(outbox);
+    /// Makes sure the outbox has the reconcilers' consumer group (once, until a read
+    /// answers `NOGROUP` and [`Reconciler::forget_group`] is called).
+    pub(super) async fn ensure_group(&self, outbox: &str) -> anyhow::Result<()> {
+        if self.grouped.lock().expect("not poisoned").contains(outbox) {
+            return Ok(());
         }
+        let mut conn = self.redis.connection();
+        ensure_group(&mut conn, outbox).await?;
+        self.grouped
+            .lock()
+            .expect("not poisoned")
+            .insert(outbox.to_owned());
         Ok(())
+    }
+
+    /// Forgets that the outbox has its group (it answered `NOGROUP`: the stream, or its
+    /// group, is gone), so the next [`Reconciler::ensure_group`] recreates it.
+    pub(super) fn forget_group(&self, outbox: &str) {
+        self.grouped.lock().expect("not poisoned").remove(outbox);
     }
 
     /// Takes over entries that sat too long in other (presumably dead) consumers'
-    /// pending lists; they are settled by the following steps.
-    async fn autoclaim(&self, outboxes: &[&String]) -> anyhow::Result<()> {
+    /// pending lists; they are read with this consumer's own pending entries.
+    async fn autoclaim(&self, state: &mut OutboxState) -> anyhow::Result<()> {
+        if state
+            .last_autoclaim
+            .is_some_and(|t| t.elapsed() < self.config.autoclaim_every)
         {
-            let mut last = self.last_autoclaim.lock().expect("not poisoned");
-            if last.is_some_and(|t| t.elapsed() < self.config.autoclaim_every) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+            return Ok(());
         }
+        state.last_autoclaim = Some(Instant::now());
         let mut conn = self.redis.connection();
         let idle = self.config.claim_min_idle.as_millis() as u64;
-        for outbox in outboxes {
-            let reply: StreamAutoClaimReply = conn
-                .xautoclaim_options(
-                    outbox.as_str(),
-                    RECONCILER_GROUP,
-                    &self.consumer,
-                    idle,
-                    "0-0",
-                    StreamAutoClaimOptions::default().count(self.config.batch),
-                )
-                .await?;
-            if !reply.claimed.is_empty() {
-                tracing::info!(outbox = %outbox, entries = reply.claimed.len(), "took over stale outbox entries");
-            }
+        let reply: StreamAutoClaimReply = conn
+            .xautoclaim_options(
+                state.outbox.as_str(),
+                RECONCILER_GROUP,
+                &self.consumer,
+                idle,
+                "0-0",
+                StreamAutoClaimOptions::default().count(self.config.batch),
+            )
+            .await?;
+        if !reply.claimed.is_empty() {
+            state.own_pending = true;
+            tracing::info!(outbox = %state.outbox, entries = reply.claimed.len(), "took over stale outbox entries");
         }
         Ok(())
     }
 
-    /// Sets `seatgate_outbox_length` to the outboxes' summed `XLEN` (one pipelined
-    /// round trip), at most once a second; a failure only skips the sample.
-    pub(super) async fn sample_outboxes(&self, outboxes: &[&String]) {
+    /// Samples the outbox's `XLEN` into `seatgate_outbox_length` (the sum over the
+    /// events) at most once a second; a failure only skips the sample.
+    pub(super) async fn sample_outbox(&self, state: &mut OutboxState) {
+        if state
+            .last_sample
+            .is_some_and(|t| t.elapsed() < OUTBOX_SAMPLE_EVERY)
         {
-            let mut last = self.last_outbox_sample.lock().expect("not poisoned");
-            if last.is_some_and(|t| t.elapsed() < OUTBOX_SAMPLE_EVERY) {
-                return;
-            }
-            *last = Some(Instant::now());
+            return;
         }
-        let mut pipe = redis::pipe();
-        for outbox in outboxes {
-            pipe.xlen(outbox.as_str());
-        }
+        state.last_sample = Some(Instant::now());
         let mut conn = self.redis.connection();
-        match pipe.query_async::<Vec<u64>>(&mut conn).await {
-            Ok(lengths) => telemetry::outbox_length(lengths.iter().sum()),
-            Err(err) => tracing::debug!(error = %err, "cannot sample the outbox lengths"),
+        match conn.xlen::<_, u64>(state.outbox.as_str()).await {
+            Ok(length) => self.gauges.outbox_length(&state.event_id, length),
+            Err(err) => {
+                tracing::debug!(outbox = %state.outbox, error = %err, "cannot sample the outbox length")
+            }
         }
     }
 
-    pub(super) async fn acknowledge(
-        &self,
-        acks: HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<()> {
-        if acks.is_empty() {
+    /// Acknowledges settled entries of one outbox and deletes them (`XACK` + `XDEL`,
+    /// one pipelined round trip on the outbox's slot).
+    pub(super) async fn acknowledge(&self, outbox: &str, ids: &[String]) -> anyhow::Result<()> {
+        if ids.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for (outbox, ids) in &acks {
-            // XDEL after XACK keeps the stream from growing; the entry is settled.
-            pipe.xack(outbox, RECONCILER_GROUP, ids).ignore();
-            pipe.xdel(outbox, ids).ignore();
-        }
+        // XDEL after XACK keeps the stream from growing; the entry is settled.
+        pipe.xack(outbox, RECONCILER_GROUP, ids).ignore();
+        pipe.xdel(outbox, ids).ignore();
         let mut conn = self.redis.connection();
         let () = pipe.query_async(&mut conn).await?;
         Ok(())
@@ -187,15 +206,16 @@ pub(super) struct Entry {
     pub(super) booking_hint: Option<BookingId>,
 }
 
-fn decode(reply: Option<StreamReadReply>, outboxes: &HashMap<String, String>) -> Vec<Entry> {
+fn decode(reply: Option<StreamReadReply>, state: &OutboxState) -> Vec<Entry> {
     let Some(reply) = reply else {
         return Vec::new();
     };
+    let event_id = &state.event_id;
     let mut entries = Vec::new();
     for stream in reply.keys {
-        let Some(event_id) = outboxes.get(&stream.key) else {
+        if stream.key != state.outbox {
             continue;
-        };
+        }
         for item in stream.ids {
             let field = |name: &str| -> Result<String, String> {
                 match item.map.get(name) {

@@ -115,11 +115,18 @@ impl Reconciler {
     /// server that stopped answering) must not hang the reconciler. On timeout the
     /// transaction is dropped, so MySQL rolls it back, and the entries are retried.
     /// With `give_up`, claims that could be persisted are rejected for that reason.
+    /// Waits for one of the reconciler's MySQL permits first (every event's settles
+    /// share them, see `worker`); the wait does not count against the time bound.
     pub(super) async fn settle_all(
         &self,
         claims: &[Claim],
         give_up: Option<RejectReason>,
     ) -> Result<Vec<Settled>, SettleError> {
+        let _permit = self
+            .mysql
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let limit = self.config.settle_timeout;
         tokio::time::timeout(limit, self.settle_all_unbounded(claims, give_up))
             .await
