@@ -121,13 +121,8 @@ fn bench(c: &mut Criterion) {
             block: Duration::from_millis(1),
             ..ReconcilerConfig::default()
         };
-        let reconciler = Reconciler::new(
-            s.store.clone(),
-            &common::redis_url(),
-            s.pool.clone(),
-            config,
-        )
-        .expect("reconciler");
+        let reconciler =
+            Reconciler::new(s.store.clone(), s.pool.clone(), config).expect("reconciler");
         group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, _| {
             b.iter_custom(|iters| {
                 rt.block_on(async {

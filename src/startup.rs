@@ -123,7 +123,6 @@ impl Application {
         let reconciler = if settings.reconciler {
             Some(Reconciler::new(
                 redis.clone(),
-                &settings.redis_url,
                 pool.clone(),
                 ReconcilerConfig {
                     claim_deadline: settings.claim_deadline,

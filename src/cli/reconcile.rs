@@ -34,7 +34,6 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     crate::deployment::claim_namespace(&redis, &pool, &args.store.database_url).await?;
     let reconciler = Reconciler::new(
         redis,
-        &args.store.redis_url,
         pool,
         ReconcilerConfig {
             claim_deadline: args.store.claim_deadline(),

@@ -216,12 +216,7 @@ impl Reconciler {
     /// A reconciler on `redis` and `db`. Every Redis command goes through `redis` (its
     /// reads do not block, see `worker`); `_redis_url` is what the blocking reads used
     /// to open a connection of their own with, and is no longer needed.
-    pub fn new(
-        redis: RedisStore,
-        _redis_url: &str,
-        db: MySqlPool,
-        config: ReconcilerConfig,
-    ) -> anyhow::Result<Self> {
+    pub fn new(redis: RedisStore, db: MySqlPool, config: ReconcilerConfig) -> anyhow::Result<Self> {
         let consumer = format!("reconciler-{}", uuid::Uuid::now_v7());
         let permits = config
             .mysql_permits

@@ -129,7 +129,7 @@ async fn a_killed_primary_leaves_the_other_shards_selling_and_its_events_recover
         .unwrap();
     assert_eq!(events.len(), 3, "one event on each primary");
     for event in &events {
-        event_named(&app, event, 40).await;
+        event_named(&app, event, 400).await;
     }
     // Sold before the failure, confirmed in MySQL: these must survive it.
     let mut before = Vec::new();

@@ -179,12 +179,10 @@ async fn private_redis_aof() -> Option<PrivateRedis> {
     Some(redis)
 }
 
-/// Runs a reconciler of its own, on the Redis at `redis_url`, until a step settles
-/// nothing.
-async fn settle_all_on(app: &TestApp, redis_url: &str) {
+/// Runs a reconciler of its own (on the app's Redis) until a step settles nothing.
+async fn settle_all(app: &TestApp) {
     let reconciler = Reconciler::new(
         app.redis.clone(),
-        redis_url,
         app.db.clone(),
         ReconcilerConfig::default(),
     )
@@ -206,7 +204,7 @@ async fn after_redis_loses_its_data_the_gateway_rebuilds_it_from_mysql_by_itself
     let seats = seat_names(6);
     let event = app.event_with(&seats, 4).await;
     let confirmed = claim_each(&app, &event, &seats[..3]).await;
-    settle_all_on(&app, &redis.url()).await;
+    settle_all(&app).await;
     let r = app
         .claim(&event, "pat", &pick(&["S0004"]), Some("pat-key"))
         .await;
@@ -250,7 +248,7 @@ async fn after_redis_loses_its_data_the_gateway_rebuilds_it_from_mysql_by_itself
     let user = format!("user-{}", seats[0]);
     let r = app.claim(&event, &user, &best_of(4), None).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    settle_all_on(&app, &redis.url()).await;
+    settle_all(&app).await;
     assert_eq!(app.mysql_confirmed(&event).await, 4);
     assert_eq!(app.audit(&event, false).await["consistent"], true);
 }
@@ -278,13 +276,7 @@ async fn a_dead_consumers_entries_are_taken_over() {
         autoclaim_every: Duration::ZERO,
         ..ReconcilerConfig::default()
     };
-    let reconciler = Reconciler::new(
-        app.redis.clone(),
-        &app.settings.redis_url,
-        app.db.clone(),
-        config,
-    )
-    .unwrap();
+    let reconciler = Reconciler::new(app.redis.clone(), app.db.clone(), config).unwrap();
     eventually(
         "the entries are taken over and settled",
         Duration::from_secs(20),
@@ -455,7 +447,6 @@ async fn several_reconcilers_share_the_outbox_safely() {
         .map(|_| {
             let r = Reconciler::new(
                 app.redis.clone(),
-                &app.settings.redis_url,
                 app.db.clone(),
                 ReconcilerConfig::default(),
             )
@@ -578,7 +569,6 @@ async fn a_stalled_or_cut_network_to_mysql_delays_confirmation_only() {
     let pool = seatgate::db::lazy_pool(&db_url, 8).unwrap();
     let reconciler = Reconciler::new(
         app.redis.clone(),
-        &app.settings.redis_url,
         pool,
         ReconcilerConfig {
             settle_timeout: Duration::from_secs(1),

@@ -620,7 +620,6 @@ impl TestApp {
     pub fn reconciler(&self) -> Reconciler {
         Reconciler::new(
             self.redis.clone(),
-            &self.settings.redis_url,
             self.db.clone(),
             ReconcilerConfig::default(),
         )

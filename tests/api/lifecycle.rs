@@ -292,7 +292,6 @@ async fn transient_failures_are_retried_until_the_claim_deadline() {
     fail_confirmed_writes(&app, 1205).await;
     let impatient = Reconciler::new(
         app.redis.clone(),
-        &app.settings.redis_url,
         app.db.clone(),
         ReconcilerConfig {
             claim_deadline: Duration::ZERO,

@@ -43,13 +43,7 @@ async fn a_reconciler_leaves_the_claims_of_events_its_database_does_not_have() {
     let pool = seatgate::db::connect_and_migrate(&other.url, 4)
         .await
         .unwrap();
-    let stranger = Reconciler::new(
-        app.redis.clone(),
-        REDIS_URL,
-        pool,
-        ReconcilerConfig::default(),
-    )
-    .unwrap();
+    let stranger = Reconciler::new(app.redis.clone(), pool, ReconcilerConfig::default()).unwrap();
     for _ in 0..3 {
         let report = stranger.step(Duration::from_millis(50)).await.unwrap();
         assert_eq!(report, StepReport::default(), "it settles nothing");

@@ -262,7 +262,6 @@ async fn the_reconcilers_run_loop_sweeps_a_claim_whose_record_and_outbox_entry_a
 
     let reconciler = Reconciler::new(
         app.redis.clone(),
-        &app.settings.redis_url,
         app.db.clone(),
         ReconcilerConfig {
             block: Duration::from_millis(50),
