@@ -28,6 +28,7 @@ mod outbox;
 mod posture;
 mod proxy;
 mod race;
+mod rate_limit;
 mod redis_loss;
 mod replication;
 mod seat_map;
