@@ -59,7 +59,9 @@ pub struct Settings {
     pub max_live_streams: usize,
     /// Live seat map streams one client address may hold at once.
     pub max_live_streams_per_client: usize,
-    /// Claims per second one user may make on average (0: no limit), per process.
+    /// Claims per second one user may make on average in one event (0: no limit),
+    /// enforced in Redis by the claim script, so across every gateway (the `mysql`
+    /// claim strategy has no rate limit).
     pub user_rate: f64,
     /// Claims one user may make in a burst.
     pub user_burst: u32,

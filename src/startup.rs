@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
-use crate::api::{self, auth::Auth, rate_limit::UserRateLimiter, AppState, Shared};
+use crate::api::{self, auth::Auth, AppState, Shared};
 use crate::backoff::backoff;
 use crate::claims::posture::{self, PostureError, PostureGate};
 use crate::claims::replication::GroupCommit;
 use crate::claims::settled::SettledFeed;
-use crate::claims::RedisStore;
+use crate::claims::{RedisStore, UserRate};
 use crate::config::{ClaimStrategy, Settings};
 use crate::db;
 use crate::live::{snapshot::SeatMaps, source::Source, LiveHub};
@@ -61,7 +61,8 @@ impl Application {
             settings.redis_timeout,
         )
         .context("invalid SEATGATE_REDIS_URL")?
-        .fenced();
+        .fenced()
+        .with_user_rate(UserRate::new(settings.user_rate, settings.user_burst));
         let redis_up = match redis.ping().await {
             Ok(()) => true,
             Err(err) => {
@@ -181,8 +182,6 @@ impl Application {
             request_timeout: settings.request_timeout,
             settled: SettledFeed::start(&settings.redis_url, &settings.redis_namespace)
                 .context("invalid SEATGATE_REDIS_URL")?,
-            rate_limiter: UserRateLimiter::new(settings.user_rate, settings.user_burst)
-                .map(Arc::new),
             strategy,
             group_commit,
         });

@@ -25,6 +25,7 @@ const WORDS: &[&str] = &[
     "unavailable",
     "sold_out",
     "limit",
+    "rate_limited",
     "unknown",
     "not_found",
     "reused",

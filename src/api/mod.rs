@@ -12,7 +12,6 @@ pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
-pub mod rate_limit;
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
@@ -81,8 +80,6 @@ pub struct Shared {
     pub request_timeout: Duration,
     /// True once MySQL has the schema (migrations applied); until then /readyz is 503.
     pub(crate) db_ready: tokio::sync::watch::Receiver<bool>,
-    /// Per-user claim rate limit; `None` when disabled.
-    pub(crate) rate_limiter: Option<Arc<rate_limit::UserRateLimiter>>,
     /// How claims are made and events read: Redis, or the MySQL baseline.
     pub strategy: Arc<dyn crate::strategy::Strategy>,
     /// Watchers of the live seat maps (`GET /v1/events/{id}/stream`).

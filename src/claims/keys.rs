@@ -85,6 +85,14 @@ impl EventKeys {
             .strip_prefix(":user:")
     }
 
+    /// String with a TTL: the user's claim rate state in this event (GCRA: the
+    /// theoretical arrival time of the user's next claim, in milliseconds since the
+    /// epoch), written by `claim.lua` and gone once the user has the whole burst back.
+    /// Under `:rate:`, never `:user:`, so [`EventKeys::users_pattern`] does not match it.
+    pub fn rate(&self, user_id: &str) -> String {
+        format!("{}:rate:{user_id}", self.prefix)
+    }
+
     /// Hash: the booking record (user, seats, ords, status, reason, created_ms).
     pub fn booking(&self, booking_id: &str) -> String {
         format!("{}:b:{booking_id}", self.prefix)
@@ -181,6 +189,7 @@ mod tests {
             k.avail(),
             k.order(),
             k.user("alice"),
+            k.rate("alice"),
             k.booking("b1"),
             k.idempotency("alice", "k1"),
             k.outbox(),
@@ -198,6 +207,11 @@ mod tests {
         }
         assert_eq!(k.users_pattern(), "t1:{e:wc26}:user:*");
         assert_eq!(k.user_of(&k.booking("b1")), None);
+        // The rate key of a user named like a tally key is still no tally.
+        for user in ["alice", "x:user:alice", ":user:"] {
+            assert_eq!(k.user_of(&k.rate(user)), None, "{user}");
+            assert!(!k.rate(user).starts_with("t1:{e:wc26}:user:"), "{user}");
+        }
         assert_eq!(
             k.user_of(&EventKeys::new("t1:", "wc27").user("alice")),
             None

@@ -77,6 +77,28 @@ pub struct SeatCounts {
 /// How long idempotency records are kept.
 pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// The per-user claim rate that `claim.lua` enforces, per (event, user), on the
+/// event's slot: one limit whatever the number of gateways.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UserRate {
+    /// Claims per second on average (at least one a day).
+    per_second: f64,
+    /// Claims in a burst (at least 1).
+    burst: u32,
+}
+
+impl UserRate {
+    /// `per_second` claims per second with bursts of `burst`; `None` (no limit) when
+    /// `per_second` is 0, negative or not finite. Rates under one claim a day are one a
+    /// day (the rate key's expiry must stay within what Redis takes).
+    pub fn new(per_second: f64, burst: u32) -> Option<Self> {
+        (per_second > 0.0 && per_second.is_finite()).then(|| Self {
+            per_second: per_second.max(1.0 / 86_400.0),
+            burst: burst.max(1),
+        })
+    }
+}
+
 /// Handle to Redis for the API and the reconciler. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -84,6 +106,8 @@ pub struct RedisStore {
     namespace: String,
     timeout: Duration,
     fence: Arc<Fence>,
+    /// The claims' per-user rate; `None`: no limit (tools, benchmarks, tests).
+    user_rate: Option<UserRate>,
 }
 
 impl RedisStore {
@@ -107,6 +131,7 @@ impl RedisStore {
             namespace: namespace.to_owned(),
             timeout,
             fence: Arc::new(Fence::off()),
+            user_rate: None,
         })
     }
 
@@ -115,6 +140,13 @@ impl RedisStore {
     /// stores without).
     pub fn fenced(mut self) -> Self {
         self.fence = Arc::new(Fence::on());
+        self
+    }
+
+    /// This store with claims limited per user and event (see [`UserRate`]); `None`
+    /// lifts the limit.
+    pub fn with_user_rate(mut self, rate: Option<UserRate>) -> Self {
+        self.user_rate = rate;
         self
     }
 
@@ -213,7 +245,8 @@ impl RedisStore {
             .key(k.avail())
             .key(k.user(req.user_id.as_str()))
             .key(k.outbox())
-            .key(k.booking(req.booking_id));
+            .key(k.booking(req.booking_id))
+            .key(k.rate(req.user_id.as_str()));
         let fingerprint = match req.idempotency {
             Some((key, fp)) => {
                 inv.key(k.idempotency(req.user_id.as_str(), key));
@@ -226,13 +259,18 @@ impl RedisStore {
             .arg(req.now_ms)
             .arg(fingerprint)
             .arg(IDEMPOTENCY_TTL.as_secs());
-        match req.selection {
-            Selection::Seats(seats) => {
-                inv.arg("seats").arg(0).arg(seats);
-            }
-            Selection::Quantity(n) => {
-                inv.arg("quantity").arg(n);
-            }
+        let (mode, quantity) = match req.selection {
+            Selection::Seats(_) => ("seats", 0),
+            Selection::Quantity(n) => ("quantity", n),
+        };
+        inv.arg(mode).arg(quantity);
+        match self.user_rate {
+            // Display of an f64 is the shortest text that reads back as the same f64.
+            Some(rate) => inv.arg(rate.per_second.to_string()).arg(rate.burst),
+            None => inv.arg(0).arg(1),
+        };
+        if let Selection::Seats(seats) = req.selection {
+            inv.arg(seats);
         }
         let mut conn = self.claim_connection(req.event_id.as_str()).await?;
         let generation = conn.live().generation();

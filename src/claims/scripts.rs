@@ -79,6 +79,19 @@ impl ClaimOutcome {
             "unknown" => Self::UnknownSeats(strings(rest)?),
             "not_found" => Self::EventNotFound,
             "reused" => Self::KeyReused,
+            "rate_limited" => {
+                let ms = rest
+                    .into_iter()
+                    .next()
+                    .map(integer)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::Reply("claim: rate_limited without wait".into()))?;
+                let retry_after_ms = u64::try_from(ms)
+                    .ok()
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| StoreError::Reply(format!("claim: rate_limited {ms}")))?;
+                Self::RateLimited { retry_after_ms }
+            }
             "replay" => {
                 let mut rest = rest.into_iter();
                 let first = rest
@@ -96,6 +109,9 @@ impl ClaimOutcome {
                 match Self::parse(first)? {
                     Self::Replay { .. } => {
                         return Err(StoreError::Reply("claim: nested replay".into()));
+                    }
+                    Self::RateLimited { .. } => {
+                        return Err(StoreError::Reply("claim: a replayed rate_limited".into()));
                     }
                     inner => Self::Replay {
                         first: Box::new(inner),
@@ -216,6 +232,28 @@ mod tests {
                 answered: Some(201)
             }
         );
+    }
+
+    #[test]
+    fn a_rate_limited_reply_carries_a_positive_wait() {
+        let v = Value::Array(vec![bulk("rate_limited"), Value::Int(1500)]);
+        assert_eq!(
+            ClaimOutcome::parse(v).unwrap(),
+            ClaimOutcome::RateLimited {
+                retry_after_ms: 1500
+            }
+        );
+        for wait in [Value::Int(0), Value::Int(-3), bulk("soon")] {
+            let v = Value::Array(vec![bulk("rate_limited"), wait.clone()]);
+            assert!(ClaimOutcome::parse(v).is_err(), "{wait:?}");
+        }
+        assert!(ClaimOutcome::parse(Value::Array(vec![bulk("rate_limited")])).is_err());
+        // A refusal is never recorded, so never replayed.
+        let v = Value::Array(vec![
+            bulk("replay"),
+            Value::Array(vec![bulk("rate_limited"), Value::Int(5)]),
+        ]);
+        assert!(ClaimOutcome::parse(v).is_err());
     }
 
     #[test]

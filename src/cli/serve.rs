@@ -43,7 +43,8 @@ pub struct ServeArgs {
         default_value_t = 256
     )]
     pub max_live_streams_per_client: usize,
-    /// Claims per second one user may make on average, per gateway (0: no limit).
+    /// Claims per second one user may make on average in one event, across every
+    /// gateway (0: no limit).
     #[arg(long, env = "SEATGATE_USER_RATE", default_value_t = 5.0)]
     pub user_rate: f64,
     /// Claims one user may make in a burst before the rate applies.

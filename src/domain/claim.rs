@@ -62,6 +62,10 @@ pub enum ClaimOutcome {
     EventNotFound,
     /// The idempotency key was used before by this user with another request.
     KeyReused,
+    /// The user claims faster than the per-user claim rate allows in this event: the
+    /// same claim would be admitted in this many milliseconds (at least 1). Nothing
+    /// was written, the idempotency key included.
+    RateLimited { retry_after_ms: u64 },
     /// The idempotency key was used before with this request: its first outcome, and
     /// the status code the first answer had when that was not the outcome's own (a
     /// `Prefer: wait` claim answered 201 or 409 instead of 202).

@@ -113,6 +113,26 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// Another gateway process on a [`TestApp`]'s database and Redis namespace, as a second
+/// instance behind the same load balancer (see [`TestApp::spawn_peer`]). It stops when
+/// dropped; the stores are the `TestApp`'s to clean up.
+pub struct Peer {
+    pub base: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
 /// A gateway with the reconciler running, and a warmed event of `seats` seats (`S0001`
 /// on, per-user limit 4).
 pub async fn spawn_app_with_event(seats: usize) -> (TestApp, String) {
@@ -375,6 +395,24 @@ impl TestApp {
         id
     }
 
+    /// A second gateway with this one's settings (its own port), on the same MySQL
+    /// database and Redis namespace.
+    pub async fn spawn_peer(&self) -> Peer {
+        let app = Application::build(self.settings.clone())
+            .await
+            .expect("a second gateway builds on the same stores");
+        let base = format!("http://{}", app.local_addr());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Peer {
+            base,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
     pub async fn claim(
         &self,
         event: &str,
@@ -382,8 +420,20 @@ impl TestApp {
         body: &Value,
         key: Option<&str>,
     ) -> Response {
-        let path = format!("/v1/events/{event}/bookings");
-        let mut req = self.client.post(self.url(&path)).json(body);
+        self.claim_at(&self.base, event, user, body, key).await
+    }
+
+    /// [`TestApp::claim`] sent to the gateway at `base` (this one's, or a [`Peer`]'s).
+    pub async fn claim_at(
+        &self,
+        base: &str,
+        event: &str,
+        user: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> Response {
+        let url = format!("{base}/v1/events/{event}/bookings");
+        let mut req = self.client.post(url).json(body);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
         }

@@ -7,11 +7,14 @@
 //! # The world
 //!
 //! Each case is one small event (4 to 12 seats, so claims collide all the time) with a
-//! per-user limit of 2 to 5, three users and two idempotency keys per user. The
-//! [`Model`] holds two things:
+//! per-user limit of 2 to 5, three users and two idempotency keys per user, and in half
+//! the cases a per-user claim rate (one claim per 20 to 200 s, bursts of 1 to 3) on a
+//! clock that moves 10 s per step (the rate state's expiry runs on Redis's own clock,
+//! so the steps are far longer than a step really takes). The [`Model`] holds two things:
 //!
 //! - **Redis as the scripts should leave it**: each seat's state, each booking record
-//!   (owner, seats, status), each user's tally and each idempotency record. The model
+//!   (owner, seats, status), each user's tally, each idempotency record and each user's
+//!   claim rate state (GCRA's theoretical arrival time). The model
 //!   updates these by the rules the scripts' headers document, written again from those
 //!   headers in Rust, never by reading Redis.
 //! - **MySQL's truth**: which booking each seat is booked by, and the booking rows
@@ -32,7 +35,7 @@
 //! # What is checked after every step
 //!
 //! Every script's reply equals the model's (who wins a seat, `sold_out`, `limit`,
-//! unknown and taken seats, replays and reused keys; the status a settle script
+//! unknown and taken seats, replays and reused keys, `rate_limited` and its wait; the status a settle script
 //! reports; how many seats a warm changed; the counts after a warm), and Redis, read
 //! directly, keeps these invariants ([`check`]):
 //!
@@ -58,7 +61,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::AsyncCommands;
-use seatgate::claims::{ClaimOutcome, ClaimRequest, SeatCounts, Selection};
+use seatgate::claims::{ClaimOutcome, ClaimRequest, SeatCounts, Selection, UserRate};
 use seatgate::domain::{BookingStatus, RejectReason, SeatId, SeatState, UserId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,6 +77,10 @@ const USERS: usize = 3;
 const KEYS: usize = 2;
 /// Seat ids a claim may name that the event does not have.
 const UNKNOWN: usize = 2;
+/// How far the clock moves per step, in milliseconds.
+const STEP_MS: u64 = 10_000;
+/// The clock at the first step (ms since the epoch).
+const EPOCH_MS: u64 = 1_767_225_600_000;
 
 /// The seat of ordinal `i`. Names sort against the ordinals (`Z0`, `Y1`, …), so a seat
 /// put back at a wrong score, or sorted by name, shows.
@@ -194,12 +201,20 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A case: seats in the event, per-user limit, operations.
-fn case(max_steps: usize) -> impl Strategy<Value = (usize, u32, Vec<Op>)> {
-    (4..=12usize, 2..=5u32).prop_flat_map(move |(n, limit)| {
+/// The per-user claim rate of a case, if any: (claims per second, burst).
+type Rate = Option<(f64, u32)>;
+
+/// A case: seats in the event, per-user limit, claim rate, operations.
+fn case(max_steps: usize) -> impl Strategy<Value = (usize, u32, Rate, Vec<Op>)> {
+    let rate = prop::option::of((
+        prop::sample::select(vec![0.005, 0.01, 0.02, 0.05]),
+        1..=3u32,
+    ));
+    (4..=12usize, 2..=5u32, rate).prop_flat_map(move |(n, limit, rate)| {
         (
             Just(n),
             Just(limit),
+            Just(rate),
             prop::collection::vec(op(n), 1..=max_steps),
         )
     })
@@ -279,6 +294,10 @@ struct Model {
     tallies: Vec<BTreeMap<String, usize>>,
     /// Redis `{e}:idem:…`: (user, key) → (fingerprint, recorded outcome).
     idempotency: HashMap<(usize, usize), (String, ClaimOutcome)>,
+    /// The claim rate: (claims per second, burst); `None`: no limit.
+    rate: Rate,
+    /// Redis `{e}:rate:<uid>`: each user's theoretical arrival time (ms), by user.
+    tats: Vec<Option<f64>>,
     /// MySQL: the booking each seat is booked by, by ordinal.
     mysql_seats: Vec<Option<String>>,
     /// MySQL's booking rows.
@@ -290,10 +309,12 @@ struct Model {
 }
 
 impl Model {
-    fn new(n: usize, limit: u32) -> Self {
+    fn new(n: usize, limit: u32, rate: Rate) -> Self {
         Self {
             n,
             limit,
+            rate,
+            tats: vec![None; USERS],
             seats: vec![Seat::Available; n],
             records: BTreeMap::new(),
             tallies: vec![BTreeMap::new(); USERS],
@@ -314,8 +335,15 @@ impl Model {
 
     // ---- The scripts, as their headers describe them. ----
 
-    /// `claim.lua`.
-    fn claim(&mut self, bid: &str, user: usize, what: &What, key: Option<usize>) -> ClaimOutcome {
+    /// `claim.lua` at `now` (ms).
+    fn claim(
+        &mut self,
+        bid: &str,
+        user: usize,
+        what: &What,
+        key: Option<usize>,
+        now: u64,
+    ) -> ClaimOutcome {
         if let Some(key) = key {
             if let Some((fp, first)) = self.idempotency.get(&(user, key)) {
                 return if *fp == what.fingerprint() {
@@ -328,7 +356,25 @@ impl Model {
                 };
             }
         }
+        // The event is always on sale here. The rate: GCRA, in the script's own
+        // float arithmetic (so the waits compare exactly); a refusal changes nothing.
+        let mut next_tat = None;
+        if let Some((per_second, burst)) = self.rate {
+            let t = now as f64;
+            let interval = 1000.0 / per_second;
+            let tat = self.tats[user].unwrap_or(t).max(t);
+            let early = (tat - t) - f64::from(burst - 1) * interval;
+            if early > 0.0 {
+                return ClaimOutcome::RateLimited {
+                    retry_after_ms: early.ceil().max(1.0) as u64,
+                };
+            }
+            next_tat = Some(tat + interval);
+        }
         let outcome = self.decide_claim(bid, user, what);
+        if next_tat.is_some() {
+            self.tats[user] = next_tat;
+        }
         if let Some(key) = key {
             self.idempotency
                 .insert((user, key), (what.fingerprint(), outcome.clone()));
@@ -603,15 +649,27 @@ struct Harness {
     in_flight: Vec<(String, Call)>,
     /// How often each outcome came up, to show what the run covered.
     seen: BTreeMap<String, usize>,
+    /// The clock claims are made at (ms), [`STEP_MS`] on per step.
+    now: u64,
 }
 
 impl Harness {
     async fn new(n: usize, limit: u32) -> Self {
+        Self::with_rate(n, limit, None).await
+    }
+
+    async fn with_rate(n: usize, limit: u32, rate: Rate) -> Self {
         let names: Vec<String> = (0..n).map(seat_name).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut lab = Lab::new(REDIS_URL, &names, &[], limit).await;
+        lab.store = lab
+            .store
+            .clone()
+            .with_user_rate(rate.and_then(|(per_second, burst)| UserRate::new(per_second, burst)));
         Self {
-            lab: Lab::new(REDIS_URL, &names, &[], limit).await,
-            model: Model::new(n, limit),
+            lab,
+            model: Model::new(n, limit, rate),
+            now: EPOCH_MS,
             next_bid: 0,
             in_flight: Vec::new(),
             seen: BTreeMap::new(),
@@ -623,6 +681,7 @@ impl Harness {
     }
 
     async fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        self.now += STEP_MS;
         match op {
             Op::Claim { user, what, key } => self.claim(*user, what.clone(), *key).await,
             Op::Retry { claim } => {
@@ -741,14 +800,22 @@ impl Harness {
                 booking_id: &bid,
                 selection,
                 idempotency: key_name.as_deref().map(|k| (k, fingerprint.as_str())),
-                now_ms: 1,
+                now_ms: self.now,
             })
             .await
             .map_err(fail)?;
-        let want = self.model.claim(&bid, user, &what, key);
+        let want = self.model.claim(&bid, user, &what, key, self.now);
         self.model.requests.push((user, what, key));
         self.note(format!("claim.lua {}", outcome_name(&want)));
         prop_assert_eq!(got, want, "claim.lua's reply");
+        // The user's rate state, while it still matters (it expires on Redis's clock).
+        if let Some(tat) = self.model.tats[user].filter(|&tat| tat > self.now as f64) {
+            let mut conn = self.lab.store.connection();
+            let key = self.lab.store.keys(&self.lab.event).rate(&user_name(user));
+            let stored: Option<String> = conn.get(&key).await.map_err(fail)?;
+            let stored = stored.and_then(|s| s.parse::<f64>().ok());
+            prop_assert_eq!(stored, Some(tat), "{}'s rate state", user_name(user));
+        }
         Ok(())
     }
 
@@ -889,6 +956,7 @@ fn outcome_name(outcome: &ClaimOutcome) -> String {
         ClaimOutcome::UnknownSeats(_) => "unknown".into(),
         ClaimOutcome::EventNotFound => "not_found".into(),
         ClaimOutcome::KeyReused => "reused".into(),
+        ClaimOutcome::RateLimited { .. } => "rate_limited".into(),
         ClaimOutcome::Replay { first, .. } => format!("replay of {}", outcome_name(first)),
     }
 }
@@ -1078,9 +1146,10 @@ async fn check(lab: &Lab, model: &Model) -> Result<(), TestCaseError> {
 async fn run_case(
     n: usize,
     limit: u32,
+    rate: Rate,
     ops: &[Op],
 ) -> Result<BTreeMap<String, usize>, TestCaseError> {
-    let mut harness = Harness::new(n, limit).await;
+    let mut harness = Harness::with_rate(n, limit, rate).await;
     check(&harness.lab, &harness.model).await?;
     for (i, op) in ops.iter().enumerate() {
         harness.step(op).await.map_err(|e| at_step(e, i, op))?;
@@ -1124,8 +1193,8 @@ fn the_lua_scripts_agree_with_a_reference_model_over_random_interleavings() {
     let steps = AtomicUsize::new(0);
     let seen = Mutex::new(BTreeMap::<String, usize>::new());
     let started = Instant::now();
-    let result = runner.run(&case(max_steps), |(n, limit, ops)| {
-        let outcomes = rt.block_on(run_case(n, limit, &ops))?;
+    let result = runner.run(&case(max_steps), |(n, limit, rate, ops)| {
+        let outcomes = rt.block_on(run_case(n, limit, rate, &ops))?;
         steps.fetch_add(ops.len(), Ordering::Relaxed);
         let mut seen = seen.lock().unwrap();
         for (what, count) in outcomes {

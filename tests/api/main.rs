@@ -29,6 +29,7 @@ mod outbox;
 mod posture;
 mod proxy;
 mod race;
+mod rate_limit;
 mod reconciler_shards;
 mod redis_loss;
 mod replication;

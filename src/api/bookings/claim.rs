@@ -68,7 +68,7 @@ use crate::telemetry::{self, ClaimProbe, ClaimResult};
                 ("unknown_seats" = (value = json!({"error": "unknown_seats", "message": "some of the requested seats do not exist in this event", "seats": ["Z9"]}))),
                 ("idempotency_key_reused" = (value = json!({"error": "idempotency_key_reused", "message": "this Idempotency-Key was used before with a different request"}))),
             )),
-        (status = 429, description = "`rate_limited`: too many claims from this user", body = ErrorBody,
+        (status = 429, description = "`rate_limited`: this user claims in this event faster than `SEATGATE_USER_RATE` allows (one limit across every gateway; a claim answered 400, 404 or replayed does not count, and a 429 is not recorded under the Idempotency-Key)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`overloaded` (too many claims in flight) or `unavailable` (a backend failed or the request timed out; or, with `SEATGATE_REDIS_MIN_REPLICAS`, the replicas did not confirm the claim in time: it may exist, so retry with the same Idempotency-Key)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
@@ -108,13 +108,6 @@ async fn claim(
     body: Body,
     probe: &mut ClaimProbe,
 ) -> Result<Response, ApiError> {
-    if let Some(limiter) = &app.rate_limiter {
-        limiter
-            .check(&user_id, std::time::Instant::now())
-            .map_err(|wait| ApiError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            })?;
-    }
     let key = idempotency_key(headers)?;
     let wait = prefer_wait(headers);
     let bytes = read_body(body, CLAIM_BODY_LIMIT).await?;
@@ -240,6 +233,9 @@ async fn claim(
         ClaimOutcome::UnknownSeats(seats) => Err(ApiError::UnknownSeats(seats)),
         ClaimOutcome::EventNotFound => Err(ApiError::EventNotFound),
         ClaimOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused),
+        ClaimOutcome::RateLimited { retry_after_ms } => Err(ApiError::RateLimited {
+            retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+        }),
         ClaimOutcome::Replay { .. } => unreachable!("claim replies never nest replays"),
     }
 }
