@@ -3,6 +3,7 @@
 //! The tests whose bodies hold on any topology run on a cluster too, unchanged, through
 //! `scripts/test_cluster.sh` (`SEATGATE_TEST_REDIS_URL`).
 
+use futures::{stream, StreamExt};
 use reqwest::StatusCode;
 use seatgate_sandbox::{slot_of, PrivateCluster};
 use std::collections::HashSet;
@@ -221,6 +222,114 @@ async fn a_killed_primary_leaves_the_other_shards_selling_and_its_events_recover
         assert_eq!(audit["consistent"], true, "{event}: {audit}");
     }
     for (_, booking) in &sold {
+        assert_eq!(
+            app.mysql_booking(booking).await.as_deref(),
+            Some("confirmed")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_and_two_reconcilers_share_a_drop_over_every_shard() {
+    let Some(mut cluster) = cluster().await else {
+        return;
+    };
+    // Each gateway runs a reconciler: two of each, on one database and namespace.
+    let app = spawn_app_with(|s| {
+        s.redis_url = cluster.seeds_url();
+        s.user_rate = 0.01;
+        s.user_burst = 8;
+    })
+    .await;
+    let peer = app.spawn_peer().await;
+    let bases = [app.base.clone(), peer.base.clone()];
+    let prefix = format!("g{}-", &app.event_id()[3..]);
+    let events = cluster
+        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
+        .await
+        .unwrap();
+    let seats = 60;
+    for event in &events {
+        event_named(&app, event, seats).await;
+    }
+
+    // 600 fans, one claim each, spread over the three events and the two gateways; a
+    // greedy user meanwhile sends twelve claims on one event, alternating gateways.
+    let fans = stream::iter(0..600)
+        .map(|i| {
+            let (app, event, base) = (&app, &events[i % 3], &bases[i % 2]);
+            async move {
+                let key = uuid::Uuid::now_v7().to_string();
+                let user = format!("fan-{i}");
+                loop {
+                    let r = app
+                        .claim_at(base, event, &user, &best_of(1), Some(&key))
+                        .await;
+                    if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+                        let status = r.status();
+                        return (
+                            event.clone(),
+                            status,
+                            r.json::<serde_json::Value>().await.unwrap(),
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>();
+    let greedy = async {
+        let mut statuses = Vec::new();
+        for i in 0..12 {
+            let r = app
+                .claim_at(&bases[i % 2], &events[0], "greedy", &best_of(1), None)
+                .await;
+            statuses.push(r.status());
+        }
+        statuses
+    };
+    let (answers, greedy) = tokio::join!(fans, greedy);
+
+    // The per-user limit (4) and the claim rate (a burst of 8) held across the two
+    // gateways: eight claims were decided, four refused for the rate.
+    let count = |s: StatusCode| greedy.iter().filter(|&&g| g == s).count();
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 4, "{greedy:?}");
+    assert!(count(StatusCode::ACCEPTED) <= 4, "{greedy:?}");
+    assert_eq!(
+        count(StatusCode::ACCEPTED)
+            + count(StatusCode::CONFLICT)
+            + count(StatusCode::UNPROCESSABLE_ENTITY),
+        8,
+        "{greedy:?}"
+    );
+
+    // No seat twice; every 202 confirmed once the two reconcilers are done.
+    let mut taken = HashSet::new();
+    let mut winners = Vec::new();
+    for (event, status, body) in &answers {
+        match *status {
+            StatusCode::ACCEPTED => {
+                for seat in body["seats"].as_array().unwrap() {
+                    assert!(
+                        taken.insert((event.clone(), seat.clone())),
+                        "{event} {seat} sold twice"
+                    );
+                }
+                winners.push(body["booking_id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => assert_eq!(body["error"], "sold_out", "{body}"),
+            other => panic!("unexpected answer {other}: {body}"),
+        }
+    }
+    for event in &events {
+        let summary = app.settled(event).await;
+        assert_eq!(summary["booked"], seats, "{event} sold out");
+        assert_eq!(app.mysql_confirmed(event).await, seats as i64, "{event}");
+        let audit = app.audit(event, false).await;
+        assert_eq!(audit["consistent"], true, "{event}: {audit}");
+    }
+    for booking in &winners {
         assert_eq!(
             app.mysql_booking(booking).await.as_deref(),
             Some("confirmed")
