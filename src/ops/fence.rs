@@ -16,6 +16,11 @@
 //!    at its next check and takes claims again; the time from detection to lifting is
 //!    `seatgate_redis_fence_seconds`.
 //!
+//! On a Redis Cluster there is no one node to check: each event on sale is checked
+//! against the primary of its slot ([`Keeper::check`] → `check_shards`), and only the
+//! events of a shard that changed are fenced and rebuilt, one by one, so a shard that
+//! cannot be reached holds up none of the others.
+//!
 //! Each gateway (and `seatgate reconcile`) runs a keeper. It checks at once when its
 //! connection is new or a claim was refused, and otherwise every [`CHECK_EVERY`]; the
 //! same check finds events that MySQL has on sale and Redis lost (a flush, an

@@ -336,3 +336,57 @@ async fn two_gateways_and_two_reconcilers_share_a_drop_over_every_shard() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_flushed_from_every_node_are_loaded_again_where_needed() {
+    let Some(mut cluster) = cluster().await else {
+        return;
+    };
+    let app = spawn_app_with(|s| s.redis_url = cluster.seeds_url()).await;
+    let prefix = format!("f{}-", &app.event_id()[3..]);
+    let events = cluster
+        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
+        .await
+        .unwrap();
+    for event in &events {
+        event_named(&app, event, 10).await;
+        app.claim_ok(event, "before", &best_of(1)).await;
+    }
+    // Every node forgets every script (a restart without persistence of scripts, a
+    // failover to a replica that never ran them, an operator's SCRIPT FLUSH).
+    let claim_sha = seatgate::claims::scripts::CLAIM.get_hash().to_owned();
+    let mut primaries = Vec::new();
+    for port in cluster.primaries().await.unwrap() {
+        let mut conn = raw_redis(&seatgate_sandbox::redis_url(port)).await;
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        primaries.push(conn);
+    }
+    let claim_loaded = |mut conn: redis::aio::MultiplexedConnection| {
+        let sha = claim_sha.clone();
+        async move {
+            let exists: Vec<bool> = redis::cmd("SCRIPT")
+                .arg("EXISTS")
+                .arg(&sha)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            exists[0]
+        }
+    };
+    for conn in &primaries {
+        assert!(!claim_loaded(conn.clone()).await, "flushed");
+    }
+    // Each claim meets NOSCRIPT on its shard; the script is loaded and the claim runs.
+    for event in &events {
+        app.claim_ok(event, "after", &best_of(1)).await;
+        let summary = app.settled(event).await;
+        assert_eq!(summary["booked"], 2, "{summary}");
+    }
+    for conn in primaries {
+        assert!(claim_loaded(conn).await, "loaded again on every shard");
+    }
+}

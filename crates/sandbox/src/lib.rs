@@ -660,6 +660,9 @@ impl ServerKind for Mysql {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+            // Temporary tables in a directory of its own, not the /tmp every other
+            // server on the machine uses.
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-log-file-size=16M")
             .arg("--skip-log-bin");
@@ -709,6 +712,9 @@ impl PrivateServer<Mysql> {
 async fn install_data_dir(server: &Path, dir: &Path) -> anyhow::Result<()> {
     let data = dir.join("data");
     let log = dir.join("install.log");
+    // A temporary directory of its own (see `command`), made here, before the first use.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut cmd = if let Some(install) =
         binary_on_path("mariadb-install-db").or_else(|| binary_on_path("mysql_install_db"))
     {
@@ -718,13 +724,15 @@ async fn install_data_dir(server: &Path, dir: &Path) -> anyhow::Result<()> {
             // root authenticates with its (empty) password, not unix_socket, so it can
             // connect over TCP.
             .arg("--auth-root-authentication-method=normal")
-            .arg("--skip-test-db");
+            .arg("--skip-test-db")
+            .arg(format!("--tmpdir={}", tmp.display()));
         cmd
     } else {
         let mut cmd = tokio::process::Command::new(server);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .arg("--initialize-insecure");
+            .arg("--initialize-insecure")
+            .arg(format!("--tmpdir={}", tmp.display()));
         cmd
     };
     if running_as_root() {
