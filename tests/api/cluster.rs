@@ -390,3 +390,42 @@ async fn scripts_flushed_from_every_node_are_loaded_again_where_needed() {
         assert!(claim_loaded(conn).await, "loaded again on every shard");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_refuses_a_cluster_with_one_evicting_primary_and_group_commit() {
+    let Some(mut cluster) = cluster().await else {
+        return;
+    };
+    let seeds = cluster.seeds_url();
+    let settings = |db: &ScratchDatabase| {
+        let mut s = seatgate::config::Settings::local(
+            "admin-token-of-the-cluster-tests",
+            "jwt-secret-of-the-cluster-tests-0123456789",
+        );
+        s.http_addr = "127.0.0.1:0".into();
+        s.redis_url = seeds.clone();
+        s.database_url = db.url.clone();
+        s
+    };
+    // Group commit's WAIT is not written per shard yet: refused, with the setting named.
+    let db = ScratchDatabase::new();
+    let mut grouped = settings(&db);
+    grouped.durability.min_replicas = 1;
+    let built = seatgate::startup::Application::build(grouped).await;
+    let err = format!("{:#}", built.err().expect("the build refuses"));
+    assert!(err.contains("SEATGATE_REDIS_MIN_REPLICAS"), "{err}");
+
+    // One primary of three evicts: the weakest shard decides.
+    let last = *cluster.primaries().await.unwrap().last().unwrap();
+    let mut conn = raw_redis(&seatgate_sandbox::redis_url(last)).await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let built = seatgate::startup::Application::build(settings(&db)).await;
+    let err = format!("{:#}", built.err().expect("the build refuses"));
+    assert!(err.contains("allkeys-lru"), "{err}");
+}
