@@ -102,21 +102,6 @@ async fn a_drop_goes_on_while_its_events_slot_moves_to_another_primary() {
     assert_eq!(audit["consistent"], true, "{audit}");
 }
 
-/// Creates and warms an event named `id` (placed on a chosen shard by its id).
-async fn event_named(app: &TestApp, id: &str, seats: usize) {
-    let r = app
-        .create_event(&serde_json::json!({"id": id, "name": id, "seats": seat_names(seats), "per_user_limit": 4}))
-        .await;
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap()
-    );
-    let r = app.warm(id).await;
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_primary_leaves_the_other_shards_selling_and_its_events_recover() {
     let Some(mut cluster) = cluster().await else {
@@ -130,7 +115,7 @@ async fn a_killed_primary_leaves_the_other_shards_selling_and_its_events_recover
         .unwrap();
     assert_eq!(events.len(), 3, "one event on each primary");
     for event in &events {
-        event_named(&app, event, 400).await;
+        app.event_named(event, &seat_names(400), 4).await;
     }
     // Sold before the failure, confirmed in MySQL: these must survive it.
     let mut before = Vec::new();
@@ -250,7 +235,7 @@ async fn two_gateways_and_two_reconcilers_share_a_drop_over_every_shard() {
         .unwrap();
     let seats = 60;
     for event in &events {
-        event_named(&app, event, seats).await;
+        app.event_named(event, &seat_names(seats), 4).await;
     }
 
     // 600 fans, one claim each, spread over the three events and the two gateways; a
@@ -349,7 +334,7 @@ async fn scripts_flushed_from_every_node_are_loaded_again_where_needed() {
         .await
         .unwrap();
     for event in &events {
-        event_named(&app, event, 10).await;
+        app.event_named(event, &seat_names(10), 4).await;
         app.claim_ok(event, "before", &best_of(1)).await;
     }
     // Every node forgets every script (a restart without persistence of scripts, a

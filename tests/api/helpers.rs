@@ -381,6 +381,13 @@ impl TestApp {
     /// Creates and warms an event with the given seats; returns its id.
     pub async fn event_with(&self, seats: &[String], per_user_limit: u32) -> String {
         let id = self.event_id();
+        self.event_named(&id, seats, per_user_limit).await;
+        id
+    }
+
+    /// Creates and warms the event `id` (an id chosen by the test: on a cluster, the
+    /// id places the event on a shard).
+    pub async fn event_named(&self, id: &str, seats: &[String], per_user_limit: u32) {
         let r = self
             .create_event(&json!({"id": id, "name": "Test event", "seats": seats, "per_user_limit": per_user_limit}))
             .await;
@@ -390,9 +397,8 @@ impl TestApp {
             "{}",
             r.text().await.unwrap()
         );
-        let r = self.warm(&id).await;
+        let r = self.warm(id).await;
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-        id
     }
 
     /// A second gateway with this one's settings (its own port), on the same MySQL
