@@ -48,7 +48,9 @@
 //! data came along intact, but which seatgate cannot tell from a loss. The window is
 //! not zero there: the cluster client follows a failover by itself, so claims on the
 //! failed shard's events run on the promoted replica until the keeper's next check
-//! (at most `CHECK_EVERY`) sees the new `run_id`. With `SEATGATE_REDIS_MIN_REPLICAS`
+//! (at most `CHECK_EVERY`) sees the new `run_id`, unless a claim on the shard failed
+//! meanwhile (a dying primary times out or drops connections before its replica takes
+//! over): a failed claim makes the next one check the shard first. With `SEATGATE_REDIS_MIN_REPLICAS`
 //! ≥ 1 the promoted replica holds every acknowledged claim, and what it may lack
 //! (confirmations, cancellations) leaves seats more taken than MySQL says, never less.
 
@@ -134,6 +136,11 @@ impl Fence {
             .read()
             .expect("not poisoned")
             .contains_key(event_id)
+    }
+
+    /// Takes the event's verdict back: the next claim on it checks its shard first.
+    pub(crate) fn forget_event(&self, event_id: &str) {
+        self.set_event_verified(event_id, None);
     }
 
     fn set_event_verified(&self, event_id: &str, run_id: Option<&str>) {

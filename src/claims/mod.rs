@@ -274,7 +274,18 @@ impl RedisStore {
         }
         let mut conn = self.claim_connection(req.event_id.as_str()).await?;
         let generation = conn.live().generation();
-        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let value: Value = match self.bounded(inv.invoke_async(&mut conn)).await {
+            Ok(value) => value,
+            Err(err) => {
+                // On a cluster, a shard that fails (or fails over) shows itself first by
+                // errors: the event is checked again before its next claim runs, so a
+                // promoted replica is seen at once, not at the keeper's next look.
+                if conn.live().is_cluster() {
+                    self.fence.forget_event(req.event_id.as_str());
+                }
+                return Err(err);
+            }
+        };
         let outcome = ClaimOutcome::parse(value)?;
         if outcome == ClaimOutcome::EventNotFound && self.fence.lost_keys_of(req.event_id.as_str())
         {
