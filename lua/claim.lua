@@ -17,19 +17,22 @@
 --                          created_ms)
 -- KEYS[7]  {e:ID}:rate:U   string: the user's claim rate state (GCRA theoretical arrival
 --                          time, ms since the epoch), with a PEXPIRE; unused at rate 0
--- KEYS[8]  {e:ID}:idem:..  (optional) idempotency record for (user, key)
+-- KEYS[8]  {e:ID}:mark     string: on a Redis Cluster, the mark of the primary the event
+--                          was verified on (mark.lua); unused when ARGV[10] is ""
+-- KEYS[9]  {e:ID}:idem:..  (optional) idempotency record for (user, key)
 --
 -- ARGV[1]  booking id (string, UUID v7, made by the caller)
 -- ARGV[2]  user id (string)
 -- ARGV[3]  now, milliseconds since the epoch (integer; also the rate limit's clock)
--- ARGV[4]  request fingerprint (string; ignored without KEYS[8])
+-- ARGV[4]  request fingerprint (string; ignored without KEYS[9])
 -- ARGV[5]  idempotency record TTL in seconds (integer)
 -- ARGV[6]  "seats" or "quantity"
 -- ARGV[7]  quantity (integer; "0" in seats mode)
 -- ARGV[8]  claims per second one user may make on average in this event (number;
 --          "0": no limit)
 -- ARGV[9]  claims one user may make in a burst (integer >= 1)
--- ARGV[10..] seat ids (seats mode only)
+-- ARGV[10] the mark KEYS[8] must hold ("": no check, on one node)
+-- ARGV[11..] seat ids (seats mode only)
 --
 -- Reply, a flat array whose first element names the outcome:
 --   {"pending", bid, seat...}      claimed; the seats are now "pending:<bid>"
@@ -41,24 +44,34 @@
 --   {"reused"}                     same idempotency key, other request (not recorded)
 --   {"rate_limited", retry_ms}     the user claims too fast: retry in retry_ms (> 0)
 --                                  milliseconds (not recorded; writes nothing)
+--   {"fenced"}                     on a cluster: this node is not the primary the event
+--                                  was verified on (writes nothing)
 --   {"replay", <one of the recorded replies above>[, answered]}
 --                                  answered: the status code the first answer had
 --                                  when it was not the reply's own (answered.lua)
 --
--- Example: EVALSHA <sha> 8 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:user:alice
---            {e:wc}:outbox {e:wc}:b:0192... {e:wc}:rate:alice {e:wc}:idem:5:alice:k1
---            0192... alice 1767225600000 9f86d0... 86400 seats 0 5 10 A1 A2
+-- Example: EVALSHA <sha> 9 {e:wc}:meta {e:wc}:seats {e:wc}:avail {e:wc}:user:alice
+--            {e:wc}:outbox {e:wc}:b:0192... {e:wc}:rate:alice {e:wc}:mark
+--            {e:wc}:idem:5:alice:k1
+--            0192... alice 1767225600000 9f86d0... 86400 seats 0 5 10 "" A1 A2
 --   -> {"pending", "0192...", "A1", "A2"}   (a second identical call -> {"replay", {...}})
 
 local meta_key, seats_key, avail_key, user_key, outbox_key, booking_key, rate_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local idem_key = KEYS[8]
+local mark_key, idem_key = KEYS[8], KEYS[9]
 local bid, user, now, fp, idem_ttl, mode =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local rate, burst = tonumber(ARGV[8]), tonumber(ARGV[9])
-assert(bid and user and now and mode and rate_key, 'claim.lua: missing arguments')
+local mark = ARGV[10]
+assert(bid and user and now and mode and rate_key and mark_key and mark,
+  'claim.lua: missing arguments')
 assert(mode == 'seats' or mode == 'quantity', 'claim.lua: mode must be seats or quantity')
 assert(rate and rate >= 0 and burst and burst >= 1, 'claim.lua: bad rate or burst')
+
+-- 0. On a cluster, only on the primary the event was verified on (see mark.lua).
+if mark ~= '' and redis.call('GET', mark_key) ~= mark then
+  return {'fenced'}
+end
 
 -- 1. Idempotency: the same (user, key) answers what it answered the first time.
 if idem_key then
@@ -135,7 +148,7 @@ end
 --    before the seats are looked at, so the work below is bounded by the limit (<= 100).
 local wanted
 if mode == 'seats' then
-  wanted = #ARGV - 9
+  wanted = #ARGV - 10
   assert(wanted >= 1, 'claim.lua: no seats')
 else
   wanted = tonumber(ARGV[7])
@@ -152,7 +165,7 @@ end
 -- 5. Availability, all or nothing.
 local seats, ords = {}, {}
 if mode == 'seats' then
-  for i = 10, #ARGV do
+  for i = 11, #ARGV do
     seats[#seats + 1] = ARGV[i]
   end
   local states = redis.call('HMGET', seats_key, unpack(seats))

@@ -45,15 +45,21 @@
 //! event; the keeper checks every event on sale each `CHECK_EVERY`). A failover or a
 //! restart of one shard fences the events of that shard only, and the keeper rebuilds
 //! just those; so does a slot moved to another primary (`CLUSTER SETSLOT`), whose
-//! data came along intact, but which seatgate cannot tell from a loss. The window is
-//! not zero there: the cluster client follows a failover by itself, so claims on the
-//! failed shard's events run on the promoted replica until the keeper's next check
-//! (at most `CHECK_EVERY`) sees the new `run_id`, unless a claim on the shard failed
-//! meanwhile (a dying primary times out or drops connections before its replica takes
-//! over): a failed claim makes the next one check the shard first. With `SEATGATE_REDIS_MIN_REPLICAS`
-//! ≥ 1 the promoted replica holds every acknowledged claim, and what it may lack
-//! (confirmations, cancellations) leaves seats more taken than MySQL says, never less.
-
+//! data came along intact, but which seatgate cannot tell from a loss.
+//!
+//! The cluster client follows a failover by itself and retries a command in flight on
+//! the promoted replica, so a check made before the failover does not cover the claim
+//! that runs after it. Hence the **mark** (`mark.lua`): verifying an event writes, on
+//! the primary alone (replication off: neither replicas nor the AOF see it), the key
+//! `{e:ID}:mark` = `<run_id>:<sync_full>`, and every claim carries the mark it expects;
+//! `claim.lua` runs nothing on a node that does not hold it. A promoted replica never
+//! received it; a replica that copied it with a full resync is named by the primary's
+//! higher `sync_full`, which changes the mark gateways expect; a node restarted from
+//! an RDB snapshot holds a mark only if the snapshot is younger than its time to live
+//! (`MARK_TTL`, refreshed at each check), and then has another `run_id`, which the
+//! keeper sees at its next check: that, a restart from a snapshot taken in the last
+//! seconds that a claim in flight meets before the keeper looks, is the window left.
+//!
 use redis::AsyncCommands;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -61,6 +67,11 @@ use tokio::sync::Notify;
 
 use super::primary::{Bound, Live};
 use super::{keys, RedisStore, StoreError};
+
+/// How long a shard's mark lasts unless the keeper refreshes it (it does at each check,
+/// `ops::fence::CHECK_EVERY`): a node restarted from a snapshot older than this holds
+/// none.
+const MARK_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The fencing state of one store.
 #[derive(Default)]
@@ -72,7 +83,7 @@ pub struct Fence {
     /// Woken when a claim finds Redis unverified or an event's keys missing.
     wanted: Notify,
     /// On a cluster: the events whose record was last found to name their slot's
-    /// primary, and that primary's `run_id`.
+    /// primary, and the mark that primary holds (see `mark.lua`).
     verified_events: RwLock<HashMap<String, String>>,
     /// Whether `on_sale` has been read from MySQL yet.
     on_sale_known: std::sync::atomic::AtomicBool,
@@ -129,13 +140,19 @@ impl Fence {
         lost
     }
 
-    /// True when the event's record was found to name its slot's primary at the last
-    /// look (on a cluster).
-    fn event_verified(&self, event_id: &str) -> bool {
+    /// The mark of the primary the event was verified on at the last look (on a
+    /// cluster), which its claims must find there.
+    fn event_mark(&self, event_id: &str) -> Option<String> {
         self.verified_events
             .read()
             .expect("not poisoned")
-            .contains_key(event_id)
+            .get(event_id)
+            .cloned()
+    }
+
+    /// Wakes the keeper: a claim found Redis unverified.
+    pub(crate) fn want_rebuild(&self) {
+        self.wanted.notify_one();
     }
 
     /// Takes the event's verdict back: the next claim on it checks its shard first.
@@ -143,11 +160,11 @@ impl Fence {
         self.set_event_verified(event_id, None);
     }
 
-    fn set_event_verified(&self, event_id: &str, run_id: Option<&str>) {
+    fn set_event_verified(&self, event_id: &str, mark: Option<&str>) {
         let mut verified = self.verified_events.write().expect("not poisoned");
-        match run_id {
-            Some(run_id) => {
-                verified.insert(event_id.to_owned(), run_id.to_owned());
+        match mark {
+            Some(mark) => {
+                verified.insert(event_id.to_owned(), mark.to_owned());
             }
             None => {
                 verified.remove(event_id);
@@ -172,36 +189,83 @@ impl RedisStore {
     /// The connection a claim runs on: the current one, checked against the
     /// incarnation record if it has not been yet. [`StoreError::Fenced`] when Redis
     /// still waits for its rebuild.
-    pub(crate) async fn claim_connection(&self, event_id: &str) -> Result<Bound, StoreError> {
+    ///
+    /// Also answers the mark the claim must find on its node (on a cluster; empty on one
+    /// node, where the connection is the check): see `mark.lua`.
+    pub(crate) async fn claim_connection(
+        &self,
+        event_id: &str,
+    ) -> Result<(Bound, String), StoreError> {
         let live = self.bounded(self.conn.live()).await?;
-        let verified = !self.fence.on
-            || if live.is_cluster() {
-                self.fence.event_verified(event_id)
-                    || self.verify_event(&live, event_id).await?
-                    || self.fence.known_off_sale(event_id)
-            } else {
-                live.is_verified() || self.verify(&live).await?
+        let (verified, mark) = if !self.fence.on {
+            (true, String::new())
+        } else if live.is_cluster() {
+            let mark = match self.fence.event_mark(event_id) {
+                Some(mark) => Some(mark),
+                None => self.verify_event(&live, event_id).await?,
             };
+            match mark {
+                Some(mark) => (true, mark),
+                // Nothing of an event off sale needs guarding: its claim is answered 404.
+                None => (self.fence.known_off_sale(event_id), String::new()),
+            }
+        } else {
+            (
+                live.is_verified() || self.verify(&live).await?,
+                String::new(),
+            )
+        };
         if !verified {
             self.fence.wanted.notify_one();
             return Err(StoreError::Fenced(
                 "Redis has not been rebuilt from MySQL since it restarted, failed over or lost keys",
             ));
         }
-        Ok(self.conn.bound(live))
+        Ok((self.conn.bound(live), mark))
     }
 
     /// On a cluster: checks the event's record against the primary serving its slot
-    /// now, and remembers the verdict. True when they agree.
-    pub async fn verify_event(&self, live: &Arc<Live>, event_id: &str) -> Result<bool, StoreError> {
-        let meta = self.keys(event_id).meta();
-        let run_id = self.bounded(self.conn.run_id_for(live, &meta)).await?;
+    /// now and, when they agree, (re)writes that primary's mark (`mark.lua`); remembers
+    /// the verdict. The mark when they agree.
+    pub async fn verify_event(
+        &self,
+        live: &Arc<Live>,
+        event_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let k = self.keys(event_id);
+        let checked = self.check_event(live, &k).await;
+        let mark = match checked {
+            Ok(mark) => mark,
+            Err(err) => {
+                // A shard that does not answer is not vouched for.
+                self.fence.forget_event(event_id);
+                return Err(err);
+            }
+        };
+        self.fence.set_event_verified(event_id, mark.as_deref());
+        Ok(mark)
+    }
+
+    async fn check_event(
+        &self,
+        live: &Arc<Live>,
+        k: &keys::EventKeys,
+    ) -> Result<Option<String>, StoreError> {
+        let meta = k.meta();
+        let (run_id, full_syncs) = self.bounded(self.conn.identity_of(live, &meta)).await?;
         let mut conn = self.conn.bound(live.clone());
         let node: Option<String> = self.bounded(conn.hget(&meta, "node")).await?;
-        let agrees = node.as_deref() == Some(run_id.as_str());
-        self.fence
-            .set_event_verified(event_id, agrees.then_some(run_id.as_str()));
-        Ok(agrees)
+        if node.as_deref() != Some(run_id.as_str()) {
+            return Ok(None);
+        }
+        let mark = format!("{run_id}:{full_syncs}");
+        let mut inv = super::scripts::MARK.prepare_invoke();
+        inv.key(k.mark())
+            .arg(&run_id)
+            .arg(&mark)
+            .arg(MARK_TTL.as_millis() as u64);
+        let written: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok((written == 1).then_some(mark))
     }
 
     /// On a cluster: the `run_id` of the primary that serves the event's slot now

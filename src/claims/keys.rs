@@ -113,6 +113,12 @@ impl EventKeys {
         self.key("dead")
     }
 
+    /// String: on a Redis Cluster, the mark of the primary the event was verified on,
+    /// on that primary alone (`mark.lua`).
+    pub fn mark(&self) -> String {
+        self.key("mark")
+    }
+
     /// Sharded pub/sub channel (on the event's slot) on which the event's settled
     /// booking ids are published on a Redis Cluster (see `settled`).
     pub fn settled(&self) -> String {

@@ -238,6 +238,24 @@ impl RedisStore {
         &self,
         req: &ClaimRequest<'_>,
     ) -> Result<(ClaimOutcome, u64), StoreError> {
+        // On a cluster, a node that does not hold the mark the claim carried (it expired
+        // while the keeper could not refresh it, or the shard changed) runs nothing of
+        // it. The event is then checked again: vouched for anew, the claim runs once
+        // more; otherwise it is fenced.
+        if let Some(answer) = self.claim_once(req).await? {
+            return Ok(answer);
+        }
+        self.claim_once(req).await?.ok_or(StoreError::Fenced(
+            "the Redis Cluster shard of the event changed; it is rebuilt from MySQL",
+        ))
+    }
+
+    /// One attempt at a claim; `None` when its node did not hold the claim's mark.
+    async fn claim_once(
+        &self,
+        req: &ClaimRequest<'_>,
+    ) -> Result<Option<(ClaimOutcome, u64)>, StoreError> {
+        let (mut conn, mark) = self.claim_connection(req.event_id.as_str()).await?;
         let k = self.keys(req.event_id.as_str());
         let mut inv = scripts::CLAIM.prepare_invoke();
         inv.key(k.meta())
@@ -246,7 +264,8 @@ impl RedisStore {
             .key(k.user(req.user_id.as_str()))
             .key(k.outbox())
             .key(k.booking(req.booking_id))
-            .key(k.rate(req.user_id.as_str()));
+            .key(k.rate(req.user_id.as_str()))
+            .key(k.mark());
         let fingerprint = match req.idempotency {
             Some((key, fp)) => {
                 inv.key(k.idempotency(req.user_id.as_str(), key));
@@ -269,10 +288,10 @@ impl RedisStore {
             Some(rate) => inv.arg(rate.per_second.to_string()).arg(rate.burst),
             None => inv.arg(0).arg(1),
         };
+        inv.arg(&mark);
         if let Selection::Seats(seats) = req.selection {
             inv.arg(seats);
         }
-        let mut conn = self.claim_connection(req.event_id.as_str()).await?;
         let generation = conn.live().generation();
         let value: Value = match self.bounded(inv.invoke_async(&mut conn)).await {
             Ok(value) => value,
@@ -286,12 +305,17 @@ impl RedisStore {
                 return Err(err);
             }
         };
+        if scripts::is_fenced(&value) {
+            self.fence.forget_event(req.event_id.as_str());
+            self.fence.want_rebuild();
+            return Ok(None);
+        }
         let outcome = ClaimOutcome::parse(value)?;
         if outcome == ClaimOutcome::EventNotFound && self.fence.lost_keys_of(req.event_id.as_str())
         {
             return Err(StoreError::Fenced("the event's keys are missing in Redis"));
         }
-        Ok((outcome, generation))
+        Ok(Some((outcome, generation)))
     }
 
     /// Waits until `replicas` replicas hold every write the primary ran before this

@@ -472,18 +472,35 @@ impl Primary {
     /// The `run_id` of the primary that serves `key`: the connection's own for one node;
     /// for a cluster, asked of the primary of the key's slot now.
     pub async fn run_id_for(&self, live: &Live, key: &str) -> redis::RedisResult<String> {
+        match &live.conn {
+            Conn::Node(_) => Ok(live.run_id.clone()),
+            Conn::Cluster(_) => Ok(self.identity_of(live, key).await?.0),
+        }
+    }
+
+    /// On a cluster: the `run_id` of the primary that serves `key` now, and its count
+    /// of full resyncs (`sync_full`), from one `INFO server stats`.
+    pub async fn identity_of(&self, live: &Live, key: &str) -> redis::RedisResult<(String, u64)> {
         let Conn::Cluster(conn) = &live.conn else {
-            return Ok(live.run_id.clone());
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "a node's identity by key is for a cluster",
+            )));
         };
-        let mut conn = conn.clone();
         let mut info = redis::cmd("INFO");
-        info.arg("server");
-        let reply = conn.route_command(info, primary_of(key)).await;
+        info.arg("server").arg("stats");
+        let reply = conn.clone().route_command(info, primary_of(key)).await;
         self.observe(live, &reply);
         let text: String = redis::from_redis_value(reply?)?;
-        parse_info(&text)
+        let mut fields = parse_info(&text);
+        let run_id = fields
             .remove("run_id")
-            .ok_or_else(|| RedisError::from((ErrorKind::Parse, "INFO server has no run_id")))
+            .ok_or_else(|| RedisError::from((ErrorKind::Parse, "INFO server has no run_id")))?;
+        let full_syncs = fields
+            .get("sync_full")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok((run_id, full_syncs))
     }
 
     /// Runs `cmd` on the primary that serves `key` (on one node: on it), for commands

@@ -14,6 +14,15 @@ use crate::domain::BookingStatus;
 
 pub static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/claim.lua")));
+/// True when `claim.lua` refused to run on a node other than the one its event was
+/// verified on (`{"fenced"}`, on a cluster).
+pub(crate) fn is_fenced(value: &Value) -> bool {
+    matches!(value, Value::Array(items)
+        if items.len() == 1 && matches!(&items[0], Value::BulkString(tag) if tag == b"fenced"))
+}
+
+pub static MARK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/mark.lua")));
 pub(crate) static CONFIRM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/confirm.lua")));
 pub(crate) static REJECT: LazyLock<Script> = LazyLock::new(|| {

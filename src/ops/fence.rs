@@ -181,8 +181,12 @@ impl Keeper {
     ) -> Result<Checked, OpError> {
         let mut rebuilt = Vec::new();
         let mut failed = None;
-        for event in on_sale {
-            match self.check_shard(live, &event).await {
+        // Side by side: a shard that does not answer holds up no other's check (nor the
+        // refresh of its marks, see `claims::fence`).
+        let checks = on_sale.iter().map(|event| self.check_shard(live, event));
+        let results = futures::future::join_all(checks).await;
+        for (event, result) in on_sale.into_iter().zip(results) {
+            match result {
                 Ok(false) => {}
                 Ok(true) => rebuilt.push(event),
                 Err(err) => {
@@ -202,7 +206,7 @@ impl Keeper {
         live: &std::sync::Arc<crate::claims::primary::Live>,
         event: &str,
     ) -> Result<bool, OpError> {
-        if self.redis.verify_event(live, event).await? {
+        if self.redis.verify_event(live, event).await?.is_some() {
             return Ok(false);
         }
         let detected = Instant::now();
@@ -211,7 +215,7 @@ impl Keeper {
         telemetry::fence_raised("shard_unverified");
         self.rebuild_event(event, clock::unix_millis() as i64)
             .await?;
-        if self.redis.verify_event(live, event).await? {
+        if self.redis.verify_event(live, event).await?.is_some() {
             telemetry::fence_lifted(detected.elapsed());
             tracing::info!(event.id = %event, fenced_ms = detected.elapsed().as_millis() as u64,
                 "event rebuilt from MySQL; claims on it resume");

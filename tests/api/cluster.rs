@@ -414,3 +414,105 @@ async fn a_gateway_refuses_a_cluster_with_one_evicting_primary_and_group_commit(
     let err = format!("{:#}", built.err().expect("the build refuses"));
     assert!(err.contains("allkeys-lru"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_promoted_without_a_booking_never_sells_its_seat_again() {
+    let Some(mut cluster) = cluster().await else {
+        return;
+    };
+    let app = spawn_app_with(|s| s.redis_url = cluster.seeds_url()).await;
+    let prefix = format!("r{}-", &app.event_id()[3..]);
+    let event = cluster
+        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
+        .await
+        .unwrap()
+        .remove(0);
+    app.event_named(&event, &seat_names(4), 4).await;
+    let booking = app.claim_seats(&event, "owner", &["S0001"]).await;
+    eventually(
+        "the booking is confirmed",
+        Duration::from_secs(30),
+        || async {
+            (app.mysql_booking(&booking).await.as_deref() == Some("confirmed")).then_some(())
+        },
+    )
+    .await;
+
+    // The replica that will take over lost the booking (as one that lags would): its
+    // copy of the seat reads available, while the primary's and MySQL's say booked. (A
+    // replicated write frees the seat; a write the primary keeps to itself,
+    // `redis.set_repl(redis.REPL_NONE)`, books it again there only.)
+    let primary = cluster
+        .primary_for_slot(slot_of_event(&event))
+        .await
+        .unwrap();
+    let mut conn = raw_redis(&seatgate_sandbox::redis_url(primary)).await;
+    let seats_key = app.redis.keys(&event).seats();
+    let booked: String = redis::cmd("HGET")
+        .arg(&seats_key)
+        .arg("S0001")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(booked, format!("booked:{booking}"));
+    let set_seat = |replicate: bool, state: String| {
+        let (mut conn, key) = (conn.clone(), seats_key.clone());
+        async move {
+            let script = if replicate {
+                "return redis.call('HSET', KEYS[1], 'S0001', ARGV[1])"
+            } else {
+                "redis.set_repl(redis.REPL_NONE) return redis.call('HSET', KEYS[1], 'S0001', ARGV[1])"
+            };
+            let _: i64 = redis::Script::new(script)
+                .key(key)
+                .arg(state)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    set_seat(true, "available".into()).await;
+    set_seat(false, booked).await;
+    let () = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async::<i64>(&mut conn)
+        .await
+        .map(|_| ())
+        .unwrap();
+
+    // The primary dies while buyers keep asking for the seat. No claim on it is ever
+    // acknowledged: the event is fenced on the promoted replica until rebuilt from MySQL.
+    let killing = cluster.kill_primary_and_wait_failover(primary);
+    let asking = async {
+        let mut answers = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(8) {
+            let user = format!("buyer-{}", answers.len());
+            let r = app
+                .claim(
+                    &event,
+                    &user,
+                    &serde_json::json!({"seats": ["S0001"]}),
+                    None,
+                )
+                .await;
+            answers.push(r.status());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        answers
+    };
+    let (promoted, answers) = tokio::join!(killing, asking);
+    promoted.unwrap();
+    assert!(
+        !answers.contains(&StatusCode::ACCEPTED),
+        "a booked seat was sold again: {answers:?}"
+    );
+    assert!(
+        answers.contains(&StatusCode::CONFLICT),
+        "sales resumed: {answers:?}"
+    );
+    assert_eq!(app.seat_status(&event, "S0001").await, "booked");
+    let b = app.booking_json(&event, &booking, &app.admin()).await;
+    assert_eq!(b["status"], "confirmed", "{b}");
+}
