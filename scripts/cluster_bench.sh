@@ -81,8 +81,9 @@ seeds=$(head -1 "$dir/seeds")
 [ -n "$seeds" ] || { echo "the cluster did not start; see $out/cluster.log" >&2; exit 1; }
 seed_port=${seeds%%,*}; seed_port=${seed_port##*:}
 primaries=$(redis-cli -p "$seed_port" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ {split($2, a, "[:@]"); print a[2]}' | sort -n | tr '\n' ' ')
+replicas=$(redis-cli -p "$seed_port" CLUSTER NODES | awk '$3 ~ /slave/ {split($2, a, "[:@]"); print a[2]}' | sort -n | tr '\n' ' ')
 say "$(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(redis-server --version | cut -d' ' -f3)"
-say "single node :$single; cluster primaries: $primaries (seeds $seeds)"
+say "single node :$single; cluster primaries: $primaries, replicas: $replicas (seeds $seeds)"
 say "each run: $seats seats in all x $cps claims per seat = $((seats * cps)) claims, $concurrency in flight, one user per claim"
 
 export SEATGATE_ADMIN_TOKEN=$(openssl rand -hex 16)
@@ -95,8 +96,8 @@ redis_stats() { # ports...
   for p in "$@"; do
     line=$(redis-cli -p "$p" INFO commandstats | tr -d '\r' | grep '^cmdstat_evalsha:' || true)
     if [ -n "$line" ]; then
-      calls=$((calls + $(sed -E 's/.*calls=([0-9]+).*/\1/' <<<"$line")))
-      usec=$((usec + $(sed -E 's/.*usec=([0-9]+),.*/\1/' <<<"$line")))
+      calls=$((calls + $(sed -E 's/^cmdstat_evalsha:calls=([0-9]+),.*/\1/' <<<"$line")))
+      usec=$((usec + $(sed -E 's/^cmdstat_evalsha:calls=[0-9]+,usec=([0-9]+),.*/\1/' <<<"$line")))
     fi
     cpu=$(python3 -c "import sys; print($cpu + sum(float(l.split(':')[1]) for l in sys.stdin if l.startswith(('used_cpu_sys:', 'used_cpu_user:'))))" \
       < <(redis-cli -p "$p" INFO cpu | tr -d '\r'))
@@ -105,9 +106,9 @@ redis_stats() { # ports...
 }
 proc_cpu() { awk -v t="$tick" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 
-run() { # label round redis_url events ports...
-  local label=$1 round=$2 url=$3 events=$4; shift 4
-  local ports=("$@") port db ns json log
+run() { # label round redis_url events "primary ports" "replica ports"
+  local label=$1 round=$2 url=$3 events=$4
+  local ports=($5) reps=($6) port db ns json log
   port=$(free_port)
   db=sgbench_${label}_${round}_$$
   databases+=("$db")
@@ -123,6 +124,8 @@ run() { # label round redis_url events ports...
   local before_gw before_redis after_gw after_redis
   before_gw=$(proc_cpu "$gateway_pid")
   before_redis=$(redis_stats "${ports[@]}")
+  local before_reps="0 0 0" after_reps="0 0 0"
+  [ ${#reps[@]} -eq 0 ] || before_reps=$(redis_stats "${reps[@]}")
   local TIMEFORMAT='%U %S'
   { time SEATGATE_REDIS_URL=$url SEATGATE_REDIS_NAMESPACE=$ns SEATGATE_DATABASE_URL=$mysql_base/$db \
       "$tools" drop --url "http://127.0.0.1:$port" --events "$events" \
@@ -130,11 +133,13 @@ run() { # label round redis_url events ports...
       --no-progress --json "$json" >"$log" 2>"$log.stderr" || true; } 2>"$log.time"
   after_gw=$(proc_cpu "$gateway_pid")
   after_redis=$(redis_stats "${ports[@]}")
+  [ ${#reps[@]} -eq 0 ] || after_reps=$(redis_stats "${reps[@]}")
   kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; gateway_pid=
   python3 - "$label" "$round" "$json" "$before_gw" "$after_gw" "$before_redis" "$after_redis" \
-    "$(cat "$log.time")" <<'PY' | tee -a "$results"
+    "$(cat "$log.time")" "$before_reps" "$after_reps" <<'PY' | tee -a "$results"
 import json, sys
-label, rnd, path, gw0, gw1, r0, r1, client = sys.argv[1:]
+label, rnd, path, gw0, gw1, r0, r1, client, p0, p1 = sys.argv[1:]
+replica_cpu = float(p1.split()[2]) - float(p0.split()[2])
 j = json.load(open(path))
 claims = j["claims"]["sent"]
 c0, u0, cpu0 = r0.split(); c1, u1, cpu1 = r1.split()
@@ -148,17 +153,14 @@ ok = "ok" if j["verification"]["ok"] else "FAILED"
 print(f"{label:<7} r{rnd}  {j['throughput_per_s']:>8,.0f} claims/s  p50 {j['latency_us']['p50']/1000:6.1f} ms  p99 {p99:6.1f} ms  "
       f"shards {shards:<17}  gateway {gw / claims * 1e6:5.1f} us/claim  "
       f"redis {redis_cpu / claims * 1e6:5.1f} us/claim (evalsha {usec / max(calls, 1):4.1f} us x {calls})  "
-      f"client {(cu + cs) / claims * 1e6:5.1f} us/claim  {ok}")
+      f"replicas {replica_cpu / claims * 1e6:4.1f} us/claim  client {(cu + cs) / claims * 1e6:5.1f} us/claim  {ok}")
 PY
 }
 
 for round in $(seq 1 "$rounds"); do
-  # shellcheck disable=SC2086
-  run single "$round" "redis://127.0.0.1:$single" 1 "$single"
-  # shellcheck disable=SC2086
-  run spread "$round" "$seeds" 3 $primaries
-  # shellcheck disable=SC2086
-  run hot "$round" "$seeds" 1 $primaries
+  run single "$round" "redis://127.0.0.1:$single" 1 "$single" ""
+  run spread "$round" "$seeds" 3 "$primaries" "$replicas"
+  run hot "$round" "$seeds" 1 "$primaries" "$replicas"
 done
 
 # redis-benchmark: a small claim-like script (a seat's state read, a free seat marked
