@@ -91,7 +91,9 @@ async fn booked_in_mysql(database_url: &str, event_ids: &[String]) -> Vec<i64> {
     out
 }
 
-/// Drops the run's database and its namespace's owner key.
+/// Drops the run's database and what is left of its namespace on a shared Redis (the
+/// owner and incarnation keys; the events' keys went with the gateway); a private
+/// cluster goes whole.
 async fn clean_up(stores: &Stores, store: &StoreArgs) {
     let (server, database) = stores.database_url.rsplit_once('/').unwrap();
     let mut conn = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
@@ -101,15 +103,24 @@ async fn clean_up(stores: &Stores, store: &StoreArgs) {
         .execute(&mut conn)
         .await
         .unwrap();
+    if stores.redis_url.contains(',') {
+        return;
+    }
     let namespace = stores.redis_namespace(&store.redis_namespace);
-    if let Ok(store) =
-        seatgate::claims::RedisStore::connect(&stores.redis_url, namespace, Duration::from_secs(2))
-            .await
+    let client = redis::Client::open(stores.redis_url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = Vec::new();
     {
-        let mut c = store.connection();
-        let _: redis::RedisResult<i64> =
-            redis::AsyncCommands::del(&mut c, seatgate::claims::keys::namespace_owner(namespace))
-                .await;
+        let mut iter: redis::AsyncIter<String> =
+            redis::AsyncCommands::scan_match(&mut c, format!("{namespace}*"))
+                .await
+                .unwrap();
+        while let Some(key) = iter.next_item().await {
+            keys.push(key.unwrap());
+        }
+    }
+    if !keys.is_empty() {
+        let _: i64 = redis::AsyncCommands::del(&mut c, keys).await.unwrap();
     }
 }
 
