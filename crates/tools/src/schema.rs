@@ -6,6 +6,10 @@
 //! tagged [`COMPARE_SCHEMA`] holding both drops. Latencies are in microseconds, times
 //! in seconds, as the field names say. An absent value (a quantile of an empty
 //! histogram, a rate of a closed loop) is `null`, never left out.
+//!
+//! A drop over several events (`--events N`) gives its totals where a single event's
+//! report has them, `config.events` = N, and one [`EventRun`] per event in `events`.
+//! Reports written before `events` existed read as one event with no per-event lines.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,6 +41,31 @@ pub struct DropRun {
     pub verification: Verification,
     /// `--watchers`: what the live seat map's subscribers received.
     pub live_watchers: Option<WatchSummary>,
+    /// One entry per event of the drop, in the order claims went round them (empty in
+    /// reports written before it existed).
+    #[serde(default)]
+    pub events: Vec<EventRun>,
+}
+
+/// One event of a drop: its share of the claims and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRun {
+    pub event_id: String,
+    /// On a Redis Cluster: `host:port` of the primary that served the event's slot.
+    pub shard: Option<String>,
+    /// Claims sent to this event (each has a final answer).
+    pub sent: u64,
+    pub won: u64,
+    pub won_seats: u64,
+    pub lost: u64,
+    /// Errors (answers neither won, lost nor limited).
+    pub errors: u64,
+    /// The event's claims' latency; no `distribution`.
+    pub latency_us: Latency,
+    pub confirmed_seats: u64,
+    pub time_to_all_confirmed_s: Option<f64>,
+    /// The event's checks passed.
+    pub ok: bool,
 }
 
 /// How the claims were paced.
@@ -57,8 +86,12 @@ pub struct Config {
     /// The claim strategy, when known (in-process runs).
     pub strategy: Option<String>,
     pub mode: Pacing,
+    /// Seats of each event.
     pub seats: u32,
     pub claims_per_seat: u32,
+    /// Events of the drop, each of `seats` seats (1 in reports written before it).
+    #[serde(default = "one")]
+    pub events: u32,
     pub users: u64,
     pub claims: u64,
     /// Closed loop: claims in flight; open loop: the bound on outstanding claims.
@@ -71,6 +104,10 @@ pub struct Config {
     pub quantity_mix: Option<Vec<MixShare>>,
     pub per_user_limit: u32,
     pub seed: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One entry of the `--quantity-mix`: `percent` of the claims ask for `quantity` seats.

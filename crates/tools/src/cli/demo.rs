@@ -15,6 +15,12 @@
 //! stops it at the end. The demo's event keeps its MySQL data (its id is unique per
 //! run); its Redis keys are deleted unless `--keep`.
 //!
+//! `--events N` runs the drop over N events at once (claims round robin over them),
+//! and `--cluster` on a private Redis Cluster of three primaries and three replicas,
+//! started for the demo and shut down at its end: the events (three by default) are
+//! named so that each primary serves at least one, and the report says which primary
+//! (port) served which event.
+//!
 //! Clients behave as the contract asks of them: every claim carries an
 //! `Idempotency-Key`, and a 429, a 503 or a failed connection is retried with the same
 //! key after a full-jitter exponential backoff that honours `Retry-After`.
@@ -28,13 +34,21 @@ use std::time::Duration;
 use crate::loadgen::report::CONFIRM_DEADLINE;
 use crate::loadgen::report::{millis, Mode};
 use crate::loadgen::runner::MAX_CLAIMS;
-use crate::loadgen::{self, DropReport, InProcessGateway, Pacing, Plan, Stores, Workload};
+use crate::loadgen::{cluster, DropReport, InProcessGateway, Pacing, Plan, Stores, Workload};
 use seatgate::cli::StoreArgs;
 use seatgate::config::ClaimStrategy;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Seats in the event.
+    /// Run on a private Redis Cluster (three primaries, three replicas) started for the
+    /// demo and shut down at its end, with the events spread over its primaries.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Events, each of --seats seats, the claims going round them (default 1; 3 with
+    /// --cluster, one per primary).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub events: Option<u32>,
+    /// Seats in each event.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub seats: u32,
     /// Claims per seat, each from a different user.
@@ -67,13 +81,21 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let total = u64::from(args.seats) * u64::from(args.claims_per_seat);
+    let events = args.events.unwrap_or(if args.cluster { 3 } else { 1 });
+    let total = u64::from(events) * u64::from(args.seats) * u64::from(args.claims_per_seat);
     if total > MAX_CLAIMS {
-        bail!("{total} claims is more than one demo run makes (at most {MAX_CLAIMS}); lower --seats or --claims-per-seat");
+        bail!("{total} claims is more than one demo run makes (at most {MAX_CLAIMS}); lower --events, --seats or --claims-per-seat");
     }
     // Private servers, if any, live until the end of this function (after the
     // gateway has stopped using them).
-    let stores = Stores::ensure(&args.store).await?;
+    let stores = if args.cluster {
+        Stores::ensure_cluster(&args.store, 3, 1).await?
+    } else {
+        Stores::ensure(&args.store).await?
+    };
+    let namespace = stores
+        .redis_namespace(&args.store.redis_namespace)
+        .to_owned();
     let gateway = InProcessGateway::start_at(
         &stores,
         &args.store,
@@ -83,13 +105,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     let pacing = Pacing::new(args.rate, args.concurrency, Duration::from_secs(1))?;
-    let event_id = loadgen::event_id("demo")?;
+    let event_ids = cluster::name_events("demo", events, &stores.redis_url, &namespace).await?;
     let base = &gateway.target.base;
     eprintln!("seatgate demo: gateway at {base}");
-    eprintln!("  live seat map  {base}/live/{event_id}   (shows the event once it is warmed)");
+    for event_id in &event_ids {
+        eprintln!("  live seat map  {base}/live/{event_id}   (shows the event once it is warmed)");
+    }
     eprintln!("  metrics        {base}/metrics");
     let plan = Plan {
         workload: Workload {
+            events,
             seats: args.seats,
             claims_per_seat: args.claims_per_seat,
             users: None,
@@ -99,14 +124,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         pacing,
         duration: None,
-        event_id,
+        event_ids,
         event_name: "seatgate demo drop".into(),
         progress: false,
         watchers: 0,
     };
-    let report = gateway
+    let mut report = gateway
         .run_and_stop(&plan, args.keep, Duration::from_secs(args.linger))
         .await?;
+    cluster::mark_shards(&mut report, &stores.redis_url, &namespace).await;
+    // Stops the private servers (the cluster's six nodes with --cluster).
     drop(stores);
 
     print!("{}", render(&report));
@@ -128,15 +155,27 @@ fn render(report: &DropReport) -> String {
             max_outstanding, ..
         } => max_outstanding,
     };
+    let events = match report.events.len() {
+        0 | 1 => String::new(),
+        n => format!("{n} events × "),
+    };
     let _ = writeln!(
         out,
-        "seatgate demo: {} seats × {} claims per seat = {} claims, {} in flight",
+        "seatgate demo: {events}{} seats × {} claims per seat = {} claims, {} in flight",
         thousands(c.seats.into()),
         thousands(c.claims_per_seat.into()),
         thousands(c.claims),
         thousands(concurrency.into()),
     );
-    let _ = writeln!(out, "  event            {}", c.event_id);
+    match report.events.as_slice() {
+        [one] if one.shard.is_none() => {
+            let _ = writeln!(out, "  event            {}", one.event_id);
+        }
+        _ => {
+            let _ = writeln!(out, "  events (and the primary serving each)");
+            report.render_events(&mut out);
+        }
+    }
     let _ = writeln!(
         out,
         "  claims/s         {}   ({:.2} s for the drop)",
@@ -151,7 +190,8 @@ fn render(report: &DropReport) -> String {
         millis(h.value_at_quantile(0.999)),
         millis(h.max()),
     );
-    let one_per_seat = if report.won == u64::from(c.seats) {
+    let seats_in_all = u64::from(c.seats) * report.events.len().max(1) as u64;
+    let one_per_seat = if report.won == seats_in_all {
         "(one per seat)"
     } else {
         "(NOT one per seat)"

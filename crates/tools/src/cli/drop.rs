@@ -14,6 +14,13 @@
 //! `--compare` runs the same workload (each on a fresh event) against the redis
 //! strategy and then the mysql baseline, and prints the throughput and p99 ratios.
 //!
+//! `--events N` spreads the claims round robin over N events of `--seats` each (claim
+//! `i` goes to event `i % N`); every event is checked on its own, and the report gives
+//! the totals and a line per event. On a Redis Cluster the events are named so that
+//! they go round its primaries, and each line names the primary that served the
+//! event. `--cluster` runs on a private cluster (three primaries, three replicas)
+//! started for the run.
+//!
 //! JSON: one run is one report object (`"schema": "seatgate.drop.v1"`); a comparison
 //! is `{"schema": "seatgate.drop.compare.v1", "runs": [redis, mysql], "comparison":
 //! {"throughput_ratio", "p99_ratio", …}}` with both ratios redis over mysql.
@@ -26,8 +33,8 @@ use std::time::Duration;
 
 use crate::loadgen::runner::strategy_name;
 use crate::loadgen::{
-    self, Comparison, DropReport, InProcessGateway, Pacing, Plan, QuantityMix, Stores, Target,
-    Workload,
+    self, cluster, Comparison, DropReport, InProcessGateway, Pacing, Plan, QuantityMix, Stores,
+    Target, Workload,
 };
 use seatgate::cli::StoreArgs;
 use seatgate::config::ClaimStrategy;
@@ -55,11 +62,19 @@ pub struct DropArgs {
     /// in this process, on a fresh event), and print both and their ratios.
     #[arg(long, conflicts_with_all = ["url", "strategy"])]
     pub compare: bool,
+    /// Run on a private Redis Cluster (three primaries, three replicas) started for
+    /// this run and shut down after it, instead of the configured Redis.
+    #[arg(long, conflicts_with = "url")]
+    pub cluster: bool,
 
-    /// Seats in the event.
+    /// Events, each of --seats seats with --claims-per-seat claims per seat; the
+    /// claims go round the events (on a cluster, the events go round the primaries).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub events: u32,
+    /// Seats in each event.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub seats: u32,
-    /// Claims per seat (the workload is seats × claims-per-seat claims).
+    /// Claims per seat (the workload is events × seats × claims-per-seat claims).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub claims_per_seat: u32,
     /// Distinct simulated users; claim i is made by user i mod users (default: one
@@ -108,7 +123,8 @@ pub struct DropArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub watchers: u32,
 
-    /// Redis URL (in-process runs).
+    /// Redis URL (in-process runs; with --url, the gateway's Redis, if it is to tell
+    /// which primary of a cluster serves which event).
     #[arg(
         long,
         env = "SEATGATE_REDIS_URL",
@@ -120,7 +136,8 @@ pub struct DropArgs {
     /// the drop in MySQL directly (without it, checks go through the API).
     #[arg(long, env = "SEATGATE_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Prefix of every Redis key (in-process runs).
+    /// Prefix of every Redis key (in-process runs; with --url, the gateway's, to
+    /// place the events on a cluster's primaries).
     #[arg(long, env = "SEATGATE_REDIS_NAMESPACE", default_value = "")]
     pub redis_namespace: String,
     /// Timeout of each Redis call on the request path, in milliseconds (in-process).
@@ -139,8 +156,8 @@ pub struct DropArgs {
 }
 
 impl DropArgs {
-    /// The plan of one run, on an event named after `prefix`.
-    fn plan(&self, prefix: &str) -> anyhow::Result<Plan> {
+    /// The plan of one run, on the events `event_ids` (one per `--events`).
+    fn plan(&self, event_ids: Vec<String>) -> anyhow::Result<Plan> {
         let pacing = Pacing::new(
             self.rate,
             self.concurrency,
@@ -155,6 +172,7 @@ impl DropArgs {
         };
         Ok(Plan {
             workload: Workload {
+                events: self.events,
                 seats: self.seats,
                 claims_per_seat: self.claims_per_seat,
                 users: self.users,
@@ -164,7 +182,7 @@ impl DropArgs {
             },
             pacing,
             duration,
-            event_id: loadgen::event_id(prefix)?,
+            event_ids,
             event_name: "seatgate load drop".into(),
             progress: !self.no_progress,
             watchers: self.watchers,
@@ -187,7 +205,7 @@ impl DropArgs {
 
 pub async fn run(args: DropArgs) -> anyhow::Result<()> {
     // Refuse a bad plan before starting anything.
-    args.plan("drop")?;
+    args.plan(loadgen::event_ids("drop", args.events)?)?;
     if let Some(mix) = &args.quantity_mix {
         if mix.max_quantity() > args.per_user_limit {
             eprintln!(
@@ -205,7 +223,11 @@ pub async fn run(args: DropArgs) -> anyhow::Result<()> {
     }
     let store = args.store_args();
     // Private servers, if any, live until the end of this function.
-    let stores = Stores::ensure(&store).await?;
+    let stores = if args.cluster {
+        Stores::ensure_cluster(&store, 3, 1).await?
+    } else {
+        Stores::ensure(&store).await?
+    };
     if !args.compare {
         let strategy = args.strategy.unwrap_or_default();
         let report = in_process(&args, &stores, &store, strategy).await?;
@@ -237,11 +259,16 @@ async fn in_process(
     store: &StoreArgs,
     strategy: ClaimStrategy,
 ) -> anyhow::Result<DropReport> {
-    let plan = args.plan(&format!("drop-{}", strategy_name(strategy)))?;
+    let namespace = stores.redis_namespace(&store.redis_namespace);
+    let prefix = format!("drop-{}", strategy_name(strategy));
+    let ids = cluster::name_events(&prefix, args.events, &stores.redis_url, namespace).await?;
+    let plan = args.plan(ids)?;
     let gateway = InProcessGateway::start(stores, store, strategy, args.concurrency).await?;
-    gateway
+    let mut report = gateway
         .run_and_stop(&plan, args.keep, std::time::Duration::ZERO)
-        .await
+        .await?;
+    cluster::mark_shards(&mut report, &stores.redis_url, namespace).await;
+    Ok(report)
 }
 
 /// One run on the gateway at `url`.
@@ -264,8 +291,13 @@ async fn external(args: &DropArgs, url: &str) -> anyhow::Result<DropReport> {
         .context("--url needs --jwt-secret (or SEATGATE_JWT_SECRET) to sign the users' tokens")?;
     let mut target = Target::external(url, admin_token, jwt_secret, args.database_url.clone());
     target.strategy = args.strategy;
-    let plan = args.plan("drop")?;
-    loadgen::run(&target, &plan).await
+    // The gateway's Redis, if given, tells where its events land on a cluster.
+    let ids =
+        cluster::name_events("drop", args.events, &args.redis_url, &args.redis_namespace).await?;
+    let plan = args.plan(ids)?;
+    let mut report = loadgen::run(&target, &plan).await?;
+    cluster::mark_shards(&mut report, &args.redis_url, &args.redis_namespace).await;
+    Ok(report)
 }
 
 fn write_json(args: &DropArgs, value: Value) -> anyhow::Result<()> {

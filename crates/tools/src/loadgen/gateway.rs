@@ -120,13 +120,13 @@ impl InProcessGateway {
     }
 
     /// Stops the gateway after a run whose result is `outcome`, and, when the run and
-    /// the stop both succeeded and unless `keep`, deletes `event_id`'s Redis keys: a
+    /// the stop both succeeded and unless `keep`, deletes the events' Redis keys: a
     /// default drop leaves hundreds of thousands of idempotency records (24 h TTL) that
     /// a shared Redis is better off without. MySQL keeps its rows.
     pub async fn stop_after<T>(
         self,
         outcome: anyhow::Result<T>,
-        event_id: &str,
+        event_ids: &[String],
         keep: bool,
     ) -> anyhow::Result<T> {
         let own_namespace = self.own_namespace;
@@ -135,10 +135,12 @@ impl InProcessGateway {
         stopped?;
         if !keep {
             if let Some(redis) = &target.redis {
-                redis
-                    .delete_event(event_id)
-                    .await
-                    .context("cannot delete the event's Redis keys")?;
+                for event_id in event_ids {
+                    redis
+                        .delete_event(event_id)
+                        .await
+                        .with_context(|| format!("cannot delete {event_id}'s Redis keys"))?;
+                }
                 if own_namespace {
                     // Its database goes with the private MySQL: nothing owns it any more.
                     let mut conn = redis.connection();

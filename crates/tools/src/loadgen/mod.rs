@@ -11,7 +11,8 @@
 //! - [`schedule`]: open-loop send times and the coordinated-omission correction.
 //! - [`client`]: the HTTP calls and the claim retry protocol.
 //! - [`stores`], [`gateway`]: the Redis/MySQL and the gateway a drop runs against
-//!   (started in this process, or already running at a URL).
+//!   (started in this process, or already running at a URL); [`cluster`]: which
+//!   primary of a Redis Cluster each event lands on.
 //! - [`runner`]: one drop, closed or open loop.
 //! - [`verify`]: the confirmation wait and the MySQL, Redis and audit checks.
 //! - [`report`]: what a drop measured, as the tables and as the JSON report (whose
@@ -20,6 +21,7 @@
 //!   one claim each, timed to the first answer, with the kernel's listen counters.
 
 pub mod client;
+pub mod cluster;
 pub mod gateway;
 pub mod mix;
 pub mod report;
@@ -33,6 +35,6 @@ pub mod watchers;
 pub use gateway::{InProcessGateway, Target};
 pub use mix::QuantityMix;
 pub use report::{Comparison, DropReport};
-pub use runner::{event_id, run, Pacing, Plan, Workload};
+pub use runner::{event_id, event_ids, run, Pacing, Plan, Workload};
 pub use schedule::Schedule;
 pub use stores::Stores;

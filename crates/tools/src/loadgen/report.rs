@@ -39,16 +39,75 @@ pub struct RunConfig {
     /// The claim strategy, when known (in-process runs).
     pub strategy: Option<String>,
     pub mode: Mode,
+    /// Seats of each event.
     pub seats: u32,
     pub claims_per_seat: u32,
     pub users: u64,
-    /// Claims in the workload (`seats × claims_per_seat`).
+    /// Claims in the workload (`events × seats × claims_per_seat`).
     pub claims: u64,
     pub duration: Option<Duration>,
     pub quantity_mix: Option<QuantityMix>,
     pub per_user_limit: u32,
     pub seed: u64,
+    /// The first (or only) event.
     pub event_id: String,
+}
+
+/// One event of a drop (see [`DropReport::events`]).
+#[derive(Debug)]
+pub struct EventTally {
+    pub event_id: String,
+    /// On a Redis Cluster: `host:port` of the primary serving the event's slot.
+    pub shard: Option<String>,
+    pub sent: u64,
+    pub won: u64,
+    pub won_seats: u64,
+    pub won_pending: u64,
+    pub lost: u64,
+    pub errors: u64,
+    /// As [`DropReport::latency`], this event's claims only.
+    pub latency: Histogram<u64>,
+    pub confirmed: u64,
+    pub confirmed_after: Option<Duration>,
+    /// The event's checks all passed.
+    pub ok: bool,
+}
+
+impl EventTally {
+    pub fn new(event_id: &str) -> Self {
+        Self {
+            event_id: event_id.to_owned(),
+            shard: None,
+            sent: 0,
+            won: 0,
+            won_seats: 0,
+            won_pending: 0,
+            lost: 0,
+            errors: 0,
+            latency: histogram(),
+            confirmed: 0,
+            confirmed_after: None,
+            ok: true,
+        }
+    }
+
+    fn to_schema(&self, measured_from: &str) -> schema::EventRun {
+        let mut latency_us = latency_summary(&self.latency, measured_from);
+        latency_us.distribution = None;
+        schema::EventRun {
+            event_id: self.event_id.clone(),
+            shard: self.shard.clone(),
+            sent: self.sent,
+            won: self.won,
+            won_seats: self.won_seats,
+            lost: self.lost,
+            errors: self.errors,
+            latency_us,
+            confirmed_seats: self.confirmed,
+            time_to_all_confirmed_s: self.confirmed_after.map(|d| d.as_secs_f64()),
+            ok: self.ok,
+        }
+    }
 }
 
 /// What one drop measured and found.
@@ -97,6 +156,9 @@ pub struct DropReport {
     /// `--watchers`: what the live seat map's subscribers received during the run.
     pub watch: Option<schema::WatchSummary>,
     pub failures: Vec<String>,
+    /// Each event's share, in the order claims went round them (one for a
+    /// single-event drop). The fields above are the totals.
+    pub events: Vec<EventTally>,
 }
 
 impl DropReport {
@@ -104,7 +166,6 @@ impl DropReport {
     pub fn new(config: RunConfig) -> Self {
         let open = matches!(config.mode, Mode::Open { .. });
         Self {
-            config,
             sent: 0,
             not_sent: 0,
             dropped: 0,
@@ -126,6 +187,8 @@ impl DropReport {
             checks: Vec::new(),
             failures: Vec::new(),
             watch: None,
+            events: vec![EventTally::new(&config.event_id)],
+            config,
         }
     }
 
@@ -167,6 +230,11 @@ impl DropReport {
                 })
                 .collect()
         });
+        let measured_from = if self.service.is_some() {
+            "intended_send"
+        } else {
+            "first_attempt"
+        };
         schema::DropRun {
             schema: SCHEMA.to_owned(),
             config: schema::Config {
@@ -175,6 +243,7 @@ impl DropReport {
                 mode,
                 seats: c.seats,
                 claims_per_seat: c.claims_per_seat,
+                events: self.events.len().max(1) as u32,
                 users: c.users,
                 claims: c.claims,
                 concurrency,
@@ -195,14 +264,7 @@ impl DropReport {
             },
             drop_time_s: self.drop_time.as_secs_f64(),
             throughput_per_s: self.throughput(),
-            latency_us: latency_summary(
-                &self.latency,
-                if self.service.is_some() {
-                    "intended_send"
-                } else {
-                    "first_attempt"
-                },
-            ),
+            latency_us: latency_summary(&self.latency, measured_from),
             service_time_us: self
                 .service
                 .as_ref()
@@ -229,6 +291,11 @@ impl DropReport {
                 failures: self.failures.clone(),
             },
             live_watchers: self.watch,
+            events: self
+                .events
+                .iter()
+                .map(|e| e.to_schema(measured_from))
+                .collect(),
         }
     }
 
@@ -270,15 +337,30 @@ impl DropReport {
             Some(mix) => format!("quantity mix {mix}"),
             None => "one named seat each".to_owned(),
         };
+        let events = match self.events.len() {
+            0 | 1 => String::new(),
+            n => format!("{n} events × "),
+        };
         let _ = writeln!(
             out,
-            "  workload        {} seats × {} claims per seat = {} claims by {} users, {wants}",
+            "  workload        {events}{} seats × {} claims per seat = {} claims by {} users, {wants}",
             thousands(c.seats.into()),
             thousands(c.claims_per_seat.into()),
             thousands(c.claims),
             thousands(c.users),
         );
-        let _ = writeln!(out, "  event           {}", c.event_id);
+        if self.events.len() <= 1 {
+            let shard = self
+                .events
+                .first()
+                .and_then(|e| e.shard.as_deref())
+                .map(|s| format!("   (shard {s})"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  event           {}{shard}", c.event_id);
+        } else {
+            let _ = writeln!(out, "  events");
+            self.render_events(&mut out);
+        }
         let mut sent = format!(
             "  sent            {} in {:.2} s = {} claims/s",
             thousands(self.sent),
@@ -351,6 +433,46 @@ impl DropReport {
             self.render_failures(&mut out);
         }
         out
+    }
+
+    /// One line per event: its shard, claims, winners, p99 and confirmations.
+    pub fn render_events(&self, out: &mut String) {
+        let width = self
+            .events
+            .iter()
+            .map(|e| e.event_id.len())
+            .max()
+            .unwrap_or(0);
+        for e in &self.events {
+            let shard = e
+                .shard
+                .as_deref()
+                .map(|s| format!("  shard {s}"))
+                .unwrap_or_default();
+            let p99 = if e.latency.is_empty() {
+                "-".to_owned()
+            } else {
+                millis(e.latency.value_at_quantile(0.99))
+            };
+            let confirmed = match e.confirmed_after {
+                Some(after) => format!(
+                    "{} confirmed within {:.2} s",
+                    thousands(e.confirmed),
+                    after.as_secs_f64()
+                ),
+                None => format!("{} confirmed (NOT all)", thousands(e.confirmed)),
+            };
+            let _ = writeln!(
+                out,
+                "    {:<width$}{shard}  sent {}  won {}  lost {}  errors {}  p99 {p99}  {confirmed}{}",
+                e.event_id,
+                thousands(e.sent),
+                thousands(e.won),
+                thousands(e.lost),
+                thousands(e.errors),
+                if e.ok { "" } else { "  FAILED" },
+            );
+        }
     }
 
     /// "N seats, all within S s of the drop's end", or how far it got.
@@ -577,6 +699,7 @@ mod tests {
                 "confirmation",
                 "drop_time_s",
                 "event_id",
+                "events",
                 "latency_us",
                 "live_watchers",
                 "outcomes",
@@ -635,6 +758,11 @@ mod tests {
         assert_eq!(j["confirmation"]["time_to_all_confirmed_s"], 0.25);
         assert_eq!(j["verification"]["ok"], true);
         assert_eq!(j["verification"]["failures"], json!([]));
+        // One event: its entry repeats the totals.
+        assert_eq!(j["config"]["events"], 1);
+        assert_eq!(j["events"].as_array().unwrap().len(), 1);
+        assert_eq!(j["events"][0]["event_id"], "drop-1");
+        assert_eq!(j["events"][0]["shard"], Value::Null);
     }
 
     #[test]
@@ -694,5 +822,79 @@ mod tests {
         assert_eq!(j["comparison"]["ours"], "redis");
         assert_eq!(j["comparison"]["baseline"], "mysql");
         assert!(c.render().starts_with("redis vs mysql: throughput 4.00×"));
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::schema::DropRun;
+
+    fn two_events() -> DropReport {
+        let mut r = DropReport::new(RunConfig {
+            target: "in-process".into(),
+            strategy: Some("redis".into()),
+            mode: Mode::Closed { concurrency: 4 },
+            seats: 2,
+            claims_per_seat: 2,
+            users: 8,
+            claims: 8,
+            duration: None,
+            quantity_mix: None,
+            per_user_limit: 4,
+            seed: 1,
+            event_id: "d-0a".into(),
+        });
+        r.events = ["d-0a", "d-1b"]
+            .iter()
+            .map(|id| EventTally::new(id))
+            .collect();
+        for (i, e) in r.events.iter_mut().enumerate() {
+            e.shard = Some(format!("127.0.0.1:700{i}"));
+            e.sent = 4;
+            e.won = 2;
+            e.won_seats = 2;
+            e.lost = 2;
+            e.latency.record(1_000 * (i as u64 + 1)).unwrap();
+            e.confirmed = 2;
+            e.confirmed_after = Some(Duration::from_millis(100));
+        }
+        r.sent = 8;
+        r.won = 4;
+        r.drop_time = Duration::from_secs(1);
+        r
+    }
+
+    #[test]
+    fn a_report_of_several_events_has_a_line_and_an_entry_per_event() {
+        let r = two_events();
+        let j = r.to_json();
+        assert_eq!(j["config"]["events"], 2);
+        let events = j["events"].as_array().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["event_id"], "d-1b");
+        assert_eq!(events[1]["shard"], "127.0.0.1:7001");
+        assert_eq!(events[1]["won"], 2);
+        assert_eq!(events[1]["latency_us"]["p99"], 2_000);
+        assert_eq!(events[1]["latency_us"]["distribution"], Value::Null);
+        assert_eq!(events[0]["time_to_all_confirmed_s"], 0.1);
+        let table = r.render();
+        assert!(table.contains("2 events × 2 seats"), "{table}");
+        let line = table.lines().find(|l| l.contains("d-1b")).unwrap();
+        assert!(line.contains("shard 127.0.0.1:7001"), "{line}");
+        assert!(line.contains("won 2"), "{line}");
+        // And the typed report reads back what was written.
+        let back: DropRun = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r.to_schema());
+    }
+
+    #[test]
+    fn a_report_written_before_events_existed_still_reads() {
+        let mut old = two_events().to_json();
+        old.as_object_mut().unwrap().remove("events");
+        old["config"].as_object_mut().unwrap().remove("events");
+        let back: DropRun = serde_json::from_value(old).unwrap();
+        assert_eq!(back.config.events, 1);
+        assert!(back.events.is_empty());
     }
 }

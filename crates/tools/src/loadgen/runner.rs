@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::client::{send_claim, Api, ClaimCall, Outcome, Sent};
 use super::gateway::{InProcessGateway, Target};
 use super::mix::QuantityMix;
-use super::report::{DropReport, Mode, RunConfig};
+use super::report::{DropReport, EventTally, Mode, RunConfig};
 use super::schedule::{micros, Schedule, Timing};
 use super::verify::{Verifier, Win};
 use seatgate::api::auth::sign_user_token;
@@ -33,6 +33,9 @@ const TOKEN_TTL_SECS: u64 = 3600;
 /// What the simulated users want.
 #[derive(Debug, Clone)]
 pub struct Workload {
+    /// Events, each of `seats` seats with `claims_per_seat` claims per seat; claim `i`
+    /// goes to event `i % events` (round robin), so each gets the same share.
+    pub events: u32,
     pub seats: u32,
     pub claims_per_seat: u32,
     /// Distinct users; `None`: one per claim. Claim `i` is made by user `u<i % users>`.
@@ -46,9 +49,9 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Claims in the workload.
+    /// Claims in the workload, over every event.
     pub fn claims(&self) -> u64 {
-        u64::from(self.seats) * u64::from(self.claims_per_seat)
+        u64::from(self.events.max(1)) * u64::from(self.seats) * u64::from(self.claims_per_seat)
     }
 
     /// Distinct users (at least one, at most one per claim).
@@ -138,7 +141,8 @@ pub struct Plan {
     pub pacing: Pacing,
     /// Stop sending after this long (else the whole workload is sent).
     pub duration: Option<Duration>,
-    pub event_id: String,
+    /// One id per event of the workload (see [`event_ids`]).
+    pub event_ids: Vec<String>,
     pub event_name: String,
     /// Show a progress bar on stderr (only ever when stderr is a terminal).
     pub progress: bool,
@@ -149,6 +153,15 @@ pub struct Plan {
 /// `<prefix>-<unix millis>`: an event id unique per run.
 pub fn event_id(prefix: &str) -> anyhow::Result<String> {
     Ok(format!("{prefix}-{}", seatgate::clock::unix_millis()))
+}
+
+/// `n` event ids unique per run: [`event_id`] for one, `<that>-<k>` for several.
+pub fn event_ids(prefix: &str, n: u32) -> anyhow::Result<Vec<String>> {
+    let base = event_id(prefix)?;
+    Ok(match n {
+        0 | 1 => vec![base],
+        n => (0..n).map(|k| format!("{base}-{k}")).collect(),
+    })
 }
 
 /// The name of a claim strategy, as the command line spells it.
@@ -164,12 +177,15 @@ struct Claim {
     key: String,
     user: u32,
     body: u32,
+    /// Index of its event in [`Plan::event_ids`].
+    event: u32,
 }
 
 /// What every claim task reads.
 struct Shared {
     client: reqwest::Client,
-    url: String,
+    /// The bookings URL of each event.
+    urls: Vec<String>,
     /// One token per user.
     tokens: Vec<String>,
     /// The distinct claim bodies.
@@ -181,7 +197,7 @@ impl Shared {
         send_claim(
             &self.client,
             &ClaimCall {
-                url: &self.url,
+                url: &self.urls[claim.event as usize],
                 token: &self.tokens[claim.user as usize],
                 key: &claim.key,
                 body: &self.bodies[claim.body as usize],
@@ -195,6 +211,7 @@ impl Shared {
 enum Event {
     Done {
         user: u32,
+        event: u32,
         /// Open loop: when the schedule said to send it.
         intended: Option<Instant>,
         sent: Sent,
@@ -217,17 +234,23 @@ impl InProcessGateway {
                 "the drop is over; the gateway stays up for {} s more (live map: {}/live/{})",
                 linger.as_secs(),
                 self.target.base,
-                plan.event_id
+                plan.event_ids.join(", /live/")
             );
             tokio::time::sleep(linger).await;
         }
-        self.stop_after(outcome, &plan.event_id, keep).await
+        self.stop_after(outcome, &plan.event_ids, keep).await
     }
 }
 
 /// Runs `plan` against `target` and verifies the result.
 pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
     let w = &plan.workload;
+    ensure!(
+        !plan.event_ids.is_empty() && plan.event_ids.len() == w.events.max(1) as usize,
+        "the plan names {} events for a workload of {}",
+        plan.event_ids.len(),
+        w.events
+    );
     let total = w.claims();
     ensure!(
         total <= MAX_CLAIMS,
@@ -242,16 +265,14 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
     let in_flight = plan.pacing.in_flight().max(1);
 
     let api = Api::new(&target.base, &target.admin_token, in_flight as usize)?;
-    api.create_and_warm(
-        &plan.event_id,
-        &plan.event_name,
-        &seat_ids,
-        w.per_user_limit,
-    )
-    .await?;
+    for event_id in &plan.event_ids {
+        api.create_and_warm(event_id, &plan.event_name, &seat_ids, w.per_user_limit)
+            .await?;
+    }
+    let first_event = &plan.event_ids[0];
     let watchers = match plan.watchers {
         0 => None,
-        n => Some(super::watchers::Watchers::start(&api.base, &plan.event_id, n).await?),
+        n => Some(super::watchers::Watchers::start(&api.base, first_event, n).await?),
     };
 
     // Tokens and keys are made before the clock starts, off the runtime's threads.
@@ -267,7 +288,11 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
     };
     let shared = Arc::new(Shared {
         client: api.client.clone(),
-        url: format!("{}/v1/events/{}/bookings", api.base, plan.event_id),
+        urls: plan
+            .event_ids
+            .iter()
+            .map(|id| format!("{}/v1/events/{id}/bookings", api.base))
+            .collect(),
         tokens,
         bodies,
     });
@@ -285,8 +310,9 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
             quantity_mix: w.mix.clone(),
             per_user_limit: w.per_user_limit,
             seed: w.seed,
-            event_id: plan.event_id.clone(),
+            event_id: first_event.clone(),
         },
+        &plan.event_ids,
         progress_bar(plan.progress, planned, target.strategy),
     );
 
@@ -307,6 +333,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
                             let sent = shared.send(&claim).await;
                             Event::Done {
                                 user: claim.user,
+                                event: claim.event,
                                 intended: None,
                                 sent,
                             }
@@ -350,6 +377,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
                         drop(permit);
                         let _ = tx.send(Event::Done {
                             user: claim.user,
+                            event: claim.event,
                             intended: Some(intended),
                             sent,
                         });
@@ -367,33 +395,101 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
     let (mut report, wins) = tally.finish(drop_ended - started);
     report.not_sent = total - report.sent - report.dropped;
 
-    let verifier = Verifier {
-        api: &api,
-        event_id: &plan.event_id,
-        database_url: target.database_url.as_deref(),
-        redis: target.redis.as_ref(),
-        // The mysql strategy books in MySQL alone (201 confirmed, never 202).
-        redis_in_path: target.strategy != Some(ClaimStrategy::Mysql)
-            && (report.won == 0 || report.won_pending > 0),
-        wins: &wins,
-    };
-    verifier.verify(&mut report, drop_ended).await?;
+    // The mysql strategy books in MySQL alone (201 confirmed, never 202).
+    let redis_in_path = target.strategy != Some(ClaimStrategy::Mysql)
+        && (report.won == 0 || report.won_pending > 0);
+    // Each event is checked on its own, all at once (the confirmation waits overlap).
+    let checks = futures::future::join_all(plan.event_ids.iter().zip(&wins).enumerate().map(
+        |(i, (event_id, wins))| {
+            let verifier = Verifier {
+                api: &api,
+                event_id,
+                database_url: target.database_url.as_deref(),
+                redis: target.redis.as_ref(),
+                redis_in_path,
+                wins,
+            };
+            let mut scratch = DropReport::new(report.config.clone());
+            scratch.won_seats = report.events[i].won_seats;
+            scratch.won_pending = report.events[i].won_pending;
+            async move {
+                verifier.verify(&mut scratch, drop_ended).await?;
+                anyhow::Ok(scratch)
+            }
+        },
+    ))
+    .await;
+    let several = plan.event_ids.len() > 1;
+    report.confirmed = 0;
+    report.confirmed_after = Some(Duration::ZERO);
+    let mut mysql_ok = true;
+    for (i, checked) in checks.into_iter().enumerate() {
+        let checked = checked?;
+        let event = &mut report.events[i];
+        event.confirmed = checked.confirmed;
+        event.confirmed_after = checked.confirmed_after;
+        event.ok = checked.failures.is_empty();
+        report.confirmed += checked.confirmed;
+        report.confirmed_after = match (report.confirmed_after, checked.confirmed_after) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        mysql_ok &= checked.mysql_summary.is_some();
+        let tag = |text: String| {
+            if several {
+                format!("{}: {text}", event.event_id)
+            } else {
+                text
+            }
+        };
+        report
+            .failures
+            .extend(checked.failures.into_iter().map(tag));
+        if several {
+            // The same checks pass for every event: say them once, for all.
+            if i == 0 {
+                report.checks.extend(checked.checks);
+            }
+        } else {
+            report.checks.extend(checked.checks);
+            report.mysql_summary = checked.mysql_summary;
+        }
+    }
+    if several {
+        if report.failures.is_empty() {
+            let n = plan.event_ids.len();
+            report.checks = report
+                .checks
+                .iter()
+                .map(|c| format!("each of the {n} events: {c}"))
+                .collect();
+        }
+        if mysql_ok && report.failures.is_empty() {
+            report.mysql_summary = Some(format!(
+                "{} seats booked over {} events, no seat with two bookings",
+                thousands(report.won_seats),
+                plan.event_ids.len()
+            ));
+        }
+    }
     if let Some(watchers) = watchers {
         report.watch = Some(watchers.finish().await?);
     }
 
     // Every seat had claims asking for it by name: unless some were never sent or
     // refused for the user's limit, each must have exactly one winner.
-    if w.mix.is_none()
-        && report.not_sent == 0
-        && report.dropped == 0
-        && report.user_limit == 0
-        && report.won != u64::from(w.seats)
-    {
-        report.failures.push(format!(
-            "{} of {} seats were won; every seat had claims, so each should have exactly one winner",
-            report.won, w.seats
-        ));
+    if w.mix.is_none() && report.not_sent == 0 && report.dropped == 0 && report.user_limit == 0 {
+        let mut failures = Vec::new();
+        for event in &mut report.events {
+            if event.won != u64::from(w.seats) {
+                event.ok = false;
+                failures.push(format!(
+                    "{}: {} of {} seats were won; every seat had claims, so each should have exactly one winner",
+                    event.event_id, event.won, w.seats
+                ));
+            }
+        }
+        report.failures.extend(failures);
     }
     Ok(report)
 }
@@ -416,8 +512,12 @@ fn make_claims(
                 .iter()
                 .map(|s| json!({ "seats": [s] }).to_string())
                 .collect(),
+            // Claim i goes to event i % events and is that event's claim number
+            // i / events: each event's claims go round its seats in order.
             (0..planned)
-                .map(|i| (i % u64::from(workload.seats)) as u32)
+                .map(|i| {
+                    ((i / u64::from(workload.events.max(1))) % u64::from(workload.seats)) as u32
+                })
                 .collect(),
         ),
         Some(mix) => {
@@ -442,6 +542,7 @@ fn make_claims(
             (bodies, body_of)
         }
     };
+    let events = u64::from(workload.events.max(1));
     let claims = body_of
         .into_iter()
         .enumerate()
@@ -449,6 +550,7 @@ fn make_claims(
             key: Uuid::now_v7().to_string(),
             user: (i as u64 % users) as u32,
             body,
+            event: (i as u64 % events) as u32,
         })
         .collect();
     (tokens, bodies, claims)
@@ -479,17 +581,20 @@ fn progress_bar(wanted: bool, len: u64, strategy: Option<ClaimStrategy>) -> Prog
 /// Records answers as they come.
 struct Tally {
     report: DropReport,
-    wins: Vec<Win>,
-    /// seat → the user who won it, to catch a seat won twice.
-    seat_winner: HashMap<String, String>,
+    /// Per event.
+    wins: Vec<Vec<Win>>,
+    /// (event, seat) → the user who won it, to catch a seat won twice.
+    seat_winner: HashMap<(u32, String), String>,
     bar: ProgressBar,
 }
 
 impl Tally {
-    fn new(config: RunConfig, bar: ProgressBar) -> Self {
+    fn new(config: RunConfig, event_ids: &[String], bar: ProgressBar) -> Self {
+        let mut report = DropReport::new(config);
+        report.events = event_ids.iter().map(|id| EventTally::new(id)).collect();
         Self {
-            report: DropReport::new(config),
-            wins: Vec::new(),
+            report,
+            wins: event_ids.iter().map(|_| Vec::new()).collect(),
             seat_winner: HashMap::new(),
             bar,
         }
@@ -498,18 +603,21 @@ impl Tally {
     fn record(&mut self, event: Event) {
         let r = &mut self.report;
         self.bar.inc(1);
-        let (user, intended, sent) = match event {
+        let (user, event, intended, sent) = match event {
             Event::Dropped => {
                 r.dropped += 1;
                 return;
             }
             Event::Done {
                 user,
+                event,
                 intended,
                 sent,
-            } => (user, intended, sent),
+            } => (user, event, intended, sent),
         };
         r.sent += 1;
+        let e = &mut r.events[event as usize];
+        e.sent += 1;
         r.retries += u64::from(sent.retries);
         match intended {
             // Open loop: latency from the intended send, service time beside it.
@@ -531,6 +639,12 @@ impl Tally {
                 .latency
                 .saturating_record(micros(sent.done.saturating_duration_since(sent.started))),
         }
+        let e = &mut r.events[event as usize];
+        let first = sent.started;
+        e.latency.saturating_record(micros(
+            sent.done
+                .saturating_duration_since(intended.unwrap_or(first)),
+        ));
         *r.answers.entry(sent.outcome.label()).or_default() += 1;
         match sent.outcome {
             Outcome::Won {
@@ -540,25 +654,39 @@ impl Tally {
             } => {
                 r.won += 1;
                 r.won_seats += seats.len() as u64;
+                e.won += 1;
+                e.won_seats += seats.len() as u64;
                 if !confirmed {
                     r.won_pending += 1;
+                    e.won_pending += 1;
                 }
                 let user = format!("u{user}");
                 for seat in &seats {
-                    if let Some(other) = self.seat_winner.insert(seat.clone(), user.clone()) {
-                        r.failures
-                            .push(format!("seat {seat} was won twice ({other} and {user})"));
+                    if let Some(other) =
+                        self.seat_winner.insert((event, seat.clone()), user.clone())
+                    {
+                        e.ok = false;
+                        r.failures.push(format!(
+                            "{}: seat {seat} was won twice ({other} and {user})",
+                            e.event_id
+                        ));
                     }
                 }
-                self.wins.push(Win {
+                self.wins[event as usize].push(Win {
                     user,
                     booking_id,
                     seats,
                 });
             }
-            Outcome::Lost(_) => r.lost += 1,
+            Outcome::Lost(_) => {
+                r.lost += 1;
+                e.lost += 1;
+            }
             Outcome::UserLimit => r.user_limit += 1,
-            Outcome::Error(label) => *r.errors.entry(label).or_default() += 1,
+            Outcome::Error(label) => {
+                *r.errors.entry(label).or_default() += 1;
+                e.errors += 1;
+            }
         }
         if r.sent.is_multiple_of(512) {
             self.bar.set_message(format!(
@@ -570,7 +698,7 @@ impl Tally {
         }
     }
 
-    fn finish(self, drop_time: Duration) -> (DropReport, Vec<Win>) {
+    fn finish(self, drop_time: Duration) -> (DropReport, Vec<Vec<Win>>) {
         self.bar.finish_and_clear();
         let mut report = self.report;
         report.drop_time = drop_time;
@@ -584,6 +712,7 @@ mod tests {
 
     fn workload(mix: Option<&str>) -> Workload {
         Workload {
+            events: 1,
             seats: 3,
             claims_per_seat: 4,
             users: None,
@@ -641,5 +770,122 @@ mod tests {
         let full: Vec<u32> = claims.iter().take(5).map(|c| c.body).collect();
         let prefix: Vec<u32> = short.iter().map(|c| c.body).collect();
         assert_eq!(full, prefix);
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::loadgen::report::Mode;
+
+    fn workload(events: u32) -> Workload {
+        Workload {
+            events,
+            seats: 2,
+            claims_per_seat: 3,
+            users: None,
+            per_user_limit: 4,
+            mix: None,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn claims_go_round_the_events_and_each_event_round_its_seats() {
+        let w = workload(3);
+        assert_eq!(w.claims(), 18);
+        let (_, bodies, claims) = make_claims(&Secret::new("s"), &w, &w.seat_ids(), 18, 18);
+        assert_eq!(bodies.len(), 2, "the same seat names in every event");
+        let events: Vec<u32> = claims.iter().map(|c| c.event).collect();
+        assert_eq!(events, [0, 1, 2].repeat(6));
+        for event in 0..3 {
+            let seats: Vec<u32> = claims
+                .iter()
+                .filter(|c| c.event == event)
+                .map(|c| c.body)
+                .collect();
+            assert_eq!(seats, [0, 1, 0, 1, 0, 1], "event {event}");
+        }
+        // One event: as before.
+        let one = workload(1);
+        let (_, _, claims) = make_claims(&Secret::new("s"), &one, &one.seat_ids(), 6, 6);
+        assert!(claims.iter().all(|c| c.event == 0));
+        let seats: Vec<u32> = claims.iter().map(|c| c.body).collect();
+        assert_eq!(seats, [0, 1, 0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn several_event_ids_are_distinct_and_one_keeps_its_old_form() {
+        let one = event_ids("drop", 1).unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(one[0].starts_with("drop-") && !one[0][5..].contains('-'));
+        let three = event_ids("drop", 3).unwrap();
+        assert_eq!(three.len(), 3);
+        assert!(three[2].ends_with("-2"));
+        assert_ne!(three[0], three[1]);
+    }
+
+    fn won(user: u32, event: u32, seat: &str) -> Event {
+        let now = Instant::now();
+        Event::Done {
+            user,
+            event,
+            intended: None,
+            sent: Sent {
+                outcome: Outcome::Won {
+                    booking_id: format!("b{user}"),
+                    seats: vec![seat.to_owned()],
+                    confirmed: false,
+                },
+                started: now,
+                done: now,
+                retries: 0,
+            },
+        }
+    }
+
+    fn tally(ids: &[String]) -> Tally {
+        let config = RunConfig {
+            target: "in-process".into(),
+            strategy: Some("redis".into()),
+            mode: Mode::Closed { concurrency: 1 },
+            seats: 2,
+            claims_per_seat: 1,
+            users: 4,
+            claims: 4,
+            duration: None,
+            quantity_mix: None,
+            per_user_limit: 4,
+            seed: 1,
+            event_id: ids[0].clone(),
+        };
+        Tally::new(config, ids, ProgressBar::hidden())
+    }
+
+    #[test]
+    fn the_same_seat_in_two_events_is_two_wins_but_twice_in_one_is_a_failure() {
+        let ids = vec!["e-0".to_owned(), "e-1".to_owned()];
+        let mut t = tally(&ids);
+        t.record(won(0, 0, "S0001"));
+        t.record(won(1, 1, "S0001"));
+        t.record(won(2, 1, "S0002"));
+        let (report, wins) = Tally::finish(t, Duration::from_secs(1));
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(report.won, 3);
+        assert_eq!(
+            report.events.iter().map(|e| e.won).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(wins[0].len(), 1);
+        assert_eq!(wins[1].len(), 2);
+        assert_eq!(wins[1][0].booking_id, "b1");
+
+        let mut t = tally(&ids);
+        t.record(won(0, 1, "S0002"));
+        t.record(won(3, 1, "S0002"));
+        let (report, _) = Tally::finish(t, Duration::from_secs(1));
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].starts_with("e-1: seat S0002 was won twice"));
+        assert!(report.events[0].ok && !report.events[1].ok);
     }
 }

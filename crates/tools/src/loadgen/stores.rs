@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use seatgate::cli::StoreArgs;
-use seatgate_sandbox::{self as sandbox, PrivateMysql, PrivateRedis};
+use seatgate_sandbox::{self as sandbox, PrivateCluster, PrivateMysql, PrivateRedis};
 
 /// Time allowed to Redis/MySQL to answer the first probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,6 +20,8 @@ pub struct Stores {
     /// [`Stores::redis_namespace`]).
     own_namespace: Option<String>,
     _redis: Option<PrivateRedis>,
+    /// A private Redis Cluster (`--cluster`).
+    cluster: Option<PrivateCluster>,
     _mysql: Option<PrivateMysql>,
 }
 
@@ -27,14 +29,50 @@ impl Stores {
     /// Uses the configured servers if they answer; otherwise starts private ones when
     /// their binaries are installed (and says so on stdout).
     pub async fn ensure(store: &StoreArgs) -> anyhow::Result<Self> {
+        Self::ensure_with(store, None).await
+    }
+
+    /// As [`ensure`](Self::ensure), with Redis a private Redis Cluster of
+    /// `primaries` primaries, each with `replicas` replicas (the configured Redis is not
+    /// used); the cluster is shut down when this is dropped.
+    pub async fn ensure_cluster(
+        store: &StoreArgs,
+        primaries: usize,
+        replicas: usize,
+    ) -> anyhow::Result<Self> {
+        if sandbox::binary_on_path("redis-server").is_none() {
+            bail!("--cluster starts a private Redis Cluster: redis-server is not installed (apt-get install redis-server)");
+        }
+        let cluster = PrivateCluster::start(primaries, replicas)
+            .await
+            .context("cannot start a private Redis Cluster")?;
+        println!(
+            "started a private Redis Cluster: {primaries} primaries, {} replicas ({})",
+            primaries * replicas,
+            cluster.seeds_url()
+        );
+        Self::ensure_with(store, Some(cluster)).await
+    }
+
+    async fn ensure_with(
+        store: &StoreArgs,
+        cluster: Option<PrivateCluster>,
+    ) -> anyhow::Result<Self> {
         let mut stores = Self {
-            redis_url: store.redis_url.clone(),
+            redis_url: cluster
+                .as_ref()
+                .map_or_else(|| store.redis_url.clone(), PrivateCluster::seeds_url),
             database_url: store.database_url.clone(),
             own_namespace: None,
             _redis: None,
+            cluster: None,
             _mysql: None,
         };
-        if let Err(e) = sandbox::redis_ping(&store.redis_url, PROBE_TIMEOUT).await {
+        let private_redis = cluster.is_some();
+        stores.cluster = cluster;
+        if private_redis {
+            // Nothing to probe: the cluster is this run's own.
+        } else if let Err(e) = sandbox::redis_ping(&store.redis_url, PROBE_TIMEOUT).await {
             if !redis_unreachable(&e) {
                 return Err(e.context(format!(
                     "Redis at {} answered, but not as a local drop needs",
@@ -89,7 +127,7 @@ impl Stores {
             );
             stores.database_url = mysql.url(&database);
             stores._mysql = Some(mysql);
-            if stores._redis.is_none() {
+            if stores._redis.is_none() && stores.cluster.is_none() {
                 let id = uuid::Uuid::now_v7().simple().to_string();
                 let namespace = format!("{}sgrun{}:", store.redis_namespace, &id[id.len() - 12..]);
                 println!("Redis keys of this run go under the namespace {namespace:?}, as its private database is new");
@@ -105,6 +143,11 @@ impl Stores {
     /// run takes a namespace of its own, which the gateway deletes when it stops.
     pub fn redis_namespace<'a>(&'a self, configured: &'a str) -> &'a str {
         self.own_namespace.as_deref().unwrap_or(configured)
+    }
+
+    /// The private Redis Cluster of this run, if it has one.
+    pub fn cluster(&mut self) -> Option<&mut PrivateCluster> {
+        self.cluster.as_mut()
     }
 
     /// True when [`Stores::redis_namespace`] is this run's own.
