@@ -24,6 +24,25 @@ async fn cluster() -> Option<PrivateCluster> {
     )
 }
 
+/// Creates and warms an event of `seats` seats on each primary of `cluster`, with ids
+/// of `app`'s own; returns their ids, in the order of the primaries.
+async fn an_event_on_each_primary(
+    cluster: &mut PrivateCluster,
+    app: &TestApp,
+    seats: usize,
+) -> Vec<String> {
+    let prefix = format!("e{}-", &app.event_id()[3..]);
+    let events = cluster
+        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3, "one event on each primary");
+    for event in &events {
+        app.event_named(event, &seat_names(seats), 4).await;
+    }
+    events
+}
+
 /// The slot of an event's keys (they all carry the hash tag `{e:<id>}`).
 fn slot_of_event(event: &str) -> u16 {
     slot_of(&format!("{{e:{event}}}"))
@@ -108,15 +127,7 @@ async fn a_killed_primary_leaves_the_other_shards_selling_and_its_events_recover
         return;
     };
     let app = spawn_app_with(|s| s.redis_url = cluster.seeds_url()).await;
-    let prefix = format!("k{}-", &app.event_id()[3..]);
-    let events = cluster
-        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
-        .await
-        .unwrap();
-    assert_eq!(events.len(), 3, "one event on each primary");
-    for event in &events {
-        app.event_named(event, &seat_names(400), 4).await;
-    }
+    let events = an_event_on_each_primary(&mut cluster, &app, 400).await;
     // Sold before the failure, confirmed in MySQL: these must survive it.
     let mut before = Vec::new();
     for event in &events {
@@ -228,15 +239,8 @@ async fn two_gateways_and_two_reconcilers_share_a_drop_over_every_shard() {
     .await;
     let peer = app.spawn_peer().await;
     let bases = [app.base.clone(), peer.base.clone()];
-    let prefix = format!("g{}-", &app.event_id()[3..]);
-    let events = cluster
-        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
-        .await
-        .unwrap();
     let seats = 60;
-    for event in &events {
-        app.event_named(event, &seat_names(seats), 4).await;
-    }
+    let events = an_event_on_each_primary(&mut cluster, &app, seats).await;
 
     // 600 fans, one claim each, spread over the three events and the two gateways; a
     // greedy user meanwhile sends twelve claims on one event, alternating gateways.
@@ -328,13 +332,8 @@ async fn scripts_flushed_from_every_node_are_loaded_again_where_needed() {
         return;
     };
     let app = spawn_app_with(|s| s.redis_url = cluster.seeds_url()).await;
-    let prefix = format!("f{}-", &app.event_id()[3..]);
-    let events = cluster
-        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
-        .await
-        .unwrap();
+    let events = an_event_on_each_primary(&mut cluster, &app, 10).await;
     for event in &events {
-        app.event_named(event, &seat_names(10), 4).await;
         app.claim_ok(event, "before", &best_of(1)).await;
     }
     // Every node forgets every script (a restart without persistence of scripts, a
@@ -421,13 +420,9 @@ async fn a_replica_promoted_without_a_booking_never_sells_its_seat_again() {
         return;
     };
     let app = spawn_app_with(|s| s.redis_url = cluster.seeds_url()).await;
-    let prefix = format!("r{}-", &app.event_id()[3..]);
-    let event = cluster
-        .event_id_on_each_primary(&app.settings.redis_namespace, &prefix)
+    let event = an_event_on_each_primary(&mut cluster, &app, 4)
         .await
-        .unwrap()
         .remove(0);
-    app.event_named(&event, &seat_names(4), 4).await;
     let booking = app.claim_seats(&event, "owner", &["S0001"]).await;
     eventually(
         "the booking is confirmed",
