@@ -21,10 +21,10 @@
 //! events of a shard that changed are fenced and rebuilt, one by one, so a shard that
 //! cannot be reached holds up none of the others.
 //!
-//! Each gateway (and `seatgate reconcile`) runs a keeper. It checks at once when its
-//! connection is new or a claim was refused, and otherwise every [`CHECK_EVERY`]; the
-//! same check finds events that MySQL has on sale and Redis lost (a flush, an
-//! eviction) and rebuilds just those.
+//! Each gateway runs a keeper (`seatgate reconcile` takes no claims and runs none). It
+//! checks at once when its connection is new or a claim was refused, and otherwise every
+//! [`CHECK_EVERY`]; the same check finds events that MySQL has on sale and Redis lost
+//! (a flush, an eviction) and rebuilds just those.
 
 use sqlx::MySqlPool;
 use std::collections::HashSet;
