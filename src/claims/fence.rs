@@ -232,18 +232,11 @@ impl RedisStore {
         live: &Arc<Live>,
         event_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let k = self.keys(event_id);
-        let checked = self.check_event(live, &k).await;
-        let mark = match checked {
-            Ok(mark) => mark,
-            Err(err) => {
-                // A shard that does not answer is not vouched for.
-                self.fence.forget_event(event_id);
-                return Err(err);
-            }
-        };
-        self.fence.set_event_verified(event_id, mark.as_deref());
-        Ok(mark)
+        let mark = self.check_event(live, &self.keys(event_id)).await;
+        // A shard that does not answer is not vouched for either.
+        let vouched = mark.as_ref().ok().and_then(|mark| mark.as_deref());
+        self.fence.set_event_verified(event_id, vouched);
+        mark
     }
 
     async fn check_event(
@@ -276,9 +269,8 @@ impl RedisStore {
             return Ok(None);
         }
         let meta = self.keys(event_id).meta();
-        Ok(Some(
-            self.bounded(self.conn.run_id_for(&live, &meta)).await?,
-        ))
+        let (run_id, _) = self.bounded(self.conn.identity_of(&live, &meta)).await?;
+        Ok(Some(run_id))
     }
 
     /// On a cluster: records that the event was warmed on the primary `run_id` (read

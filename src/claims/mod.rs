@@ -474,9 +474,7 @@ impl RedisStore {
     /// On a cluster the notification goes on the event's sharded channel (`SPUBLISH`),
     /// which only the event's shard carries, instead of a channel every node relays.
     async fn announce_settled(&self, event_id: &str, booking_id: &str) {
-        let cluster = self.conn.generation().is_some()
-            && self.conn.live().await.is_ok_and(|live| live.is_cluster());
-        let published: Result<i64, _> = if cluster {
+        let published: Result<i64, _> = if self.conn.is_cluster() {
             let channel = self.keys(event_id).settled();
             let mut publish = redis::cmd("SPUBLISH");
             publish.arg(&channel).arg(booking_id);

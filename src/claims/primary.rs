@@ -131,7 +131,7 @@ impl Target {
 
     /// Opens a connection to the primary and checks that it is one. Returns the
     /// connection and the node's `run_id` (empty for a cluster, whose shards each have
-    /// their own: see [`Primary::run_id_for`]).
+    /// their own: see [`Primary::identity_of`]).
     async fn open(
         &self,
         config: &AsyncConnectionConfig,
@@ -405,6 +405,11 @@ impl Primary {
         }
     }
 
+    /// True when the current connection (if any) reaches a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.current().is_some_and(|live| live.is_cluster())
+    }
+
     /// The generation of the current connection, if there is one.
     pub fn generation(&self) -> Option<u64> {
         self.current().map(|live| live.generation)
@@ -466,15 +471,6 @@ impl Primary {
                 self.drop_connection(live.generation, err)
             }
             Err(_) => {}
-        }
-    }
-
-    /// The `run_id` of the primary that serves `key`: the connection's own for one node;
-    /// for a cluster, asked of the primary of the key's slot now.
-    pub async fn run_id_for(&self, live: &Live, key: &str) -> redis::RedisResult<String> {
-        match &live.conn {
-            Conn::Node(_) => Ok(live.run_id.clone()),
-            Conn::Cluster(_) => Ok(self.identity_of(live, key).await?.0),
         }
     }
 
