@@ -54,6 +54,8 @@ async fn pending_claims(s: &Setup, n: u64) {
             name: "bench",
             seats: &seats,
             per_user_limit: 1,
+            hold_seconds: 0,
+            hold_max_seconds: 0,
         },
     )
     .await

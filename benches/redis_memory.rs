@@ -69,6 +69,8 @@ async fn run() -> Result<(), Skip> {
             name: "memory",
             seats: &seats,
             per_user_limit: PER_CLAIM,
+            hold_seconds: 0,
+            hold_max_seconds: 0,
         },
     )
     .await

@@ -7,14 +7,15 @@
 -- at all. The outbox entry is what makes an acknowledged claim impossible to forget:
 -- there is no moment at which a client holds a 202 and the reconciler has nothing to do.
 --
--- KEYS[1]  {e:ID}:meta     hash: on_sale ("1"), limit, pending, booked, ...
+-- KEYS[1]  {e:ID}:meta     hash: on_sale ("1"), limit, hold (seconds; 0 or absent: no
+--                          holds), pending, held, booked, ...
 -- KEYS[2]  {e:ID}:seats    hash: seat -> "available" | "pending:<bid>" | "booked:<bid>"
 -- KEYS[3]  {e:ID}:avail    zset: available seats scored by ordinal
 -- KEYS[4]  {e:ID}:user:U   hash: booking id -> seats it holds (pending or confirmed)
 -- KEYS[5]  {e:ID}:outbox   stream read by the reconciler
 -- KEYS[6]  {e:ID}:b:<bid>  hash: the new booking record (user, seats as JSON, ords: the
 --                          seats' ordinals comma-separated in the same order, status,
---                          created_ms)
+--                          created_ms, and expires_ms on an event with holds)
 -- KEYS[7]  {e:ID}:rate:U   string: the user's claim rate state (GCRA theoretical arrival
 --                          time, ms since the epoch), with a PEXPIRE; unused at rate 0
 -- KEYS[8]  {e:ID}:mark     string: on a Redis Cluster, the mark of the primary the event
@@ -36,6 +37,10 @@
 --
 -- Reply, a flat array whose first element names the outcome:
 --   {"pending", bid, seat...}      claimed; the seats are now "pending:<bid>"
+--   {"pending_until", bid, expires_ms, seat...}
+--                                  the same on an event with holds: once persisted,
+--                                  the booking is held until expires_ms (the claim's
+--                                  time + the event's hold)
 --   {"unavailable", seat...}       the requested seats that are taken
 --   {"sold_out"}                   fewer free seats than the quantity
 --   {"limit", limit}               pending + confirmed seats would exceed the limit
@@ -108,11 +113,12 @@ local function answer(reply)
 end
 
 -- 2. The event must be on sale (warmed).
-local meta = redis.call('HMGET', meta_key, 'on_sale', 'limit')
+local meta = redis.call('HMGET', meta_key, 'on_sale', 'limit', 'hold')
 if meta[1] ~= '1' then
   return {'not_found'}
 end
 local limit = tonumber(meta[2])
+local hold = tonumber(meta[3] or '0') or 0
 
 -- 3. Per-user claim rate, a GCRA: `rate` claims per second on average, bursts of
 --    `burst`. The state is one instant per (event, user), the theoretical arrival time
@@ -230,9 +236,19 @@ end
 redis.call('HSET', booking_key, 'user', user, 'seats', seats_json,
   'ords', table.concat(ords_text, ','), 'status', 'pending', 'created_ms', now)
 redis.call('HSET', user_key, bid, #seats)
-redis.call('XADD', outbox_key, '*', 'b', bid, 'u', user, 's', seats_json, 't', now)
-
-local reply = {'pending', bid}
+local reply
+if hold > 0 then
+  -- The hold counts from the claim: the reconciler persists the booking held until
+  -- then (outbox field x), and the expirer gives its seats back after.
+  local expires = string.format('%d', tonumber(now) + hold * 1000)
+  redis.call('HSET', booking_key, 'expires_ms', expires)
+  redis.call('XADD', outbox_key, '*', 'b', bid, 'u', user, 's', seats_json, 't', now,
+    'x', expires)
+  reply = {'pending_until', bid, expires}
+else
+  redis.call('XADD', outbox_key, '*', 'b', bid, 'u', user, 's', seats_json, 't', now)
+  reply = {'pending', bid}
+end
 for _, seat in ipairs(seats) do
   reply[#reply + 1] = seat
 end

@@ -50,12 +50,27 @@ struct CreateEvent {
     /// absent or null.
     #[schema(minimum = 1, maximum = 100, default = 4)]
     per_user_limit: Option<u32>,
+    /// Seconds a persisted claim is held for its checkout (`POST
+    /// …/bookings/{booking_id}/checkout`) before its seats go back on sale; 0 (the
+    /// default): no holds, a persisted claim is confirmed at once.
+    #[schema(minimum = 0, maximum = 7200, default = 0)]
+    hold_seconds: Option<u32>,
+    /// How long after the claim a hold may be extended to (`…/extend`); defaults to
+    /// `hold_seconds`, never below it.
+    #[schema(minimum = 0, maximum = 7200)]
+    hold_max_seconds: Option<u32>,
 }
 
 impl CreateEvent {
-    /// The event's per-user limit, when the whole event is valid.
-    fn validate(&self) -> Result<u32, ApiError> {
+    /// The event's per-user limit and holds, when the whole event is valid.
+    fn validate(&self) -> Result<(u32, (u32, u32)), ApiError> {
         event::validate(&self.id, &self.name, &self.seats, self.per_user_limit)
+            .and_then(|limit| {
+                Ok((
+                    limit,
+                    event::holds(self.hold_seconds, self.hold_max_seconds)?,
+                ))
+            })
             .map_err(|e| ApiError::InvalidRequest(e.to_string()))
     }
 }
@@ -67,6 +82,12 @@ struct CreatedEvent {
     name: String,
     seats_total: usize,
     per_user_limit: u32,
+    /// Only for an event with holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_seconds: Option<u32>,
+    /// Only for an event with holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_max_seconds: Option<u32>,
 }
 
 /// Create an event (in MySQL; not on sale until warmed)
@@ -90,12 +111,14 @@ async fn create_event(
     body: Body,
 ) -> Result<(StatusCode, Json<CreatedEvent>), ApiError> {
     let req: CreateEvent = json_body(&read_body(body, CREATE_EVENT_BODY_LIMIT).await?)?;
-    let per_user_limit = req.validate()?;
+    let (per_user_limit, (hold_seconds, hold_max_seconds)) = req.validate()?;
     let new = NewEvent {
         id: &req.id,
         name: &req.name,
         seats: &req.seats,
         per_user_limit,
+        hold_seconds,
+        hold_max_seconds,
     };
     match events::create_event(&app.db, &new).await {
         Ok(()) => {}
@@ -111,6 +134,8 @@ async fn create_event(
             name: req.name,
             seats_total,
             per_user_limit,
+            hold_seconds: (hold_max_seconds > 0).then_some(hold_seconds),
+            hold_max_seconds: (hold_max_seconds > 0).then_some(hold_max_seconds),
         }),
     ))
 }

@@ -32,6 +32,9 @@ pub(super) struct SeatCounters {
     seats_total: u64,
     available: u64,
     pending: u64,
+    /// Seats held for their checkout (events with holds; absent when none are).
+    #[serde(skip_serializing_if = "is_zero")]
+    held: u64,
     booked: u64,
 }
 
@@ -42,11 +45,13 @@ impl From<SeatCounts> for SeatCounters {
             available,
             pending,
             booked,
+            held,
         } = counts;
         Self {
             seats_total,
             available,
             pending,
+            held,
             booked,
         }
     }
@@ -60,6 +65,13 @@ struct EventView {
     #[serde(flatten)]
     counters: SeatCounters,
     per_user_limit: u32,
+    /// Seconds a persisted claim is held for its checkout (absent: no holds).
+    #[serde(skip_serializing_if = "is_zero")]
+    hold_seconds: u32,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// An event on sale, with its seat counters
@@ -86,6 +98,7 @@ async fn get_event(
         seats_total: event.seats_total,
         available: event.available,
         pending: event.pending,
+        held: event.held,
         booked: event.booked,
     };
     Ok(Json(EventView {
@@ -93,6 +106,7 @@ async fn get_event(
         name: event.name,
         counters,
         per_user_limit: event.per_user_limit,
+        hold_seconds: event.hold_seconds,
     }))
 }
 

@@ -103,6 +103,12 @@ impl EventKeys {
         format!("{}:idem:{}:{user_id}:{key}", self.prefix, user_id.len())
     }
 
+    /// Sorted set: the event's held bookings, scored by their deadline (ms since the
+    /// epoch), which the expirer reads (`confirm.lua` adds, `cancel.lua` removes).
+    pub fn holds(&self) -> String {
+        self.key("holds")
+    }
+
     /// Stream: the outbox of claims waiting for the reconciler.
     pub fn outbox(&self) -> String {
         self.key("outbox")

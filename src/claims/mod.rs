@@ -36,7 +36,7 @@ pub use keys::EventKeys;
 pub use primary::{Primary, Target};
 pub use scripts::Restore;
 
-use crate::domain::{Booking, BookingStatus, RejectReason, SeatState};
+use crate::domain::{Booking, BookingStatus, RejectReason, SeatState, Timestamp};
 
 /// Why a Redis call failed. All of these are "try again later" for a client.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub struct SeatCounts {
     pub available: u64,
     pub pending: u64,
     pub booked: u64,
+    /// Seats of bookings held for their checkout (events with holds).
+    pub held: u64,
 }
 
 /// How long idempotency records are kept.
@@ -404,8 +406,9 @@ impl RedisStore {
         Ok(noted == 1)
     }
 
-    /// Promotes a pending booking to confirmed (after its MySQL COMMIT). `None` when
-    /// Redis has no record of it: see [`RedisStore::restore_confirmed`].
+    /// Promotes a pending or held booking to confirmed (after its MySQL COMMIT: the
+    /// reconciler's persist, or a checkout). `None` when Redis has no record of it:
+    /// see [`RedisStore::restore_confirmed`].
     pub async fn confirm(
         &self,
         event_id: &str,
@@ -413,8 +416,80 @@ impl RedisStore {
         user_id: &str,
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
-        let inv = confirm_invocation(&self.keys(event_id), booking_id, user_id, false, seats);
+        let inv = confirm_invocation(
+            &self.keys(event_id),
+            booking_id,
+            user_id,
+            false,
+            Promotion::Confirmed,
+            seats,
+        );
         self.settle(inv, "confirm", event_id, booking_id).await
+    }
+
+    /// Holds a pending booking until `expires_ms` (after the reconciler's MySQL COMMIT
+    /// of it as held): its seats become `held:<bid>` and it joins the event's holds.
+    /// `None` when Redis has no record of it.
+    pub async fn hold(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        expires_ms: u64,
+        seats: &[String],
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        let inv = confirm_invocation(
+            &self.keys(event_id),
+            booking_id,
+            user_id,
+            false,
+            Promotion::Held(expires_ms),
+            seats,
+        );
+        self.settle(inv, "hold", event_id, booking_id).await
+    }
+
+    /// Moves a held (or pending) booking's deadline to `expires_ms` in Redis, after
+    /// MySQL recorded it. Returns the booking's status (`None`: no record).
+    pub async fn extend(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        expires_ms: u64,
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        let k = self.keys(event_id);
+        let mut inv = scripts::EXTEND.prepare_invoke();
+        inv.key(k.booking(booking_id))
+            .key(k.holds())
+            .arg(booking_id)
+            .arg(expires_ms);
+        let mut conn = self.conn.clone();
+        let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        scripts::parse_status("extend", value)
+    }
+
+    /// Up to `limit` held bookings of the event whose deadline is at or before
+    /// `now_ms`, from the event's holds zset, earliest first: `(booking id, deadline)`.
+    pub(crate) async fn holds_due(
+        &self,
+        event_id: &str,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys(event_id).holds())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES");
+        let due: Vec<(String, f64)> = self.query(&cmd).await?;
+        Ok(due
+            .into_iter()
+            .map(|(bid, at)| (bid, at.max(0.0) as u64))
+            .collect())
     }
 
     /// Rejects a pending booking and sets its seats to MySQL's `states`. A booking whose
@@ -446,11 +521,46 @@ impl RedisStore {
         user_id: &str,
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
+        self.release(
+            event_id,
+            booking_id,
+            user_id,
+            BookingStatus::Cancelled,
+            seats,
+        )
+        .await
+    }
+
+    /// Frees an expired hold's seats in Redis (after MySQL recorded the expiry). A
+    /// booking Redis has confirmed is left alone.
+    pub async fn expire(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        seats: &[String],
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        self.release(event_id, booking_id, user_id, BookingStatus::Expired, seats)
+            .await
+    }
+
+    /// `cancel.lua`, recording `status` (cancelled or expired).
+    async fn release(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        status: BookingStatus,
+        seats: &[String],
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        let k = self.keys(event_id);
         let mut inv = scripts::CANCEL.prepare_invoke();
-        self.keys(event_id)
-            .releasing(&mut inv, user_id, booking_id)
+        k.releasing(&mut inv, user_id, booking_id)
+            .key(k.holds())
+            .arg(status.as_str())
             .arg(seats);
-        self.settle(inv, "cancel", event_id, booking_id).await
+        self.settle(inv, status.as_str(), event_id, booking_id)
+            .await
     }
 
     /// Runs a script that settles a booking (confirm, reject, cancel), reads the
@@ -533,6 +643,7 @@ impl RedisStore {
         per_user_limit: u32,
         seats_total: u64,
         on_sale: bool,
+        hold_seconds: u32,
     ) -> Result<SeatCounts, StoreError> {
         let k = self.keys(event_id);
         let mut inv = scripts::WARM_FINISH.prepare_invoke();
@@ -542,21 +653,23 @@ impl RedisStore {
             .arg(name)
             .arg(per_user_limit)
             .arg(seats_total)
-            .arg(if on_sale { "1" } else { "0" });
+            .arg(if on_sale { "1" } else { "0" })
+            .arg(hold_seconds);
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
         let n = match value {
-            Value::Array(items) if items.len() == 4 => items
+            Value::Array(items) if items.len() == 5 => items
                 .into_iter()
                 .map(|v| scripts::integer(v).map(|n| n.max(0) as u64))
                 .collect::<Result<Vec<_>, _>>()?,
-            other => return Err(StoreError::unexpected("four counts", &other)),
+            other => return Err(StoreError::unexpected("five counts", &other)),
         };
         Ok(SeatCounts {
             seats_total: n[0],
             available: n[1],
             pending: n[2],
             booked: n[3],
+            held: n[4],
         })
     }
 
@@ -696,6 +809,8 @@ impl RedisStore {
             available,
             pending: num("pending").max(0) as u64,
             booked: num("booked").max(0) as u64,
+            held: num("held").max(0) as u64,
+            hold_seconds: num("hold").max(0) as u32,
         }))
     }
 
@@ -774,6 +889,12 @@ impl RedisStore {
             seats,
             status,
             reason: rec.remove("reason"),
+            expires_at: rec
+                .remove("expires_ms")
+                .and_then(|ms| ms.parse().ok())
+                .map(Timestamp)
+                .filter(|_| status.has_deadline()),
+            attendees: None,
         }))
     }
 
@@ -788,7 +909,28 @@ impl RedisStore {
         user_id: &str,
         seats: &[String],
     ) -> Result<Restore, StoreError> {
-        let inv = confirm_invocation(&self.keys(event_id), booking_id, user_id, true, seats);
+        self.restore(event_id, booking_id, user_id, None, seats)
+            .await
+    }
+
+    /// [`RedisStore::restore_confirmed`] for a booking MySQL has confirmed
+    /// (`held_until` `None`) or held until `held_until`.
+    pub async fn restore(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        held_until: Option<u64>,
+        seats: &[String],
+    ) -> Result<Restore, StoreError> {
+        let inv = confirm_invocation(
+            &self.keys(event_id),
+            booking_id,
+            user_id,
+            true,
+            held_until.map_or(Promotion::Confirmed, Promotion::Held),
+            seats,
+        );
         let mut conn = self.conn.clone();
         let value: Value = self.bounded(inv.invoke_async(&mut conn)).await?;
         let restored = scripts::parse_restore(value)?;
@@ -935,12 +1077,21 @@ impl RedisStore {
     }
 }
 
-/// `confirm.lua`'s call: keys, then booking id, user, restore flag and seats.
+/// What `confirm.lua` makes of a booking.
+#[derive(Debug, Clone, Copy)]
+enum Promotion {
+    Confirmed,
+    /// Held until this deadline (ms since the epoch).
+    Held(u64),
+}
+
+/// `confirm.lua`'s call: keys, then booking id, user, restore flag, target and seats.
 fn confirm_invocation<'a>(
     k: &EventKeys,
     booking_id: &str,
     user_id: &str,
     restore: bool,
+    to: Promotion,
     seats: &[String],
 ) -> redis::ScriptInvocation<'a> {
     let mut inv = scripts::CONFIRM.prepare_invoke();
@@ -949,10 +1100,15 @@ fn confirm_invocation<'a>(
         .key(k.avail())
         .key(k.user(user_id))
         .key(k.booking(booking_id))
+        .key(k.holds())
         .arg(booking_id)
         .arg(user_id)
-        .arg(if restore { "1" } else { "0" })
-        .arg(seats);
+        .arg(if restore { "1" } else { "0" });
+    match to {
+        Promotion::Confirmed => inv.arg("confirmed").arg(""),
+        Promotion::Held(at) => inv.arg("held").arg(at),
+    };
+    inv.arg(seats);
     inv
 }
 

@@ -410,6 +410,7 @@ mod tests {
         let pending = ClaimOutcome::Pending {
             booking_id: "b".into(),
             seats: vec!["A1".into()],
+            expires_ms: None,
         };
         let replay = |answered| ClaimOutcome::Replay {
             first: Box::new(pending.clone()),

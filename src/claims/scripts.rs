@@ -37,6 +37,8 @@ pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
         include_str!("../../lua/cancel.lua")
     ))
 });
+pub(crate) static EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/extend.lua")));
 pub(crate) static ANSWERED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/answered.lua")));
 pub(crate) static WARM: LazyLock<Script> =
@@ -70,6 +72,21 @@ impl ClaimOutcome {
                 Self::Pending {
                     booking_id,
                     seats: rest.collect(),
+                    expires_ms: None,
+                }
+            }
+            "pending_until" => {
+                let mut rest = strings(rest)?.into_iter();
+                let (Some(booking_id), Some(expires)) = (rest.next(), rest.next()) else {
+                    return Err(StoreError::Reply("claim: pending_until without id".into()));
+                };
+                let expires_ms = expires
+                    .parse()
+                    .map_err(|_| StoreError::Reply(format!("claim: expiry {expires:?}")))?;
+                Self::Pending {
+                    booking_id,
+                    seats: rest.collect(),
+                    expires_ms: Some(expires_ms),
                 }
             }
             "unavailable" => Self::SeatsUnavailable(strings(rest)?),
@@ -210,7 +227,22 @@ mod tests {
             ClaimOutcome::parse(v).unwrap(),
             ClaimOutcome::Pending {
                 booking_id: "b1".into(),
-                seats: vec!["A1".into(), "A2".into()]
+                seats: vec!["A1".into(), "A2".into()],
+                expires_ms: None,
+            }
+        );
+        let v = Value::Array(vec![
+            bulk("pending_until"),
+            bulk("b1"),
+            bulk("1796232672345"),
+            bulk("A1"),
+        ]);
+        assert_eq!(
+            ClaimOutcome::parse(v).unwrap(),
+            ClaimOutcome::Pending {
+                booking_id: "b1".into(),
+                seats: vec!["A1".into()],
+                expires_ms: Some(1_796_232_672_345),
             }
         );
         let v = Value::Array(vec![bulk("limit"), Value::Int(4)]);
@@ -236,7 +268,8 @@ mod tests {
             ClaimOutcome::Replay {
                 first: Box::new(ClaimOutcome::Pending {
                     booking_id: "b1".into(),
-                    seats: vec!["A1".into()]
+                    seats: vec!["A1".into()],
+                    expires_ms: None,
                 }),
                 answered: Some(201)
             }

@@ -1,5 +1,5 @@
-//! Seat states as Redis spells them in `{e}:seats`: `available`, `pending:<bid>` and
-//! `booked:<bid>`. This is the one place in Rust that reads or writes that text; the
+//! Seat states as Redis spells them in `{e}:seats`: `available`, `pending:<bid>`,
+//! `held:<bid>` (persisted, waiting for its checkout) and `booked:<bid>`. This is the one place in Rust that reads or writes that text; the
 //! Lua scripts in `lua/` spell it the same way, and `warm.lua` and `reject.lua` are
 //! handed states written here.
 
@@ -7,6 +7,7 @@ use crate::domain::{SeatState, SeatStatus};
 
 const AVAILABLE: &str = "available";
 const PENDING: &str = "pending:";
+const HELD: &str = "held:";
 const BOOKED: &str = "booked:";
 
 impl SeatState {
@@ -16,6 +17,8 @@ impl SeatState {
             Some(Self::Available)
         } else if let Some(bid) = text.strip_prefix(PENDING) {
             Some(Self::Pending(bid.to_owned()))
+        } else if let Some(bid) = text.strip_prefix(HELD) {
+            Some(Self::Held(bid.to_owned()))
         } else {
             text.strip_prefix(BOOKED)
                 .map(|bid| Self::Booked(bid.to_owned()))
@@ -27,6 +30,7 @@ impl SeatState {
         match self {
             Self::Available => AVAILABLE.to_owned(),
             Self::Pending(bid) => format!("{PENDING}{bid}"),
+            Self::Held(bid) => format!("{HELD}{bid}"),
             Self::Booked(bid) => format!("{BOOKED}{bid}"),
         }
     }
@@ -38,6 +42,8 @@ impl SeatState {
 pub fn status_of(text: &str) -> SeatStatus {
     if text.starts_with(PENDING) {
         SeatStatus::Pending
+    } else if text.starts_with(HELD) {
+        SeatStatus::Held
     } else if text.starts_with(BOOKED) {
         SeatStatus::Booked
     } else {
@@ -61,6 +67,7 @@ mod tests {
         for (state, text) in [
             (SeatState::Available, "available"),
             (SeatState::Pending("b1".into()), "pending:b1"),
+            (SeatState::Held("b2".into()), "held:b2"),
             (
                 SeatState::Booked("0193a1b2-0000-7000-8000-000000000001".into()),
                 "booked:0193a1b2-0000-7000-8000-000000000001",

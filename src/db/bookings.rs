@@ -15,7 +15,7 @@ use sqlx::mysql::MySqlRow;
 use sqlx::MySqlConnection;
 
 use super::{opt_text, placeholders, text};
-use crate::domain::{Booking, BookingStatus, SeatState};
+use crate::domain::{Booking, BookingStatus, SeatState, Timestamp};
 
 /// A seat row as a writer sees it under its lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +31,9 @@ impl LockedSeat {
         super::events::state_of(&self.status, self.booking_id.clone())
     }
 
-    /// True when another booking than `booking_id` holds the seat.
+    /// True when another booking than `booking_id` holds the seat (booked or held).
     pub(crate) fn taken_by_other(&self, booking_id: &str) -> bool {
-        self.status == "booked" && self.booking_id.as_deref() != Some(booking_id)
+        self.status != "available" && self.booking_id.as_deref() != Some(booking_id)
     }
 }
 
@@ -78,6 +78,11 @@ pub(crate) struct BookingRow {
     pub status: BookingStatus,
     pub seats: Vec<String>,
     pub reason: Option<String>,
+    /// The claim's time (ms since the epoch), on bookings of events with holds.
+    pub claimed_ms: Option<u64>,
+    /// When the hold ends unless checked out (ms since the epoch), on bookings of
+    /// events with holds.
+    pub expires_ms: Option<u64>,
 }
 
 impl BookingRow {
@@ -89,11 +94,25 @@ impl BookingRow {
             seats: self.seats,
             status: self.status,
             reason: self.reason,
+            expires_at: self
+                .expires_ms
+                .map(Timestamp)
+                .filter(|_| self.status.has_deadline()),
+            attendees: None,
         }
+    }
+
+    /// True when this held booking's hold has run out at `now_ms`.
+    pub(crate) fn hold_ended(&self, now_ms: u64) -> bool {
+        self.status == BookingStatus::Held && self.expires_ms.is_some_and(|at| at <= now_ms)
     }
 }
 
-fn booking_row(row: MySqlRow) -> Result<BookingRow, sqlx::Error> {
+/// The columns [`booking_row`] reads.
+pub(crate) const BOOKING_COLUMNS: &str =
+    "id, event_id, user_id, status, seats, reason, claimed_ms, expires_ms";
+
+pub(crate) fn booking_row(row: MySqlRow) -> Result<BookingRow, sqlx::Error> {
     let seats = text(&row, "seats")?;
     let status = text(&row, "status")?;
     let corrupt = |what: String| sqlx::Error::ColumnDecode {
@@ -109,7 +128,16 @@ fn booking_row(row: MySqlRow) -> Result<BookingRow, sqlx::Error> {
         seats: serde_json::from_str(&seats)
             .map_err(|e| corrupt(format!("seats is not a JSON list: {e}")))?,
         reason: opt_text(&row, "reason")?,
+        claimed_ms: opt_millis(&row, "claimed_ms")?,
+        expires_ms: opt_millis(&row, "expires_ms")?,
     })
+}
+
+fn opt_millis(row: &MySqlRow, column: &str) -> Result<Option<u64>, sqlx::Error> {
+    use sqlx::Row;
+    Ok(row
+        .try_get::<Option<i64>, _>(column)?
+        .map(|ms| u64::try_from(ms).unwrap_or(0)))
 }
 
 /// The booking row: inside a transaction that holds the booking's seat locks (the
@@ -121,11 +149,13 @@ pub(crate) async fn find_booking<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::MySql>,
 {
-    sqlx::query("SELECT id, event_id, user_id, status, seats, reason FROM bookings WHERE id = ?")
-        .bind(booking_id)
-        .try_map(booking_row)
-        .fetch_optional(executor)
-        .await
+    sqlx::query(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?"
+    ))
+    .bind(booking_id)
+    .try_map(booking_row)
+    .fetch_optional(executor)
+    .await
 }
 
 /// The booking rows of these ids that exist, by id (inside the batch transaction).
@@ -136,7 +166,7 @@ pub(crate) async fn find_bookings(
     let mut found = std::collections::HashMap::new();
     for chunk in ids.chunks(1000) {
         let sql = format!(
-            "SELECT id, event_id, user_id, status, seats, reason FROM bookings WHERE id IN ({})",
+            "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id IN ({})",
             placeholders(chunk.len())
         );
         let mut q = sqlx::query(&sql);
@@ -157,13 +187,14 @@ pub(crate) async fn insert_bookings(
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(500) {
         let mut sql = String::from(
-            "INSERT INTO bookings (id, event_id, user_id, status, seats, reason) VALUES ",
+            "INSERT INTO bookings (id, event_id, user_id, status, seats, reason, claimed_ms, \
+             expires_ms) VALUES ",
         );
         for i in 0..chunk.len() {
             sql.push_str(if i == 0 {
-                "(?, ?, ?, ?, ?, ?)"
+                "(?, ?, ?, ?, ?, ?, ?, ?)"
             } else {
-                ", (?, ?, ?, ?, ?, ?)"
+                ", (?, ?, ?, ?, ?, ?, ?, ?)"
             });
         }
         let mut q = sqlx::query(&sql);
@@ -174,18 +205,22 @@ pub(crate) async fn insert_bookings(
                 .bind(&row.user_id)
                 .bind(row.status.as_str())
                 .bind(serde_json::to_string(&row.seats).expect("a list of strings serialises"))
-                .bind(&row.reason);
+                .bind(&row.reason)
+                .bind(row.claimed_ms.map(millis))
+                .bind(row.expires_ms.map(millis));
         }
         q.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// Marks the (locked) seats of many bookings booked: `(event, booking id, seats)`.
-/// One UPDATE per event and chunk, with a CASE mapping each seat to its booking.
+/// Marks the (locked) seats of many bookings `status` (`booked` or `held`): `(event,
+/// booking id, seats)`. One UPDATE per event and chunk, with a CASE mapping each seat
+/// to its booking.
 pub(crate) async fn book_seats_of(
     conn: &mut MySqlConnection,
     bookings: &[(&str, &str, &[String])],
+    status: &'static str,
 ) -> Result<(), sqlx::Error> {
     let mut by_event: std::collections::BTreeMap<&str, Vec<(&str, &str)>> = Default::default();
     for (event, booking, seats) in bookings {
@@ -199,7 +234,7 @@ pub(crate) async fn book_seats_of(
     for (event, pairs) in by_event {
         for chunk in pairs.chunks(500) {
             let mut sql =
-                String::from("UPDATE seats SET status = 'booked', booking_id = CASE seat_id");
+                format!("UPDATE seats SET status = '{status}', booking_id = CASE seat_id");
             for _ in chunk {
                 sql.push_str(" WHEN ? THEN ?");
             }
@@ -228,7 +263,8 @@ pub(crate) async fn insert_booking(
 ) -> Result<(), sqlx::Error> {
     let seats = serde_json::to_string(&row.seats).expect("a list of strings serialises");
     sqlx::query(
-        "INSERT INTO bookings (id, event_id, user_id, status, seats, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO bookings (id, event_id, user_id, status, seats, reason, claimed_ms, expires_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.id)
     .bind(&row.event_id)
@@ -236,6 +272,8 @@ pub(crate) async fn insert_booking(
     .bind(row.status.as_str())
     .bind(seats)
     .bind(&row.reason)
+    .bind(row.claimed_ms.map(millis))
+    .bind(row.expires_ms.map(millis))
     .execute(conn)
     .await?;
     Ok(())
@@ -259,13 +297,26 @@ pub(crate) async fn book_seats(
     Ok(q.execute(conn).await?.rows_affected())
 }
 
-/// Cancels a confirmed booking: the row says `cancelled` and its seats are free.
+/// Cancels a confirmed or held booking: the row says `cancelled` and its seats are
+/// free.
 pub(crate) async fn cancel_confirmed(
     conn: &mut MySqlConnection,
     event_id: &str,
     booking_id: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE bookings SET status = 'cancelled' WHERE id = ?")
+    release(conn, event_id, booking_id, BookingStatus::Cancelled).await
+}
+
+/// Ends a booking that holds seats (`cancelled`, or `expired` for a hold that ran
+/// out): the row takes `status` and its seats are free. Under the seats' locks.
+pub(crate) async fn release(
+    conn: &mut MySqlConnection,
+    event_id: &str,
+    booking_id: &str,
+    status: BookingStatus,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE bookings SET status = ? WHERE id = ?")
+        .bind(status.as_str())
         .bind(booking_id)
         .execute(&mut *conn)
         .await?;
@@ -277,4 +328,9 @@ pub(crate) async fn cancel_confirmed(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Milliseconds as MySQL's BIGINT.
+fn millis(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }

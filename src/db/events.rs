@@ -13,6 +13,10 @@ pub(crate) struct EventRow {
     pub name: String,
     pub per_user_limit: u32,
     pub seats_total: u64,
+    /// Seconds a persisted claim is held for its checkout (0: no holds).
+    pub hold_seconds: u32,
+    /// Seconds after the claim a hold may be extended to.
+    pub hold_max_seconds: u32,
 }
 
 /// A new event, already validated.
@@ -23,6 +27,10 @@ pub struct NewEvent<'a> {
     /// In best-available order: the index is the ordinal.
     pub seats: &'a [String],
     pub per_user_limit: u32,
+    /// Seconds a persisted claim is held for its checkout (0: no holds).
+    pub hold_seconds: u32,
+    /// Seconds after the claim a hold may be extended to (>= `hold_seconds`).
+    pub hold_max_seconds: u32,
 }
 
 /// Why an event could not be created.
@@ -41,12 +49,15 @@ const SEAT_INSERT_CHUNK: usize = 1000;
 pub async fn create_event(pool: &MySqlPool, event: &NewEvent<'_>) -> Result<(), CreateEventError> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO events (id, name, per_user_limit, seats_total) VALUES (?, ?, ?, ?)",
+        "INSERT INTO events (id, name, per_user_limit, seats_total, hold_seconds, \
+         hold_max_seconds) VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(event.id)
     .bind(event.name)
     .bind(event.per_user_limit)
     .bind(event.seats.len() as u64)
+    .bind(event.hold_seconds)
+    .bind(event.hold_max_seconds)
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -75,11 +86,14 @@ pub(crate) async fn find_event(
     pool: &MySqlPool,
     id: &str,
 ) -> Result<Option<EventRow>, sqlx::Error> {
-    sqlx::query("SELECT id, name, per_user_limit, seats_total FROM events WHERE id = ?")
-        .bind(id)
-        .try_map(|row: MySqlRow| event_row(&row))
-        .fetch_optional(pool)
-        .await
+    sqlx::query(
+        "SELECT id, name, per_user_limit, seats_total, hold_seconds, hold_max_seconds \
+         FROM events WHERE id = ?",
+    )
+    .bind(id)
+    .try_map(|row: MySqlRow| event_row(&row))
+    .fetch_optional(pool)
+    .await
 }
 
 /// The events that are on sale (warmed at least once), by id.
@@ -130,7 +144,8 @@ pub(crate) async fn list_events_with_counts(
     pool: &MySqlPool,
 ) -> Result<Vec<EventStats>, sqlx::Error> {
     sqlx::query(
-        "SELECT e.id, e.name, e.per_user_limit, e.seats_total, e.on_sale, \
+        "SELECT e.id, e.name, e.per_user_limit, e.seats_total, e.hold_seconds, \
+           e.hold_max_seconds, e.on_sale, \
            (SELECT COUNT(*) FROM seats s WHERE s.event_id = e.id AND s.status = 'booked') AS seats_booked, \
            (SELECT COUNT(*) FROM bookings b WHERE b.event_id = e.id AND b.status = 'confirmed') AS bookings_confirmed \
          FROM events e ORDER BY e.created_at, e.id",
@@ -147,13 +162,16 @@ pub(crate) async fn list_events_with_counts(
     .await
 }
 
-/// An event's own columns (`id`, `name`, `per_user_limit`, `seats_total`) of a row.
+/// An event's own columns (`id`, `name`, `per_user_limit`, `seats_total`,
+/// `hold_seconds`, `hold_max_seconds`) of a row.
 fn event_row(row: &MySqlRow) -> Result<EventRow, sqlx::Error> {
     Ok(EventRow {
         id: text(row, "id")?,
         name: text(row, "name")?,
         per_user_limit: row.try_get::<i32, _>("per_user_limit")?.max(0) as u32,
         seats_total: row.try_get::<i32, _>("seats_total")?.max(0) as u64,
+        hold_seconds: row.try_get::<i32, _>("hold_seconds")?.max(0) as u32,
+        hold_max_seconds: row.try_get::<i32, _>("hold_max_seconds")?.max(0) as u32,
     })
 }
 
@@ -196,15 +214,15 @@ pub(crate) async fn lock_inventory(
     Ok(seats)
 }
 
-/// `(user, booking id, seats held)` of every confirmed booking of the event, to
-/// rebuild the per-user tallies in Redis.
+/// `(user, booking id, seats held)` of every confirmed or held booking of the event,
+/// to rebuild the per-user tallies in Redis.
 pub async fn confirmed_holdings(
     conn: &mut MySqlConnection,
     event_id: &str,
 ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
     sqlx::query(
         "SELECT user_id, booking_id, COUNT(*) AS n FROM seats JOIN bookings b ON b.id = seats.booking_id \
-         WHERE seats.event_id = ? AND seats.status = 'booked' GROUP BY user_id, booking_id",
+         WHERE seats.event_id = ? AND seats.status IN ('booked', 'held') GROUP BY user_id, booking_id",
     )
     .bind(event_id)
     .try_map(|row: MySqlRow| {
@@ -222,6 +240,7 @@ pub async fn confirmed_holdings(
 pub(crate) fn state_of(status: &str, booking_id: Option<String>) -> SeatState {
     match (status, booking_id) {
         ("booked", Some(bid)) => SeatState::Booked(bid),
+        ("held", Some(bid)) => SeatState::Held(bid),
         _ => SeatState::Available,
     }
 }

@@ -268,6 +268,8 @@ async fn decide(
         status: BookingStatus::Confirmed,
         seats: seats.clone(),
         reason: None,
+        claimed_ms: None,
+        expires_ms: None,
     };
     bookings::insert_booking(conn, &booking).await?;
     let mut sorted = seats.clone();
@@ -314,6 +316,8 @@ pub async fn event_summary(
         available: seats_total.saturating_sub(booked),
         pending: 0,
         booked,
+        held: 0,
+        hold_seconds: 0,
     }))
 }
 

@@ -34,6 +34,10 @@ pub struct EventSummary {
     pub available: u64,
     pub pending: u64,
     pub booked: u64,
+    /// Seats held for their checkout.
+    pub held: u64,
+    /// The event's hold (0: none).
+    pub hold_seconds: u32,
 }
 
 /// What a claim came to: what `claim.lua` decided or, with the `mysql` strategy, what
@@ -44,6 +48,10 @@ pub enum ClaimOutcome {
     Pending {
         booking_id: String,
         seats: Vec<String>,
+        /// On an event with holds: when the hold ends unless checked out (ms since
+        /// the epoch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_ms: Option<u64>,
     },
     /// Booked and committed in MySQL at once (the `mysql` strategy only).
     Confirmed {

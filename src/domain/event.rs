@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 
 use super::{
-    is_valid_event_id, is_valid_seat_id, EVENT_ID_MAX, EVENT_NAME_MAX, PER_USER_LIMIT_DEFAULT,
-    PER_USER_LIMIT_MAX, SEATS_MAX, SEAT_ID_MAX,
+    is_valid_event_id, is_valid_seat_id, EVENT_ID_MAX, EVENT_NAME_MAX, HOLD_SECONDS_MAX,
+    PER_USER_LIMIT_DEFAULT, PER_USER_LIMIT_MAX, SEATS_MAX, SEAT_ID_MAX,
 };
 
 /// Why a new event is refused. Its message is the one the admin API answers with.
@@ -37,6 +37,27 @@ pub enum EventError {
     /// The per-user limit is out of range.
     #[error("per_user_limit must be 1 to {max}", max = PER_USER_LIMIT_MAX)]
     PerUserLimit,
+    /// The hold is out of range.
+    #[error("hold_seconds must be 0 to {max}", max = HOLD_SECONDS_MAX)]
+    HoldSeconds,
+    /// The longest hold is out of range, or below the hold.
+    #[error("hold_max_seconds must be hold_seconds to {max}", max = HOLD_SECONDS_MAX)]
+    HoldMaxSeconds,
+}
+
+/// An event's holds, `(hold_seconds, hold_max_seconds)`: the hold 0 (none) unless
+/// given, the longest hold the hold unless given, both at most
+/// [`HOLD_SECONDS_MAX`], the longest never below the hold.
+pub fn holds(hold: Option<u32>, max: Option<u32>) -> Result<(u32, u32), EventError> {
+    let hold = hold.unwrap_or(0);
+    if hold > HOLD_SECONDS_MAX {
+        return Err(EventError::HoldSeconds);
+    }
+    let max = max.unwrap_or(hold);
+    if !(hold..=HOLD_SECONDS_MAX).contains(&max) {
+        return Err(EventError::HoldMaxSeconds);
+    }
+    Ok((hold, max))
 }
 
 /// Checks an event id.
@@ -116,6 +137,26 @@ pub(crate) fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holds_default_to_none_and_the_longest_to_the_hold() {
+        assert_eq!(holds(None, None).unwrap(), (0, 0));
+        assert_eq!(holds(Some(900), None).unwrap(), (900, 900));
+        assert_eq!(holds(Some(900), Some(7200)).unwrap(), (900, 7200));
+        assert_eq!(holds(Some(0), Some(60)).unwrap(), (0, 60));
+        assert!(matches!(
+            holds(Some(7201), None),
+            Err(EventError::HoldSeconds)
+        ));
+        assert!(matches!(
+            holds(Some(900), Some(899)),
+            Err(EventError::HoldMaxSeconds)
+        ));
+        assert!(matches!(
+            holds(None, Some(7201)),
+            Err(EventError::HoldMaxSeconds)
+        ));
+    }
 
     fn seats(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|s| (*s).to_owned()).collect()

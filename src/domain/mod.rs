@@ -54,27 +54,40 @@ pub fn is_valid_idempotency_key(key: &[u8]) -> bool {
 #[serde(rename_all = "snake_case")]
 pub enum BookingStatus {
     Pending,
+    /// Persisted and waiting for its checkout until `expires_at` (events with holds).
+    Held,
     Confirmed,
     Rejected,
     Cancelled,
+    /// A hold that was not checked out in time: its seats are available again.
+    Expired,
 }
 
 impl BookingStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Held => "held",
             Self::Confirmed => "confirmed",
             Self::Rejected => "rejected",
             Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
+    }
+
+    /// True for the statuses whose JSON shows `expires_at` (on an event with holds).
+    pub fn has_deadline(self) -> bool {
+        matches!(self, Self::Pending | Self::Held | Self::Expired)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "pending" => Self::Pending,
+            "held" => Self::Held,
             "confirmed" => Self::Confirmed,
             "rejected" => Self::Rejected,
             "cancelled" => Self::Cancelled,
+            "expired" => Self::Expired,
             _ => return None,
         })
     }
@@ -92,6 +105,8 @@ impl fmt::Display for BookingStatus {
 pub enum SeatStatus {
     Available,
     Pending,
+    /// Held for a booking that waits for its checkout.
+    Held,
     Booked,
 }
 
@@ -100,20 +115,23 @@ impl SeatStatus {
         match self {
             Self::Available => "available",
             Self::Pending => "pending",
+            Self::Held => "held",
             Self::Booked => "booked",
         }
     }
 }
 
-/// What holds a seat: nothing, a pending claim, or a booking. Redis keeps one per
-/// seat (spelled in `claims::state`, the only code that reads or writes that text);
-/// MySQL's seat rows know only the settled two.
+/// What holds a seat: nothing, a pending claim, a held booking, or a booking. Redis
+/// keeps one per seat (spelled in `claims::state`, the only code that reads or writes
+/// that text); MySQL's seat rows know only the persisted ones.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SeatState {
     /// Free to claim.
     Available,
     /// Held by this booking's claim, not yet settled.
     Pending(String),
+    /// Held by this booking, persisted and waiting for its checkout.
+    Held(String),
     /// Booked by this booking.
     Booked(String),
 }
@@ -124,6 +142,7 @@ impl SeatState {
         match self {
             Self::Available => SeatStatus::Available,
             Self::Pending(_) => SeatStatus::Pending,
+            Self::Held(_) => SeatStatus::Held,
             Self::Booked(_) => SeatStatus::Booked,
         }
     }
@@ -132,7 +151,7 @@ impl SeatState {
     pub fn booking(&self) -> Option<&str> {
         match self {
             Self::Available => None,
-            Self::Pending(bid) | Self::Booked(bid) => Some(bid),
+            Self::Pending(bid) | Self::Held(bid) | Self::Booked(bid) => Some(bid),
         }
     }
 }
@@ -154,7 +173,74 @@ pub struct Booking {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub reason: Option<String>,
+    /// Events with holds only: when the hold ends unless checked out (RFC 3339, UTC),
+    /// on `pending` and `held` bookings (and kept on `expired` ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = "date-time")]
+    pub expires_at: Option<Timestamp>,
+    /// After a checkout, to its owner: one attendee per seat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub attendees: Option<Vec<Attendee>>,
 }
+
+/// The attendee of one seat, given at checkout. Personal data: kept in MySQL only,
+/// shown to the booking's owner only, never logged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attendee {
+    /// A seat of the booking.
+    pub seat: String,
+    /// 1 to 200 characters.
+    pub name: String,
+    /// An e-mail address (at most 254 characters).
+    pub email: String,
+}
+
+/// The longest hold an event may have, and the most its holds may be extended to
+/// (seconds after the claim).
+pub const HOLD_SECONDS_MAX: u32 = 7200;
+
+/// An instant, milliseconds since the Unix epoch, that serialises as RFC 3339 in UTC
+/// with milliseconds (`2026-12-02T17:31:12.345Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn millis(self) -> u64 {
+        self.0
+    }
+
+    /// The RFC 3339 text.
+    pub fn rfc3339(self) -> String {
+        let at = time::OffsetDateTime::UNIX_EPOCH
+            + time::Duration::milliseconds(i64::try_from(self.0).unwrap_or(i64::MAX / 2));
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        at.format(&format)
+            .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_owned())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for Timestamp {}
 
 /// Why the reconciler rejected a claim: a booking's `reason`, spelled on the wire, in
 /// MySQL and in Redis as [`RejectReason::as_str`] gives it.
@@ -253,6 +339,19 @@ mod tests {
         }
         assert_eq!(RejectReason::parse("Seats_Taken"), None);
         assert_eq!(RejectReason::parse(""), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc_with_milliseconds() {
+        assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(1_796_232_672_345).rfc3339(),
+            "2026-12-02T17:31:12.345Z"
+        );
+        assert_eq!(
+            serde_json::to_value(Timestamp(1_000)).unwrap(),
+            "1970-01-01T00:00:01.000Z"
+        );
     }
 
     #[test]

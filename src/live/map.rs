@@ -22,6 +22,7 @@ fn status_char(s: SeatStatus) -> u8 {
     match s {
         SeatStatus::Available => b'a',
         SeatStatus::Pending => b'p',
+        SeatStatus::Held => b'h',
         SeatStatus::Booked => b'b',
     }
 }

@@ -90,7 +90,7 @@ async fn audit_in_one_transaction(
         let misplaced = ordinal != Some(seat.ordinal);
         let pending = matches!(state, Some(SeatState::Pending(_)));
         if !pending && state.as_ref() != Some(&seat.state) {
-            if let Some(SeatState::Booked(bid)) = &state {
+            if let Some(SeatState::Booked(bid) | SeatState::Held(bid)) = &state {
                 stale_bookings.insert(bid.clone());
             }
             divergences.push(Divergence {
@@ -129,6 +129,7 @@ async fn audit_in_one_transaction(
                 event.per_user_limit,
                 event.seats_total,
                 false,
+                event.hold_seconds,
             )
             .await?;
         tracing::warn!(event.id = %event_id, seats = repairs.len(), "audit repaired Redis from MySQL");
@@ -140,7 +141,8 @@ async fn audit_in_one_transaction(
     })
 }
 
-/// Finishes in Redis the cancellations MySQL committed but Redis never heard of.
+/// Finishes in Redis the cancellations (and expiries) MySQL committed but Redis never
+/// heard of.
 ///
 /// Cancel commits in MySQL first and runs `cancel.lua` second; a crash in between
 /// leaves Redis with the booking `confirmed`, its seats booked and its seats still
@@ -162,12 +164,22 @@ pub(super) async fn finish_cancellations(
         let Some(row) = db::bookings::find_booking(&mut *conn, booking_id).await? else {
             continue;
         };
-        if row.event_id != event_id || row.status != BookingStatus::Cancelled {
+        if row.event_id != event_id {
             continue;
         }
-        redis
-            .cancel(event_id, booking_id, &row.user_id, &row.seats)
-            .await?;
+        match row.status {
+            BookingStatus::Cancelled => {
+                redis
+                    .cancel(event_id, booking_id, &row.user_id, &row.seats)
+                    .await?
+            }
+            BookingStatus::Expired => {
+                redis
+                    .expire(event_id, booking_id, &row.user_id, &row.seats)
+                    .await?
+            }
+            _ => continue,
+        };
         tracing::warn!(event.id = %event_id, booking.id = %booking_id,
             "audit finished a cancellation Redis had missed");
     }

@@ -84,6 +84,8 @@ fn lost_claim(
         seats: Vec::new(),
         status: BookingStatus::Rejected,
         reason: Some(RejectReason::LostInRedisFailover.as_str().to_owned()),
+        expires_at: None,
+        attendees: None,
     })
 }
 
@@ -163,6 +165,8 @@ async fn cancel_in_mysql(
                 status: BookingStatus::Cancelled,
                 seats: booking.seats.clone(),
                 reason: None,
+                claimed_ms: None,
+                expires_ms: None,
             };
             db::bookings::insert_booking(&mut tx, &tombstone).await?;
             true

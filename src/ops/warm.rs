@@ -81,7 +81,7 @@ async fn warm_in_one_transaction(
         .iter()
         .filter_map(|seat| {
             let state = in_redis.get(&seat.seat)?;
-            let SeatState::Booked(bid) = state else {
+            let (SeatState::Booked(bid) | SeatState::Held(bid)) = state else {
                 return None;
             };
             (*state != seat.state).then(|| bid.clone())
@@ -119,6 +119,7 @@ async fn warm_in_one_transaction(
             event.per_user_limit,
             event.seats_total,
             true,
+            event.hold_seconds,
         )
         .await?;
     // The `mysql` claim strategy reads the on-sale flag from MySQL.

@@ -26,7 +26,8 @@ pub(crate) enum Decision {
     /// written: not when a seat is missing, since that most likely means the event is
     /// missing, and a booking row must name an existing event (`bookings_event`).
     Reject { reason: RejectReason, record: bool },
-    /// Book the seats and insert the confirmed booking.
+    /// Book the seats and insert the booking: `confirmed`, or `held` when the claim
+    /// carries a hold.
     Persist,
 }
 
@@ -35,8 +36,12 @@ pub(crate) enum Decision {
 pub(crate) enum Follow {
     /// MySQL has it confirmed: `confirm.lua` after the COMMIT.
     Confirm,
+    /// MySQL has it held: `confirm.lua` holds it in Redis after the COMMIT.
+    Hold,
     /// MySQL has a cancellation tombstone: cancel in Redis after the COMMIT.
     Cancel,
+    /// MySQL has it expired: its seats are freed in Redis after the COMMIT.
+    Expire,
     /// MySQL recorded a rejection for this reason: `reject.lua` while the locks are
     /// held, with MySQL's state of the seats.
     Reject(RejectReason),
@@ -62,7 +67,9 @@ pub(crate) fn decide(
     if let Some(row) = known {
         return Decision::FollowMysql(match row.status {
             BookingStatus::Confirmed => Follow::Confirm,
+            BookingStatus::Held => Follow::Hold,
             BookingStatus::Cancelled => Follow::Cancel,
+            BookingStatus::Expired => Follow::Expire,
             BookingStatus::Rejected | BookingStatus::Pending => {
                 Follow::Reject(reason_of(row.reason.as_deref()))
             }
@@ -124,6 +131,7 @@ mod tests {
             booking_id: BOOKING.into(),
             user_id: "u1".into(),
             seats: vec!["A1".into(), "A2".into()],
+            hold: None,
         }
     }
 
@@ -148,6 +156,8 @@ mod tests {
             status,
             seats: claim.seats,
             reason: reason.map(str::to_owned),
+            claimed_ms: None,
+            expires_ms: None,
         }
     }
 

@@ -131,6 +131,16 @@ pub struct Claim {
     pub booking_id: String,
     pub user_id: String,
     pub seats: Vec<String>,
+    /// On an event with holds: the claim's time and the end of its hold (ms since
+    /// the epoch), and the claim is persisted `held`. `None`: persisted `confirmed`.
+    pub hold: Option<Hold>,
+}
+
+/// The hold a claim on an event with holds carries (outbox fields `t` and `x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub claimed_ms: u64,
+    pub expires_ms: u64,
 }
 
 /// How a claim was settled.
@@ -138,6 +148,8 @@ pub struct Claim {
 pub enum Settled {
     /// Persisted now and confirmed in Redis.
     Confirmed,
+    /// Persisted now as held for its checkout (an event with holds) and held in Redis.
+    Held,
     /// Rejected now, for this reason; Redis took MySQL's state for its seats.
     Rejected(RejectReason),
     /// Settled before (a redelivery, a cancellation, a rejection MySQL recorded, or a
@@ -172,6 +184,8 @@ impl SettleError {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StepReport {
     pub confirmed: usize,
+    /// Persisted as held for their checkout (events with holds).
+    pub held: usize,
     pub rejected: usize,
     pub already_settled: usize,
     /// Entries that failed transiently and stay pending for the next step.
@@ -182,7 +196,7 @@ pub struct StepReport {
 
 impl StepReport {
     pub fn settled(&self) -> usize {
-        self.confirmed + self.rejected + self.already_settled + self.dead
+        self.confirmed + self.held + self.rejected + self.already_settled + self.dead
     }
 }
 

@@ -168,6 +168,7 @@ impl Reconciler {
                     booking_id: booking.booking_id,
                     user_id: booking.user_id,
                     seats: booking.seats,
+                    hold: None,
                 };
                 if let Err(err) = self
                     .reject_claim(&claim, RejectReason::MalformedClaim)
@@ -230,11 +231,26 @@ fn decode(reply: Option<StreamReadReply>, state: &OutboxState) -> Vec<Entry> {
                 if seats.is_empty() {
                     return Err("field s is empty".to_owned());
                 }
+                // `x` only on events with holds; `t` on every claim.
+                let hold = match field("x") {
+                    Ok(x) => {
+                        let millis = |name: &str, text: String| {
+                            text.parse::<u64>()
+                                .map_err(|_| format!("field {name} is not milliseconds"))
+                        };
+                        Some(super::Hold {
+                            claimed_ms: millis("t", field("t")?)?,
+                            expires_ms: millis("x", x)?,
+                        })
+                    }
+                    Err(_) => None,
+                };
                 Ok(Claim {
                     event_id: event_id.clone(),
                     booking_id: field("b")?,
                     user_id: field("u")?,
                     seats,
+                    hold,
                 })
             })();
             let booking_hint = field("b").ok().and_then(|b| BookingId::parse(b).ok());

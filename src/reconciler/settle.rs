@@ -186,6 +186,7 @@ impl Reconciler {
         let mut after = Vec::with_capacity(claims.len());
         let mut rows = Vec::new();
         let mut to_book: Vec<&Claim> = Vec::new();
+        let mut to_hold: Vec<&Claim> = Vec::new();
         // (index of the claim, claim, reason) of every rejection to tell Redis.
         let mut rejects: Vec<(usize, &Claim, RejectReason)> = Vec::new();
         for (i, (claim, redis_status)) in claims.iter().zip(in_redis).enumerate() {
@@ -206,7 +207,16 @@ impl Reconciler {
                 Decision::FollowMysql(follow) => {
                     match follow {
                         Follow::Confirm => after.push(After::Confirm),
+                        Follow::Hold => {
+                            let row = &known[claim.booking_id.as_str()];
+                            after.push(match row.expires_ms {
+                                Some(at) => After::Hold(at),
+                                // Not a row anything writes (a hold has its deadline).
+                                None => After::Nothing,
+                            })
+                        }
                         Follow::Cancel => after.push(After::Cancel),
+                        Follow::Expire => after.push(After::Expire),
                         Follow::Reject(reason) => {
                             rejects.push((i, claim, reason));
                             after.push(After::Nothing);
@@ -227,36 +237,38 @@ impl Reconciler {
                     after.push(After::Nothing);
                 }
                 Decision::Persist => {
-                    // Later claims of the batch see these seats booked.
+                    // Held on an event with holds, else booked; later claims of the
+                    // batch see these seats taken.
+                    let (status, seat_status) = match claim.hold {
+                        Some(_) => (BookingStatus::Held, "held"),
+                        None => (BookingStatus::Confirmed, "booked"),
+                    };
                     for seat in &claim.seats {
                         if let Some(l) = seats.get_mut(&key(seat)) {
-                            l.status = "booked".into();
+                            l.status = seat_status.into();
                             l.booking_id = Some(claim.booking_id.clone());
                         }
                     }
-                    rows.push(row(claim, BookingStatus::Confirmed, None));
-                    to_book.push(claim);
-                    outcomes.push(Some(Settled::Confirmed));
-                    after.push(After::Confirm);
+                    rows.push(row(claim, status, None));
+                    match claim.hold {
+                        Some(hold) => {
+                            to_hold.push(claim);
+                            outcomes.push(Some(Settled::Held));
+                            after.push(After::Hold(hold.expires_ms));
+                        }
+                        None => {
+                            to_book.push(claim);
+                            outcomes.push(Some(Settled::Confirmed));
+                            after.push(After::Confirm);
+                        }
+                    }
                 }
             }
         }
 
         db::bookings::insert_bookings(&mut tx, &rows).await?;
-        db::bookings::book_seats_of(
-            &mut tx,
-            &to_book
-                .iter()
-                .map(|c| {
-                    (
-                        c.event_id.as_str(),
-                        c.booking_id.as_str(),
-                        c.seats.as_slice(),
-                    )
-                })
-                .collect::<Vec<_>>(),
-        )
-        .await?;
+        db::bookings::book_seats_of(&mut tx, &seats_of(&to_book), "booked").await?;
+        db::bookings::book_seats_of(&mut tx, &seats_of(&to_hold), "held").await?;
         // Rejections go to Redis while the locks are held (see `settle`).
         for &(i, claim, reason) in &rejects {
             let locked: Vec<db::bookings::LockedSeat> = claim
@@ -306,7 +318,18 @@ impl Reconciler {
         decided: Option<Settled>,
     ) -> Result<Settled, SettleError> {
         let status = match after {
-            After::Confirm => self.confirm(claim).await?,
+            After::Confirm => self.confirm(claim, None).await?,
+            After::Hold(expires_ms) => self.confirm(claim, Some(expires_ms)).await?,
+            After::Expire => {
+                self.redis
+                    .expire(
+                        &claim.event_id,
+                        &claim.booking_id,
+                        &claim.user_id,
+                        &claim.seats,
+                    )
+                    .await?
+            }
             After::Cancel => {
                 self.redis
                     .cancel(
@@ -343,23 +366,28 @@ impl Reconciler {
             .await?)
     }
 
-    /// `confirm.lua`, retried: after a COMMIT the booking is confirmed for good, and
-    /// Redis must learn it. If Redis stays unreachable the error goes up, the entry
-    /// stays pending, and its redelivery confirms through step 2 of `settle`. If Redis
-    /// lost the booking's record, MySQL's truth is written back ([`Reconciler::restore`]).
-    async fn confirm(&self, claim: &Claim) -> Result<Option<BookingStatus>, SettleError> {
+    /// `confirm.lua`, retried: after a COMMIT the booking is confirmed (or, with
+    /// `hold`, held until then) for good, and Redis must learn it. If Redis stays
+    /// unreachable the error goes up, the entry stays pending, and its redelivery
+    /// confirms through step 2 of `settle`. If Redis lost the booking's record, MySQL's
+    /// truth is written back ([`Reconciler::restore`]).
+    async fn confirm(
+        &self,
+        claim: &Claim,
+        hold: Option<u64>,
+    ) -> Result<Option<BookingStatus>, SettleError> {
         let mut attempt = 0;
         loop {
-            match self
-                .redis
-                .confirm(
-                    &claim.event_id,
-                    &claim.booking_id,
-                    &claim.user_id,
-                    &claim.seats,
-                )
-                .await
-            {
+            let (event, booking, user) = (&claim.event_id, &claim.booking_id, &claim.user_id);
+            let promoted = match hold {
+                Some(at) => {
+                    self.redis
+                        .hold(event, booking, user, at, &claim.seats)
+                        .await
+                }
+                None => self.redis.confirm(event, booking, user, &claim.seats).await,
+            };
+            match promoted {
                 Ok(None) => return self.restore(claim).await,
                 Ok(status) => return Ok(status),
                 Err(err) if attempt < 3 => {
@@ -394,7 +422,9 @@ impl Reconciler {
         let locked = db::bookings::lock_seats(&mut tx, &claim.event_id, &seats).await?;
         let row = db::bookings::find_booking(&mut *tx, &claim.booking_id).await?;
         let row = match row {
-            Some(row) if row.status == BookingStatus::Confirmed => row,
+            Some(row) if matches!(row.status, BookingStatus::Confirmed | BookingStatus::Held) => {
+                row
+            }
             // Cancelled since: its own cancel.lua gave the seats back.
             Some(row) => return Ok(Some(row.status)),
             None => return Ok(None),
@@ -407,7 +437,10 @@ impl Reconciler {
             .filter(|seat| {
                 locked
                     .iter()
-                    .any(|l| &l.seat == *seat && l.state() == SeatState::Booked(row.id.clone()))
+                    .any(|l| {
+                        &l.seat == *seat
+                            && matches!(l.state(), SeatState::Booked(b) | SeatState::Held(b) if b == row.id)
+                    })
             })
             .cloned()
             .collect();
@@ -418,7 +451,13 @@ impl Reconciler {
         }
         let restored = self
             .redis
-            .restore_confirmed(&claim.event_id, &row.id, &row.user_id, &held)
+            .restore(
+                &claim.event_id,
+                &row.id,
+                &row.user_id,
+                row.expires_ms.filter(|_| row.status == BookingStatus::Held),
+                &held,
+            )
             .await?;
         tx.commit().await?;
         Ok(match restored {
@@ -428,7 +467,7 @@ impl Reconciler {
                     "Redis had lost a confirmed booking's record; restored it from MySQL"
                 );
                 telemetry::booking_restored();
-                Some(BookingStatus::Confirmed)
+                Some(row.status)
             }
             Restore::Present(status) => Some(status),
             Restore::EventMissing => None,
@@ -439,7 +478,10 @@ impl Reconciler {
 /// What a batch still has to tell Redis about a claim once MySQL has committed.
 enum After {
     Confirm,
+    /// Held until this deadline (ms since the epoch).
+    Hold(u64),
     Cancel,
+    Expire,
     Nothing,
 }
 
@@ -467,5 +509,21 @@ fn row(claim: &Claim, status: BookingStatus, reason: Option<RejectReason>) -> Bo
         status,
         seats: claim.seats.clone(),
         reason: reason.map(|r| r.as_str().to_owned()),
+        claimed_ms: claim.hold.map(|h| h.claimed_ms),
+        expires_ms: claim.hold.map(|h| h.expires_ms),
     }
+}
+
+/// `(event, booking id, seats)` of each claim, as `book_seats_of` takes them.
+fn seats_of<'c>(claims: &[&'c Claim]) -> Vec<(&'c str, &'c str, &'c [String])> {
+    claims
+        .iter()
+        .map(|c| {
+            (
+                c.event_id.as_str(),
+                c.booking_id.as_str(),
+                c.seats.as_slice(),
+            )
+        })
+        .collect()
 }

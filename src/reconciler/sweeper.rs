@@ -153,6 +153,7 @@ pub(super) fn verdict(
 fn outcome(settled: &Settled) -> &'static str {
     match settled {
         Settled::Confirmed => "confirmed",
+        Settled::Held => "held",
         Settled::Rejected(reason) => reason.as_str(),
         Settled::AlreadySettled(Some(status)) => status.as_str(),
         Settled::AlreadySettled(None) => "unchanged",
@@ -266,6 +267,7 @@ impl Reconciler {
                             booking_id: id.to_string(),
                             user_id: user,
                             seats,
+                            hold: None,
                         };
                         overdue.push((claim, held.len()));
                     }
@@ -304,6 +306,7 @@ impl Reconciler {
                 booking_id: row.id,
                 user_id: row.user_id,
                 seats: row.seats,
+                hold: None,
             };
             follow.push((claim, held.len()));
         }
@@ -401,6 +404,7 @@ fn claim_of(event: &str, booking_id: String, user_id: String, seats: Vec<String>
         booking_id,
         user_id,
         seats,
+        hold: None,
     }
 }
 

@@ -275,6 +275,7 @@ impl Reconciler {
         }
         self.acknowledge(outbox, &acks).await?;
         telemetry::bookings_settled("confirmed", report.confirmed);
+        telemetry::bookings_settled("held", report.held);
         telemetry::bookings_settled("rejected", report.rejected);
         telemetry::reconciler_trouble(report.retry, report.dead);
         Ok(report)
@@ -285,6 +286,7 @@ impl StepReport {
     fn count(&mut self, settled: &Settled) {
         match settled {
             Settled::Confirmed => self.confirmed += 1,
+            Settled::Held => self.held += 1,
             Settled::Rejected(_) => self.rejected += 1,
             Settled::AlreadySettled(_) => self.already_settled += 1,
         }
@@ -292,6 +294,7 @@ impl StepReport {
 
     pub(super) fn add(&mut self, other: StepReport) {
         self.confirmed += other.confirmed;
+        self.held += other.held;
         self.rejected += other.rejected;
         self.already_settled += other.already_settled;
         self.retry += other.retry;

@@ -32,6 +32,8 @@ fn from_csv(app: &TestApp, id: &str, csv: &Path, warm: bool) -> CreateEventArgs 
         rows: None,
         seats_per_row: None,
         per_user_limit: 2,
+        hold_seconds: 0,
+        hold_max_seconds: None,
         warm,
         store: store(app),
     }
@@ -209,6 +211,8 @@ async fn a_failure_in_mysql_mid_import_leaves_nothing() {
             name: "half",
             seats: &seats,
             per_user_limit: 4,
+            hold_seconds: 0,
+            hold_max_seconds: 0,
         },
     )
     .await;
@@ -263,6 +267,8 @@ async fn a_row_pattern_makes_row_major_seats() {
         rows: Some("A-C".to_owned()),
         seats_per_row: Some(2),
         per_user_limit: 4,
+        hold_seconds: 0,
+        hold_max_seconds: None,
         warm: true,
         store: store(&app),
     };

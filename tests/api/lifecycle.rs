@@ -126,6 +126,7 @@ async fn a_redelivered_claim_that_mysql_already_has_is_confirmed_without_a_secon
         booking_id: id.clone(),
         user_id: "alice".into(),
         seats: vec!["S0001".into()],
+        hold: None,
     };
     let r = app.reconciler();
 
@@ -348,6 +349,7 @@ async fn one_batch_settles_each_claim_on_its_own_merits() {
         booking_id: id.to_owned(),
         user_id: user.to_owned(),
         seats: seats.iter().map(|s| s.to_string()).collect(),
+        hold: None,
     };
     let a = app.claim_seats(&event, "a", &["S0001"]).await;
     let b = app.claim_seats(&event, "b", &["S0002"]).await;

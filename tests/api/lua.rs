@@ -53,7 +53,7 @@ impl Lab {
             seats.len() as i64
         );
         store
-            .warm_finish(&event, "Lab", limit, seats.len() as u64, true)
+            .warm_finish(&event, "Lab", limit, seats.len() as u64, true, 0)
             .await
             .unwrap();
         Self {
@@ -137,6 +137,7 @@ fn pending(bid: &str, seats: &[&str]) -> ClaimOutcome {
     ClaimOutcome::Pending {
         booking_id: bid.into(),
         seats: seats.iter().map(|s| s.to_string()).collect(),
+        expires_ms: None,
     }
 }
 
@@ -326,14 +327,15 @@ async fn warm_lua_never_touches_a_pending_seat_and_recounts() {
     assert_eq!(s.warm_chunk(&lab.event, &chunk).await.unwrap(), 1);
     assert_eq!(lab.state("A1").await, "pending:b1");
     assert_eq!(lab.state("A2").await, "booked:m");
-    let counts = s.warm_finish(&lab.event, "Lab", 4, 3, true).await.unwrap();
+    let counts = s.warm_finish(&lab.event, "Lab", 4, 3, true, 0).await.unwrap();
     assert_eq!(
         counts,
         SeatCounts {
             seats_total: 3,
             available: 1,
             pending: 1,
-            booked: 1
+            booked: 1,
+            held: 0,
         }
     );
     assert_eq!(lab.quantity("u2", "b2", 1).await, pending("b2", &["A3"]));
@@ -663,7 +665,7 @@ async fn confirm_lua_restores_a_confirmed_booking_whose_record_redis_lost() {
     let _: i64 = conn.hdel(k.user("u1"), "b1").await.unwrap();
     let _: i64 = conn.hset(k.seats(), "A2", "available").await.unwrap();
     let _: i64 = conn.zadd(k.avail(), "A2", 1).await.unwrap();
-    s.warm_finish(e, "Lab", 5, 5, true).await.unwrap();
+    s.warm_finish(e, "Lab", 5, 5, true, 0).await.unwrap();
     assert_eq!(lab.counts().await, (2, 2, 1));
     let mine = seats(&["A1", "A2", "A3", "A4"]);
 

@@ -438,6 +438,7 @@ impl Model {
         ClaimOutcome::Pending {
             booking_id: bid.to_owned(),
             seats: chosen.into_iter().map(seat_name).collect(),
+            expires_ms: None,
         }
     }
 
@@ -511,6 +512,7 @@ impl Model {
             available: count(|s| *s == Seat::Available),
             pending: count(|s| matches!(s, Seat::Pending(_))),
             booked: count(|s| matches!(s, Seat::Booked(_))),
+            held: 0,
         }
     }
 
@@ -529,6 +531,10 @@ impl Model {
                     user: row.user,
                     seats: row.seats.clone(),
                 },
+                // The model's events have no holds.
+                BookingStatus::Held | BookingStatus::Expired => {
+                    unreachable!("no holds in the model")
+                }
                 BookingStatus::Rejected | BookingStatus::Pending => Call::Reject {
                     reason: row.reason.unwrap_or(RejectReason::SeatsTaken),
                     truth: row.seats.iter().map(|&i| (i, self.truth(i))).collect(),
@@ -937,7 +943,7 @@ impl Harness {
         let got = self
             .lab
             .store
-            .warm_finish(&self.lab.event, "Lab", m.limit, m.n as u64, on_sale)
+            .warm_finish(&self.lab.event, "Lab", m.limit, m.n as u64, on_sale, 0)
             .await
             .map_err(fail)?;
         prop_assert_eq!(got, m.counts(), "warm_finish.lua's reply");

@@ -151,7 +151,11 @@ async fn claim(
         probe.set(ClaimResult::Replay);
     }
     match outcome {
-        ClaimOutcome::Pending { booking_id, seats } => {
+        ClaimOutcome::Pending {
+            booking_id,
+            seats,
+            expires_ms,
+        } => {
             let booking = Booking {
                 booking_id,
                 event_id: event_id.into_string(),
@@ -159,6 +163,8 @@ async fn claim(
                 seats,
                 status: BookingStatus::Pending,
                 reason: None,
+                expires_at: expires_ms.map(Timestamp),
+                attendees: None,
             };
             match (replay, wait) {
                 // A replay answers the first answer's status code, whatever its own
@@ -215,6 +221,8 @@ async fn claim(
                 seats,
                 status: BookingStatus::Confirmed,
                 reason: None,
+                expires_at: None,
+                attendees: None,
             };
             if replay.is_some() {
                 if let Some(now) = app
@@ -291,9 +299,12 @@ async fn wait_for_settlement(
         app.settled.forget(&now.booking_id);
     }
     let status = match now.status {
-        BookingStatus::Confirmed => StatusCode::CREATED,
+        // Persisted: confirmed, or held for its checkout.
+        BookingStatus::Confirmed | BookingStatus::Held => StatusCode::CREATED,
         BookingStatus::Rejected => StatusCode::CONFLICT,
-        BookingStatus::Pending | BookingStatus::Cancelled => StatusCode::ACCEPTED,
+        BookingStatus::Pending | BookingStatus::Cancelled | BookingStatus::Expired => {
+            StatusCode::ACCEPTED
+        }
     };
     let mut response = answer_with(status, &now);
     if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {

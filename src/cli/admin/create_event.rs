@@ -43,6 +43,13 @@ pub struct CreateEventArgs {
     #[arg(long, default_value_t = PER_USER_LIMIT_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub per_user_limit: u32,
+    /// Seconds a persisted claim is held for its checkout before its seats go back on
+    /// sale (0: no holds; a persisted claim is confirmed at once).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7200))]
+    pub hold_seconds: u32,
+    /// How long after the claim a hold may be extended to (default: --hold-seconds).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=7200))]
+    pub hold_max_seconds: Option<u32>,
     /// Warm the event right after creating it (it goes on sale).
     #[arg(long)]
     pub warm: bool,
@@ -122,6 +129,9 @@ pub async fn create_event(args: &CreateEventArgs, show_progress: bool) -> anyhow
     let seats = read_inventory(args)?;
     let per_user_limit = event::validate(&args.id, &args.name, &seats, Some(args.per_user_limit))
         .context("the event is not valid; nothing was written")?;
+    let (hold_seconds, hold_max_seconds) =
+        event::holds(Some(args.hold_seconds), args.hold_max_seconds)
+            .context("the event is not valid; nothing was written")?;
     let pool = mysql(&args.store).await?;
     let redis = if args.warm {
         Some(redis(&args.store).await?)
@@ -133,6 +143,8 @@ pub async fn create_event(args: &CreateEventArgs, show_progress: bool) -> anyhow
         name: &args.name,
         seats: &seats,
         per_user_limit,
+        hold_seconds,
+        hold_max_seconds,
     };
     match db_events::create_event(&pool, &new).await {
         Ok(()) => {}
