@@ -119,7 +119,14 @@ async fn warm_event(
         store.warm_chunk(event_id, &triples).await?;
     }
     let counts = store
-        .warm_finish(event_id, "bench", per_user_limit, seats.len() as u64, true, 0)
+        .warm_finish(
+            event_id,
+            "bench",
+            per_user_limit,
+            seats.len() as u64,
+            true,
+            0,
+        )
         .await?;
     anyhow::ensure!(
         counts.seats_total == seats.len() as u64,

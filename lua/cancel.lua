@@ -20,7 +20,8 @@
 -- ARGV[2]  the status MySQL recorded: "cancelled" or "expired"
 -- ARGV[3..] the booking's seats (strings)
 --
--- Reply: "cancelled" / "expired", or "rejected" (a rejected booking is never
+-- Reply: "cancelled" / "expired" (the one the booking had first, if it had one), or
+-- "rejected" (a rejected booking is never
 -- cancelled; nothing changes), or "confirmed" when asked to expire a confirmed booking
 -- (a checkout won; nothing changes), or "missing" (no record; seats freed all the
 -- same).
@@ -35,12 +36,19 @@ local bid, final = ARGV[1], ARGV[2]
 assert(bid and #ARGV >= 3, 'cancel.lua: booking id, status and seats required')
 assert(final == 'cancelled' or final == 'expired', 'cancel.lua: cancelled or expired')
 
+-- Whatever follows, the booking is no longer a hold the expirer must look at.
+redis.call('ZREM', holds_key, bid)
 local status = redis.call('HGET', booking_key, 'status')
 if status == 'rejected' then
   return 'rejected'
 end
 if final == 'expired' and status == 'confirmed' then
   return 'confirmed'
+end
+-- The first end wins: a cancelled booking is not expired afterwards, nor the reverse
+-- (MySQL decided which under the seats' locks; a repeated call only finishes the job).
+if status == 'cancelled' or status == 'expired' then
+  final = status
 end
 
 -- ordinal_of(booking_key, order_key): lua/lib/ordinals.lua, which src/claims/scripts.rs
@@ -70,7 +78,6 @@ for kind, n in pairs(freed) do
   redis.call('HINCRBY', meta_key, kind, 0 - n)
 end
 redis.call('HDEL', user_key, bid)
-redis.call('ZREM', holds_key, bid)
 if not status then
   return 'missing'
 end

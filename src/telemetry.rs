@@ -72,6 +72,10 @@ const REPLICATION_ROUND_CLAIMS: &str = "seatgate_replication_round_claims";
 const REPLICATION_WAIT: &str = "seatgate_replication_wait_seconds";
 const RESTORED: &str = "seatgate_bookings_restored_total";
 const SWEPT: &str = "seatgate_sweeper_seats_total";
+const HOLDS: &str = "seatgate_holds_total";
+const EXPIRY_LAG: &str = "seatgate_hold_expiry_lag_seconds";
+/// The `action` labels of [`HOLDS`].
+const HOLD_ACTIONS: [&str; 4] = ["checkout", "extension", "expiry", "cancel"];
 
 /// The sweeper's outcomes that are registered at 0 from the start.
 const SWEPT_OUTCOMES: [&str; 5] = [
@@ -194,6 +198,15 @@ fn describe() {
         "Confirmed bookings whose record Redis had lost, written back into Redis from MySQL"
     );
     describe_counter!(
+        HOLDS,
+        "What happened to held bookings (events with holds), by action: checkout, extension, expiry, cancel; new holds count as seatgate_bookings_settled_total{result=\"held\"}"
+    );
+    describe_histogram!(
+        EXPIRY_LAG,
+        Unit::Seconds,
+        "Time from a hold's deadline to its expiry in MySQL and Redis"
+    );
+    describe_counter!(
         SWEPT,
         "Seats the sweeper found held by a claim that could not settle, by how it settled them"
     );
@@ -202,7 +215,10 @@ fn describe() {
 /// Registers the series that appear only on trouble, so they read 0 rather than
 /// being absent until the first one (which rate() and alerts handle badly).
 fn register_zeros() {
-    for result in ["confirmed", "rejected", "cancelled"] {
+    for action in HOLD_ACTIONS {
+        metrics::counter!(HOLDS, "action" => action).increment(0);
+    }
+    for result in ["confirmed", "held", "rejected", "cancelled"] {
         metrics::counter!(SETTLED, "result" => result).increment(0);
     }
     for store in ["redis", "mysql"] {
@@ -383,6 +399,18 @@ pub(crate) fn booking_restored() {
 /// `deadline_exceeded`, `seats_taken`, ...).
 pub(crate) fn sweeper_seats(outcome: &'static str, seats: usize) {
     metrics::counter!(SWEPT, "outcome" => outcome).increment(seats as u64);
+}
+
+/// Counts one thing done to a held booking: `action` is one of [`HOLD_ACTIONS`].
+pub(crate) fn hold_action(action: &'static str) {
+    debug_assert!(HOLD_ACTIONS.contains(&action), "{action}");
+    metrics::counter!(HOLDS, "action" => action).increment(1);
+}
+
+/// Records how late a hold was expired after its deadline.
+pub(crate) fn hold_expired(lag: Duration) {
+    metrics::counter!(HOLDS, "action" => "expiry").increment(1);
+    metrics::histogram!(EXPIRY_LAG).record(lag.as_secs_f64());
 }
 
 /// Counts a failed Redis (`store = "redis"`) or MySQL (`"mysql"`) call.

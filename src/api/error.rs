@@ -37,8 +37,16 @@ pub enum ApiError {
     SeatsUnavailable(Vec<String>),
     #[error("not enough seats are left for this quantity")]
     SoldOut,
-    #[error("the booking was rejected and cannot be cancelled")]
+    #[error("the booking was rejected")]
     BookingRejected,
+    #[error("the booking was cancelled")]
+    BookingCancelled,
+    #[error("the hold has expired; its seats are back on sale")]
+    HoldExpired,
+    #[error("the booking is not held (it is {0}); only a held booking can be extended or checked out again with other details")]
+    BookingNotHeld(&'static str),
+    #[error("the claim is not persisted yet; retry after the Retry-After delay")]
+    BookingPending,
     #[error("the claim was rejected: {reason}")]
     ClaimRejected { booking_id: String, reason: String },
     #[error("the request body is larger than this endpoint accepts")]
@@ -73,6 +81,10 @@ pub enum ErrorCode {
     SeatsUnavailable,
     SoldOut,
     BookingRejected,
+    BookingCancelled,
+    HoldExpired,
+    BookingNotHeld,
+    BookingPending,
     PayloadTooLarge,
     UserLimitExceeded,
     UnknownSeats,
@@ -122,6 +134,10 @@ impl ApiError {
             SeatsUnavailable(_) => (StatusCode::CONFLICT, ErrorCode::SeatsUnavailable),
             SoldOut => (StatusCode::CONFLICT, ErrorCode::SoldOut),
             BookingRejected => (StatusCode::CONFLICT, ErrorCode::BookingRejected),
+            BookingCancelled => (StatusCode::CONFLICT, ErrorCode::BookingCancelled),
+            HoldExpired => (StatusCode::CONFLICT, ErrorCode::HoldExpired),
+            BookingNotHeld(_) => (StatusCode::CONFLICT, ErrorCode::BookingNotHeld),
+            BookingPending => (StatusCode::CONFLICT, ErrorCode::BookingPending),
             ClaimRejected { .. } => (StatusCode::CONFLICT, ErrorCode::BookingRejected),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
             UserLimitExceeded(_) => (
@@ -180,6 +196,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let retry_after = match self {
             ApiError::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            ApiError::BookingPending => Some(RETRY_AFTER_SECS),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
             _ => None,
         };
@@ -229,6 +246,11 @@ impl From<OpError> for ApiError {
             OpError::EventNotFound => ApiError::EventNotFound,
             OpError::BookingNotFound => ApiError::BookingNotFound,
             OpError::BookingRejected => ApiError::BookingRejected,
+            OpError::BookingCancelled => ApiError::BookingCancelled,
+            OpError::HoldExpired => ApiError::HoldExpired,
+            OpError::BookingNotHeld(status) => ApiError::BookingNotHeld(status.as_str()),
+            OpError::BookingPending => ApiError::BookingPending,
+            OpError::InvalidCheckout(why) => ApiError::InvalidRequest(why),
             OpError::Db(e) => e.into(),
             OpError::Redis(e) => e.into(),
         }

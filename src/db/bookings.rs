@@ -334,3 +334,82 @@ pub(crate) async fn release(
 fn millis(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
+
+/// Records a checkout's attendees, one row per seat (inside the checkout's
+/// transaction, under the booking's seat locks).
+pub(crate) async fn insert_attendees(
+    conn: &mut MySqlConnection,
+    booking_id: &str,
+    attendees: &[crate::domain::Attendee],
+) -> Result<(), sqlx::Error> {
+    if attendees.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO attendees (booking_id, seat_id, name, email) VALUES {}",
+        vec!["(?, ?, ?, ?)"; attendees.len()].join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for a in attendees {
+        q = q
+            .bind(booking_id)
+            .bind(&a.seat)
+            .bind(&a.name)
+            .bind(&a.email);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// A checked-out booking's attendees (by seat) and payment reference.
+pub(crate) async fn checkout_of(
+    conn: &mut MySqlConnection,
+    booking_id: &str,
+) -> Result<(Vec<crate::domain::Attendee>, Option<String>), sqlx::Error> {
+    use sqlx::Row;
+    let attendees = sqlx::query(
+        "SELECT seat_id, name, email FROM attendees WHERE booking_id = ? ORDER BY seat_id",
+    )
+    .bind(booking_id)
+    .try_map(|row: MySqlRow| {
+        Ok(crate::domain::Attendee {
+            seat: text(&row, "seat_id")?,
+            name: text(&row, "name")?,
+            email: text(&row, "email")?,
+        })
+    })
+    .fetch_all(&mut *conn)
+    .await?;
+    let reference: Option<Option<String>> =
+        sqlx::query("SELECT payment_reference FROM bookings WHERE id = ?")
+            .bind(booking_id)
+            .try_map(|row: MySqlRow| row.try_get::<Option<String>, _>("payment_reference"))
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok((attendees, reference.flatten()))
+}
+
+/// Held bookings whose deadline is at or before `now_ms`, earliest first, at most
+/// `limit` (the expirer's scan of MySQL, which finds holds whose entry Redis lost):
+/// `(booking id, deadline)`. Served by `bookings_by_expiry`.
+pub(crate) async fn due_holds(
+    pool: &sqlx::MySqlPool,
+    now_ms: u64,
+    limit: usize,
+) -> Result<Vec<(String, u64)>, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query(
+        "SELECT id, expires_ms FROM bookings WHERE status = 'held' AND expires_ms <= ? \
+         ORDER BY expires_ms LIMIT ?",
+    )
+    .bind(millis(now_ms))
+    .bind(limit as u64)
+    .try_map(|row: MySqlRow| {
+        Ok((
+            text(&row, "id")?,
+            row.try_get::<i64, _>("expires_ms")?.max(0) as u64,
+        ))
+    })
+    .fetch_all(pool)
+    .await
+}

@@ -111,6 +111,25 @@ pub async fn cancel(
     let newly_cancelled =
         db::retry::retry_lock_conflicts("cancel", || cancel_in_mysql(pool, event_id, &booking))
             .await?;
+    let newly_cancelled = match newly_cancelled {
+        Some(newly) => newly,
+        None => {
+            // The hold expired before: nothing to cancel. Redis follows MySQL (it may
+            // not have heard yet), and the answer says how the booking ended.
+            redis
+                .expire(
+                    event_id,
+                    &booking.booking_id,
+                    &booking.user_id,
+                    &booking.seats,
+                )
+                .await?;
+            booking.status = BookingStatus::Expired;
+            booking.reason = None;
+            return Ok(booking);
+        }
+    };
+    let was_held = booking.status == BookingStatus::Held;
 
     let freed = redis
         .cancel(
@@ -125,6 +144,9 @@ pub async fn cancel(
     }
     if newly_cancelled {
         crate::telemetry::bookings_settled("cancelled", 1);
+        if was_held {
+            crate::telemetry::hold_action("cancel");
+        }
     }
     tracing::info!(event.id = %booking.event_id, booking.id = %booking.booking_id, "booking cancelled");
     booking.status = BookingStatus::Cancelled;
@@ -132,13 +154,14 @@ pub async fn cancel(
     Ok(booking)
 }
 
-/// The MySQL part of [`cancel`], one whole transaction: true when this call cancelled
-/// the booking, false when MySQL had it cancelled already (a repeated DELETE).
+/// The MySQL part of [`cancel`], one whole transaction: `Some(true)` when this call
+/// cancelled the booking, `Some(false)` when MySQL had it cancelled already (a repeated
+/// DELETE), `None` when its hold had expired (nothing to cancel).
 async fn cancel_in_mysql(
     pool: &MySqlPool,
     event_id: &str,
     booking: &Booking,
-) -> Result<bool, OpError> {
+) -> Result<Option<bool>, OpError> {
     let booking_id = booking.booking_id.as_str();
     // Seat id order: the lock order of every writer (see `db::bookings`).
     let mut seats = booking.seats.clone();
@@ -149,7 +172,8 @@ async fn cancel_in_mysql(
     db::bookings::lock_seats(&mut tx, event_id, &seats).await?;
     let newly_cancelled = match db::bookings::find_booking(&mut *tx, booking_id).await? {
         Some(row) if row.status == BookingStatus::Rejected => return Err(OpError::BookingRejected),
-        Some(row) if row.status == BookingStatus::Confirmed => {
+        Some(row) if row.status == BookingStatus::Expired => return Ok(None),
+        Some(row) if matches!(row.status, BookingStatus::Confirmed | BookingStatus::Held) => {
             db::bookings::cancel_confirmed(&mut tx, event_id, booking_id).await?;
             // The `mysql` strategy's per-user tally (the Redis one is freed by the caller).
             db::sync_claim::release_holdings(&mut tx, event_id, &row.user_id, row.seats.len())
@@ -173,5 +197,5 @@ async fn cancel_in_mysql(
         }
     };
     tx.commit().await?;
-    Ok(newly_cancelled)
+    Ok(Some(newly_cancelled))
 }

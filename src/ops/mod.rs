@@ -1,10 +1,11 @@
 //! Operations that span Redis and MySQL: warming an event, auditing it, cancelling a
-//! booking. Each keeps the rule that MySQL is the system of record and Redis never
+//! booking, checking out, extending and expiring a hold. Each keeps the rule that MySQL is the system of record and Redis never
 //! offers a seat MySQL has booked, nor frees one a pending claim holds.
 
 pub mod audit;
 pub mod cancel;
 pub mod fence;
+pub mod hold;
 pub mod import;
 pub mod warm;
 
@@ -19,6 +20,16 @@ pub enum OpError {
     BookingNotFound,
     #[error("booking was rejected")]
     BookingRejected,
+    #[error("booking was cancelled")]
+    BookingCancelled,
+    #[error("the hold has expired")]
+    HoldExpired,
+    #[error("booking is not held: {0}")]
+    BookingNotHeld(crate::domain::BookingStatus),
+    #[error("booking is not persisted yet")]
+    BookingPending,
+    #[error("{0}")]
+    InvalidCheckout(String),
     #[error("mysql: {0}")]
     Db(#[from] sqlx::Error),
     #[error(transparent)]

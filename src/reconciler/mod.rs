@@ -51,6 +51,7 @@ use crate::domain::{BookingStatus, RejectReason};
 use crate::telemetry;
 
 mod decide;
+mod expirer;
 mod outbox;
 mod settle;
 mod sweeper;
@@ -58,6 +59,7 @@ mod worker;
 
 pub use sweeper::SweepReport;
 
+pub use expirer::ExpiryReport;
 use outbox::OutboxState;
 use worker::{Gauges, Workers};
 
@@ -264,6 +266,10 @@ impl Reconciler {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let this = Arc::new(self);
+        let expirer = tokio::spawn({
+            let this = this.clone();
+            async move { this.expire_forever().await }
+        });
         let mut workers = Workers::default();
         let mut failures: u32 = 0;
         loop {
@@ -289,6 +295,7 @@ impl Reconciler {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+        expirer.abort();
         workers.stop().await;
         tracing::info!(consumer = %this.consumer, "reconciler stopped");
     }

@@ -327,7 +327,10 @@ async fn warm_lua_never_touches_a_pending_seat_and_recounts() {
     assert_eq!(s.warm_chunk(&lab.event, &chunk).await.unwrap(), 1);
     assert_eq!(lab.state("A1").await, "pending:b1");
     assert_eq!(lab.state("A2").await, "booked:m");
-    let counts = s.warm_finish(&lab.event, "Lab", 4, 3, true, 0).await.unwrap();
+    let counts = s
+        .warm_finish(&lab.event, "Lab", 4, 3, true, 0)
+        .await
+        .unwrap();
     assert_eq!(
         counts,
         SeatCounts {

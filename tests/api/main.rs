@@ -16,6 +16,7 @@ mod faults;
 mod fencing;
 mod health;
 mod helpers;
+mod holds;
 mod idempotency;
 mod lifecycle;
 mod live;

@@ -1,4 +1,5 @@
-//! Bookings: claim (the hot path, [`claim`]), read, cancel.
+//! Bookings: claim (the hot path, [`claim`]), read, cancel; a held booking's checkout
+//! and extension ([`hold`]).
 //!
 //! The claim's body and headers are parsed in [`request`], before any store is
 //! touched; the claim handler then makes exactly one call to the claim strategy and
@@ -6,6 +7,7 @@
 //! here.
 
 mod claim;
+mod hold;
 pub mod request;
 
 use axum::extract::{FromRequestParts, State};
@@ -34,7 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         "bookings",
         OpenApiRouter::new()
             .routes(routes!(claim::create_booking))
-            .routes(routes!(get_booking, cancel_booking)),
+            .routes(routes!(get_booking, cancel_booking))
+            .merge(hold::routes()),
     )
 }
 
