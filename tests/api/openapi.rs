@@ -39,6 +39,16 @@ const ROUTES: &[(&str, &str, Security)] = &[
         "/v1/events/{id}/bookings/{booking_id}",
         Security::UserOrAdmin,
     ),
+    (
+        "post",
+        "/v1/events/{id}/bookings/{booking_id}/checkout",
+        Security::User,
+    ),
+    (
+        "post",
+        "/v1/events/{id}/bookings/{booking_id}/extend",
+        Security::User,
+    ),
     ("get", "/healthz", Security::None),
     ("get", "/readyz", Security::None),
     ("get", "/metrics", Security::None),
@@ -287,7 +297,10 @@ async fn the_claim_and_the_error_body_are_described_in_full() {
     }
     let status = resolve(&doc, &booking["properties"]["status"]);
     let statuses = strings(&status["enum"]);
-    assert_eq!(statuses, ["pending", "confirmed", "rejected", "cancelled"]);
+    assert_eq!(
+        statuses,
+        ["pending", "held", "confirmed", "rejected", "cancelled", "expired"]
+    );
 
     // The error body: `error` (its codes) and `message`, plus `seats` and `limit`.
     let error = json_schema(&doc, &claim["responses"]["409"]);
