@@ -139,10 +139,20 @@ pub async fn checkout(
             tracing::info!(event.id = %event, booking.id = %bid, "checked out");
             // MySQL has it confirmed: that is the answer. Should Redis miss it now, the
             // expirer finds the booking in the holds zset at its deadline and confirms
-            // it there from MySQL.
-            if let Err(err) = redis.confirm(event, bid, user, &booking.seats).await {
-                tracing::warn!(event.id = %event, booking.id = %bid, error = %err,
-                    "checkout committed; Redis not told yet (the expirer will)");
+            // it there from MySQL. Should Redis have lost the booking's record (and
+            // with it the holds entry), MySQL's truth is written back here.
+            match redis.confirm(event, bid, user, &booking.seats).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    if let Err(err) = restore_checked_out(redis, pool, &booking).await {
+                        tracing::warn!(event.id = %event, booking.id = %bid, error = %err,
+                            "checkout committed; cannot restore Redis's lost record yet");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(event.id = %event, booking.id = %bid, error = %err,
+                        "checkout committed; Redis not told yet (the expirer will)");
+                }
             }
         }
         Verdict::Again => {}
@@ -349,6 +359,27 @@ pub async fn expire_due(
             Expiry::Followed(row.status)
         }
     })
+}
+
+/// Writes a checked-out booking whose record Redis lost (a restart from older data, a
+/// failover) back into Redis from MySQL: under the seats' locks, as the reconciler's
+/// restore does, so a cancellation committed meanwhile is never undone in Redis.
+async fn restore_checked_out(
+    redis: &RedisStore,
+    pool: &MySqlPool,
+    booking: &Booking,
+) -> Result<(), OpError> {
+    let mut tx = pool.begin().await?;
+    let row = locked_row(&mut tx, booking).await?;
+    if row.status == BookingStatus::Confirmed {
+        redis
+            .restore_confirmed(&row.event_id, &row.id, &row.user_id, &row.seats)
+            .await?;
+        tracing::warn!(event.id = %row.event_id, booking.id = %row.id,
+            "Redis had lost a checked-out booking's record; restored it from MySQL");
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Locks `booking`'s seats (sorted: the lock order) and reads its row under them.

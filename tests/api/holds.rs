@@ -626,3 +626,95 @@ async fn bad_checkouts_and_extensions_are_400_invalid_request() {
         expect_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
 }
+
+#[tokio::test]
+async fn holds_survive_redis_losing_their_records_and_deadlines() {
+    let app = spawn_app().await;
+    let event = hold_event(&app, 4, 4, 1, Some(600)).await;
+    let keys = app.redis.keys(&event);
+    let lost = app.claim_seats(&event, "alice", &["S0001"]).await;
+    let kept = app.claim_seats(&event, "bob", &["S0002"]).await;
+    wait_for(&app, &event, &lost, "alice", "held").await;
+    wait_for(&app, &event, &kept, "bob", "held").await;
+    // Bob keeps his hold long enough to check out below.
+    expect_json(
+        extend(&app, &event, &kept, "bob", json!(600)).await,
+        StatusCode::OK,
+    )
+    .await;
+    // Redis loses both records and the deadlines (an eviction, a restart from an
+    // older snapshot): MySQL still has both holds.
+    let mut conn = app.redis.connection();
+    let _: () = redis::cmd("DEL")
+        .arg(keys.booking(&lost))
+        .arg(keys.booking(&kept))
+        .arg(keys.holds())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Alice's hold still expires (found in MySQL), her seat is free in both stores.
+    wait_for(&app, &event, &lost, "alice", "expired").await;
+    assert_eq!(app.mysql_seat(&event, "S0001").await, free_row());
+    eventually(
+        "S0001 is available in Redis",
+        Duration::from_secs(10),
+        || async { (app.seat_status(&event, "S0001").await == "available").then_some(()) },
+    )
+    .await;
+    // Bob's checkout confirms in MySQL and writes Redis's lost record back.
+    let r = checkout(
+        &app,
+        &event,
+        &kept,
+        "bob",
+        &attendees_for(&json!(["S0002"])),
+    )
+    .await;
+    expect_json(r, StatusCode::OK).await;
+    assert_eq!(app.seat_status(&event, "S0002").await, "booked");
+    let mut conn = app.redis.connection();
+    let status: Option<String> = redis::cmd("HGET")
+        .arg(keys.booking(&kept))
+        .arg("status")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("confirmed"));
+    assert_consistent(&app, &event).await;
+}
+
+#[tokio::test]
+async fn metrics_count_holds_checkouts_extensions_expiries_and_the_expiry_lag() {
+    let app = spawn_app().await;
+    let event = hold_event(&app, 4, 4, 1, Some(60)).await;
+    let (paid, seats) = app.claim_best(&event, "alice", 1).await;
+    let left = app.claim_seats(&event, "bob", &["S0004"]).await;
+    wait_for(&app, &event, &paid, "alice", "held").await;
+    wait_for(&app, &event, &left, "bob", "held").await;
+    expect_json(
+        extend(&app, &event, &paid, "alice", json!(30)).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_json(
+        checkout(&app, &event, &paid, "alice", &attendees_for(&seats)).await,
+        StatusCode::OK,
+    )
+    .await;
+    wait_for(&app, &event, &left, "bob", "expired").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing"))
+    };
+    // Other tests in this process count too: at least this test's own.
+    assert!(value("seatgate_bookings_settled_total{result=\"held\"}") >= 2.0);
+    for action in ["checkout", "extension", "expiry"] {
+        let series = format!("seatgate_holds_total{{action=\"{action}\"}}");
+        assert!(value(&series) >= 1.0, "{series}");
+    }
+    assert!(value("seatgate_hold_expiry_lag_seconds_count") >= 1.0);
+    // No personal data in the metrics.
+    assert!(!text.contains("example.org"));
+}

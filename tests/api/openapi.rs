@@ -299,7 +299,14 @@ async fn the_claim_and_the_error_body_are_described_in_full() {
     let statuses = strings(&status["enum"]);
     assert_eq!(
         statuses,
-        ["pending", "held", "confirmed", "rejected", "cancelled", "expired"]
+        [
+            "pending",
+            "held",
+            "confirmed",
+            "rejected",
+            "cancelled",
+            "expired"
+        ]
     );
 
     // The error body: `error` (its codes) and `message`, plus `seats` and `limit`.
