@@ -1,4 +1,4 @@
-//! Bookings: claim (the hot path, [`claim`]), read, cancel.
+//! Bookings: claim (the hot path, [`claim`]), list ([`list`]), read, cancel.
 //!
 //! The claim's body and headers are parsed in [`request`], before any store is
 //! touched; the claim handler then makes exactly one call to the claim strategy and
@@ -6,6 +6,7 @@
 //! here.
 
 mod claim;
+mod list;
 pub mod request;
 
 use axum::extract::{FromRequestParts, State};
@@ -33,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tagged(
         "bookings",
         OpenApiRouter::new()
-            .routes(routes!(claim::create_booking))
+            .routes(routes!(claim::create_booking, list::list_bookings))
             .routes(routes!(get_booking, cancel_booking)),
     )
 }
