@@ -70,7 +70,10 @@ pub(crate) async fn event_bookings(
     if let Some(before) = query.before {
         q = q.bind(before);
     }
-    q.bind(query.limit).try_map(booking_row).fetch_all(pool).await
+    q.bind(query.limit)
+        .try_map(booking_row)
+        .fetch_all(pool)
+        .await
 }
 
 /// The booking rows of these ids that MySQL has, by id, whatever their event: the

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str, Security)] = &[
     ("get", "/v1/events/{id}", Security::None),
     ("get", "/v1/events/{id}/seats", Security::None),
     ("post", "/v1/events/{id}/bookings", Security::User),
+    ("get", "/v1/events/{id}/bookings", Security::UserOrAdmin),
     (
         "get",
         "/v1/events/{id}/bookings/{booking_id}",
@@ -287,7 +288,17 @@ async fn the_claim_and_the_error_body_are_described_in_full() {
     }
     let status = resolve(&doc, &booking["properties"]["status"]);
     let statuses = strings(&status["enum"]);
-    assert_eq!(statuses, ["pending", "confirmed", "rejected", "cancelled"]);
+    assert_eq!(
+        statuses,
+        [
+            "pending",
+            "held",
+            "confirmed",
+            "rejected",
+            "cancelled",
+            "expired"
+        ]
+    );
 
     // The error body: `error` (its codes) and `message`, plus `seats` and `limit`.
     let error = json_schema(&doc, &claim["responses"]["409"]);

@@ -201,8 +201,7 @@ async fn users_bookings(
 ) -> Result<Vec<Booking>, ApiError> {
     let ids = app.redis.user_booking_ids(event_id, user).await?;
     let records =
-        futures::future::try_join_all(ids.iter().map(|id| app.redis.booking(event_id, id)))
-            .await?;
+        futures::future::try_join_all(ids.iter().map(|id| app.redis.booking(event_id, id))).await?;
 
     let query = page.query(Some(user.as_str()));
     let rows = listing::event_bookings(&app.db, event_id, &query).await?;
@@ -315,7 +314,11 @@ mod tests {
     #[test]
     fn a_page_with_a_row_more_than_its_limit_names_its_last_as_the_cursor() {
         let list = BookingList::of(vec![booking("c"), booking("b"), booking("a")], 2);
-        let ids: Vec<_> = list.bookings.iter().map(|b| b.booking_id.as_str()).collect();
+        let ids: Vec<_> = list
+            .bookings
+            .iter()
+            .map(|b| b.booking_id.as_str())
+            .collect();
         assert_eq!(ids, ["c", "b"]);
         assert_eq!(list.next_cursor.as_deref(), Some("b"));
 
