@@ -1075,6 +1075,20 @@ impl RedisStore {
         }
         Ok((next, owners))
     }
+
+    /// The ids of `user_id`'s live bookings in the event (pending, held or confirmed):
+    /// the fields of the user's tally, in no particular order. The user's listing of
+    /// their bookings reads it for the claims MySQL does not have yet, which only Redis
+    /// knows; the per-user limit bounds how many there can be.
+    pub async fn user_booking_ids(
+        &self,
+        event_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(conn.hkeys(self.keys(event_id).user(user_id)))
+            .await
+    }
 }
 
 /// What `confirm.lua` makes of a booking.

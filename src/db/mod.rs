@@ -5,6 +5,7 @@
 pub mod bookings;
 pub mod deployment;
 pub mod events;
+pub mod listing;
 pub mod retry;
 pub mod sync_claim;
 

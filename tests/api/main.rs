@@ -24,6 +24,7 @@ mod lock_order;
 mod lua;
 mod lua_model;
 mod metrics;
+mod my_bookings;
 mod namespace;
 mod openapi;
 mod outbox;

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str, Security)] = &[
     ("get", "/v1/events/{id}", Security::None),
     ("get", "/v1/events/{id}/seats", Security::None),
     ("post", "/v1/events/{id}/bookings", Security::User),
+    ("get", "/v1/events/{id}/bookings", Security::UserOrAdmin),
     (
         "get",
         "/v1/events/{id}/bookings/{booking_id}",

@@ -1,5 +1,5 @@
-//! Bookings: claim (the hot path, [`claim`]), read, cancel; a held booking's checkout
-//! and extension ([`hold`]).
+//! Bookings: claim (the hot path, [`claim`]), list ([`list`]), read, cancel; a held
+//! booking's checkout and extension ([`hold`]).
 //!
 //! The claim's body and headers are parsed in [`request`], before any store is
 //! touched; the claim handler then makes exactly one call to the claim strategy and
@@ -8,6 +8,7 @@
 
 mod claim;
 mod hold;
+mod list;
 pub mod request;
 
 use axum::extract::{FromRequestParts, State};
@@ -35,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tagged(
         "bookings",
         OpenApiRouter::new()
-            .routes(routes!(claim::create_booking))
+            .routes(routes!(claim::create_booking, list::list_bookings))
             .routes(routes!(get_booking, cancel_booking))
             .merge(hold::routes()),
     )
