@@ -6,6 +6,8 @@
 //! - `uncontended`: each iteration claims a different free seat of a 100k-seat event,
 //!   each by a different user (the per-user limit never trips). When the seats run out
 //!   a fresh event is warmed outside the timed section.
+//! - `uncontended_held`: the same on an event with holds (`hold_seconds` 900): the
+//!   claim also stamps its deadline on the booking record and the outbox entry.
 //! - `hot_seat`: every iteration claims the same taken seat (the 409 path: what almost
 //!   every request of a drop gets).
 //! - `quantity`: best-available claims of 2 seats on a 100k-seat event.
@@ -102,6 +104,7 @@ async fn warm_event(
     seats: &[String],
     taken: &[&str],
     per_user_limit: u32,
+    hold_seconds: u32,
 ) -> anyhow::Result<()> {
     for (n, chunk) in seats.chunks(WARM_CHUNK).enumerate() {
         let triples: Vec<(String, i64, SeatState)> = chunk
@@ -125,7 +128,7 @@ async fn warm_event(
             per_user_limit,
             seats.len() as u64,
             true,
-            0,
+            hold_seconds,
         )
         .await?;
     anyhow::ensure!(
@@ -145,6 +148,8 @@ struct Feed {
     /// Seats each claim takes.
     per_claim: usize,
     label: &'static str,
+    /// The events' hold (0: none).
+    hold_seconds: u32,
     generation: u32,
     event: String,
     /// Seats taken so far from the current event.
@@ -154,7 +159,12 @@ struct Feed {
 }
 
 impl Feed {
-    async fn new(store: RedisStore, label: &'static str, per_claim: usize) -> anyhow::Result<Self> {
+    async fn new(
+        store: RedisStore,
+        label: &'static str,
+        per_claim: usize,
+        hold_seconds: u32,
+    ) -> anyhow::Result<Self> {
         let seats: Vec<String> = (0..LARGE_EVENT_SEATS).map(|i| format!("S{i:06}")).collect();
         let ids = seats.iter().map(|s| seat_id(s)).collect();
         let mut feed = Self {
@@ -163,6 +173,7 @@ impl Feed {
             ids,
             per_claim,
             label,
+            hold_seconds,
             generation: 0,
             event: String::new(),
             used: 0,
@@ -190,6 +201,7 @@ impl Feed {
             &self.seats,
             &[],
             self.per_claim as u32,
+            self.hold_seconds,
         )
         .await?;
         self.used = 0;
@@ -274,6 +286,7 @@ struct Fixtures {
     hot_event: String,
     hot_seat: Vec<SeatId>,
     uncontended: Mutex<Feed>,
+    uncontended_held: Mutex<Feed>,
     quantity: Mutex<Feed>,
 }
 
@@ -282,19 +295,21 @@ impl Fixtures {
         let hot_event = "hot".to_owned();
         let mut seats = vec![HOT_SEAT.to_owned()];
         seats.extend((1..100).map(|i| format!("H{i:03}")));
-        warm_event(&store, &hot_event, &seats, &[], 4).await?;
+        warm_event(&store, &hot_event, &seats, &[], 4, 0).await?;
         let hot_seat = vec![seat_id(HOT_SEAT)];
         // The first claim wins the seat; every claim after it gets the 409.
         expect_pending(&claim_seat(&store, &hot_event, "holder", &hot_seat).await);
         expect_taken(&claim_seat(&store, &hot_event, "late", &hot_seat).await);
 
-        let uncontended = Feed::new(store.clone(), "free", 1).await?;
-        let quantity = Feed::new(store.clone(), "qty", 2).await?;
+        let uncontended = Feed::new(store.clone(), "free", 1, 0).await?;
+        let held = Feed::new(store.clone(), "held", 1, 900).await?;
+        let quantity = Feed::new(store.clone(), "qty", 2, 0).await?;
         Ok(Self {
             store,
             hot_event,
             hot_seat,
             uncontended: Mutex::new(uncontended),
+            uncontended_held: Mutex::new(held),
             quantity: Mutex::new(quantity),
         })
     }
@@ -309,29 +324,34 @@ fn sequential(c: &mut Criterion, rt: &Runtime, fx: &Fixtures) {
             .iter(|| async move { store.ping().await.expect("PING") });
     });
 
-    group.bench_function("uncontended", |b| {
-        b.to_async(rt).iter_custom(|iters| async move {
-            let mut feed = fx.uncontended.lock().await;
-            let mut left = iters as usize;
-            let mut elapsed = Duration::ZERO;
-            while left > 0 {
-                let n = feed.ready(left).await;
-                // Seat names and users are made outside the timed section.
-                let batch: Vec<(String, usize)> =
-                    (0..n).map(|i| (feed.user(), feed.used + i)).collect();
-                let start = Instant::now();
-                for (user, seat) in &batch {
-                    let seat = std::slice::from_ref(&feed.ids[*seat]);
-                    let outcome = claim_seat(store, &feed.event, user, seat).await;
-                    expect_pending(black_box(&outcome));
+    for (name, feed) in [
+        ("uncontended", &fx.uncontended),
+        ("uncontended_held", &fx.uncontended_held),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter_custom(|iters| async move {
+                let mut feed = feed.lock().await;
+                let mut left = iters as usize;
+                let mut elapsed = Duration::ZERO;
+                while left > 0 {
+                    let n = feed.ready(left).await;
+                    // Seat names and users are made outside the timed section.
+                    let batch: Vec<(String, usize)> =
+                        (0..n).map(|i| (feed.user(), feed.used + i)).collect();
+                    let start = Instant::now();
+                    for (user, seat) in &batch {
+                        let seat = std::slice::from_ref(&feed.ids[*seat]);
+                        let outcome = claim_seat(store, &feed.event, user, seat).await;
+                        expect_pending(black_box(&outcome));
+                    }
+                    elapsed += start.elapsed();
+                    feed.used += n;
+                    left -= n;
                 }
-                elapsed += start.elapsed();
-                feed.used += n;
-                left -= n;
-            }
-            elapsed
+                elapsed
+            });
         });
-    });
+    }
 
     group.bench_function("hot_seat", |b| {
         b.to_async(rt).iter(|| async move {

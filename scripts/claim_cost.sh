@@ -32,15 +32,18 @@ for e in entries:
     if not args or args[0].upper() != 'EVALSHA':
         continue
     numkeys = int(args[2])
-    argv = args[3 + numkeys:]
-    if numkeys not in (6, 7) or len(argv) < 7 or argv[5] not in ('seats', 'quantity'):
+    keys, argv = args[3:3 + numkeys], args[3 + numkeys:]
+    # claim.lua: 8 keys (9 with an idempotency record); ARGV[6] the mode, ARGV[11..]
+    # the seats (see its header).
+    if numkeys not in (8, 9) or len(argv) < 10 or argv[5] not in ('seats', 'quantity'):
         continue  # not a claim (warm, confirm, ...)
+    held = ' held' if '{e:held-' in keys[0] else ''
     if argv[5] == 'quantity':
         kind = f'quantity {argv[6]}'
-    elif argv[7:] == ['HOT']:
+    elif argv[10:] == ['HOT']:
         kind = 'hot seat (409)'
     else:
-        kind = f'seats x{len(argv) - 7} (202)'
+        kind = f'seats x{len(argv) - 10}{held} (202)'
     kinds.setdefault(kind, []).append(micros)
 print(f'{sys.argv[2]}: Redis time per claim.lua call (slow log, µs)')
 for kind, xs in sorted(kinds.items()):
