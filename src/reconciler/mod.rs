@@ -259,10 +259,11 @@ impl Reconciler {
     }
 
     /// Runs a worker per registered event (see `worker`) until `shutdown` resolves,
-    /// starting and stopping workers as the registry changes, and a sweep (see
-    /// `sweeper`) every `sweep_every`. On shutdown each worker finishes the step it is
-    /// in, so no claim is left half settled (and none would be lost if it were: it
-    /// stays pending in the stream).
+    /// starting and stopping workers as the registry changes, a sweep (see
+    /// `sweeper`) every `sweep_every`, and the expirer of holds (see `expirer`) beside
+    /// them. On shutdown each worker finishes the step it is in, so no claim is left
+    /// half settled (and none would be lost if it were: it stays pending in the
+    /// stream); the expirer is stopped where it is (see `expire_forever`).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let this = Arc::new(self);
