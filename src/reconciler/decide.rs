@@ -214,6 +214,35 @@ mod tests {
     }
 
     #[test]
+    fn a_redelivered_held_claim_is_held_again_and_an_expired_one_freed() {
+        let held = known(BookingStatus::Held, None);
+        let a1 = seat("A1", "held", Some(BOOKING));
+        let a2 = seat("A2", "held", Some(BOOKING));
+        for redis_status in [None, Some(BookingStatus::Pending)] {
+            assert_eq!(
+                decide_on(Some(&held), redis_status, &[Some(&a1), Some(&a2)], None),
+                Decision::FollowMysql(Follow::Hold)
+            );
+        }
+        let expired = known(BookingStatus::Expired, None);
+        let [f1, f2] = free();
+        assert_eq!(
+            decide_on(Some(&expired), None, &[Some(&f1), Some(&f2)], None),
+            Decision::FollowMysql(Follow::Expire)
+        );
+    }
+
+    #[test]
+    fn a_seat_another_booking_holds_for_its_checkout_is_taken() {
+        let a1 = seat("A1", "held", Some(OTHER));
+        let a2 = seat("A2", "available", None);
+        assert_eq!(
+            decide_pending(&[Some(&a1), Some(&a2)], None),
+            reject(RejectReason::SeatsTaken, true)
+        );
+    }
+
+    #[test]
     fn a_cancellation_tombstone_cancels_the_claim_in_redis() {
         let row = known(BookingStatus::Cancelled, None);
         let [a1, a2] = free();

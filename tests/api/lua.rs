@@ -725,3 +725,108 @@ async fn confirm_lua_restores_a_confirmed_booking_whose_record_redis_lost() {
         assert!(!lab.exists(key.clone()).await, "{key} was written");
     }
 }
+
+/// The scripts of a hold's life: `confirm.lua` holds a pending booking and later
+/// confirms it, never the other way round; `cancel.lua` expires a hold but leaves a
+/// confirmed booking alone, and the first end a booking had stays its end;
+/// `extend.lua` moves a held booking's deadline only.
+#[tokio::test]
+async fn a_hold_only_moves_forward_and_ends_once() {
+    let lab = Lab::new(REDIS_URL, &["A1", "A2", "A3"], &[], 4).await;
+    let s = &lab.store;
+    let e = &lab.event;
+    let seats = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let holds = s.keys(e).holds();
+    let deadline = |bid: &str| {
+        let holds = holds.clone();
+        let bid = bid.to_owned();
+        async move {
+            let mut conn = s.connection();
+            let at: Option<f64> = conn.zscore(holds, bid).await.unwrap();
+            at.map(|at| at as u64)
+        }
+    };
+    lab.claim("u1", "b1", &["A1"], None).await;
+    lab.claim("u2", "b2", &["A2"], None).await;
+    lab.claim("u3", "b3", &["A3"], None).await;
+
+    // Held: seats held:<bid>, counted held, in the holds zset at its deadline.
+    for (bid, user, seat) in [("b1", "u1", "A1"), ("b2", "u2", "A2"), ("b3", "u3", "A3")] {
+        assert_eq!(
+            s.hold(e, bid, user, 5_000, &seats(&[seat])).await.unwrap(),
+            Some(BookingStatus::Held)
+        );
+    }
+    assert_eq!(lab.state("A1").await, "held:b1");
+    let summary = s.event_summary(e).await.unwrap().unwrap();
+    assert_eq!((summary.pending, summary.held), (0, 3));
+    assert_eq!(deadline("b1").await, Some(5_000));
+    assert_eq!(
+        s.extend(e, "b1", 9_000).await.unwrap(),
+        Some(BookingStatus::Held)
+    );
+    assert_eq!(deadline("b1").await, Some(9_000));
+
+    // Confirmed: booked, out of the zset; holding it again changes nothing.
+    assert_eq!(
+        s.confirm(e, "b1", "u1", &seats(&["A1"])).await.unwrap(),
+        Some(BookingStatus::Confirmed)
+    );
+    assert_eq!(
+        s.hold(e, "b1", "u1", 5_000, &seats(&["A1"])).await.unwrap(),
+        Some(BookingStatus::Confirmed)
+    );
+    assert_eq!(lab.state("A1").await, "booked:b1");
+    assert_eq!(deadline("b1").await, None);
+    // An expiry of a confirmed booking changes nothing either.
+    assert_eq!(
+        s.expire(e, "b1", "u1", &seats(&["A1"])).await.unwrap(),
+        Some(BookingStatus::Confirmed)
+    );
+    assert_eq!(lab.state("A1").await, "booked:b1");
+    assert_eq!(
+        s.extend(e, "b1", 20_000).await.unwrap(),
+        Some(BookingStatus::Confirmed)
+    );
+    assert_eq!(deadline("b1").await, None);
+
+    // Expired: the seat is available again, the tally and the zset forget it; a late
+    // cancel keeps it expired, a late confirm cannot resurrect it.
+    assert_eq!(
+        s.expire(e, "b2", "u2", &seats(&["A2"])).await.unwrap(),
+        Some(BookingStatus::Expired)
+    );
+    assert_eq!(lab.state("A2").await, "available");
+    assert_eq!(deadline("b2").await, None);
+    assert_eq!(
+        s.cancel(e, "b2", "u2", &seats(&["A2"])).await.unwrap(),
+        Some(BookingStatus::Expired)
+    );
+    assert_eq!(
+        s.confirm(e, "b2", "u2", &seats(&["A2"])).await.unwrap(),
+        Some(BookingStatus::Expired)
+    );
+    assert_eq!(lab.state("A2").await, "available");
+    // Cancelled first: a late expiry keeps it cancelled.
+    assert_eq!(
+        s.cancel(e, "b3", "u3", &seats(&["A3"])).await.unwrap(),
+        Some(BookingStatus::Cancelled)
+    );
+    assert_eq!(
+        s.expire(e, "b3", "u3", &seats(&["A3"])).await.unwrap(),
+        Some(BookingStatus::Cancelled)
+    );
+    let summary = s.event_summary(e).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            summary.available,
+            summary.pending,
+            summary.held,
+            summary.booked
+        ),
+        (2, 0, 0, 1)
+    );
+    // The claim path may take the freed seats again, at their place.
+    lab.claim("u4", "b4", &["A2"], None).await;
+    assert_eq!(lab.state("A2").await, "pending:b4");
+}
