@@ -84,8 +84,8 @@ th{font-size:13px;color:var(--muted);font-weight:600}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}th.n{text-align:right}\
 .id{font-family:ui-monospace,monospace;font-size:13px;color:var(--muted)}\
 .dot{display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:4px}\
-.available{background:var(--available)}.pending{background:var(--pending)}\
-.held{background:var(--held)}.booked{background:var(--booked)}\
+.dot.available{background:var(--available)}.dot.pending{background:var(--pending)}\
+.dot.held{background:var(--held)}.dot.booked{background:var(--booked)}\
 .empty{padding:16px;background:#fff;border:1px solid #e3e5e8;border-radius:6px}\
 footer{margin-top:20px;font-size:14px}";
 
