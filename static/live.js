@@ -1,16 +1,16 @@
 // The live seat map: one EventSource on /v1/events/{id}/stream; a `snapshot` builds
 // the grid, each `delta` recolours the seats that changed and updates the counters.
-// The grid's own counts are kept on <body data-available/pending/booked> so that a
+// The grid's own counts are kept on <body data-available/pending/held/booked> so that a
 // test (or a curious operator) can compare them with the server's counters.
 "use strict";
 (() => {
-  const STATUS = { a: "available", p: "pending", b: "booked" };
+  const STATUS = { a: "available", p: "pending", h: "held", b: "booked" };
   const eventId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
   const $ = (id) => document.getElementById(id);
   const map = $("map");
   let cells = [];
   let status = [];
-  const counts = { available: 0, pending: 0, booked: 0 };
+  const counts = { available: 0, pending: 0, held: 0, booked: 0 };
 
   function setConnection(state, text) {
     const el = $("connection");
@@ -53,7 +53,7 @@
     const seats = snapshot.seats;
     cells = new Array(seats.length);
     status = Array.from(snapshot.status);
-    counts.available = counts.pending = counts.booked = 0;
+    counts.available = counts.pending = counts.held = counts.booked = 0;
     const make = (i) => {
       const el = document.createElement("i");
       el.className = "seat " + STATUS[status[i]];
@@ -106,7 +106,7 @@
   const number = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US"));
 
   function showCounters(c) {
-    for (const k of ["available", "pending", "booked", "claims_total", "outbox_length", "seats_total"]) {
+    for (const k of ["available", "pending", "held", "booked", "claims_total", "outbox_length", "seats_total"]) {
       $(k).textContent = number(c[k]);
     }
     $("claims_per_sec").textContent = c.claims_per_sec === null ? "–" : number(Math.round(c.claims_per_sec));

@@ -62,12 +62,12 @@ enum StreamEventKind {
 /// The seat map of an event on sale, live, as Server-Sent Events
 ///
 /// First a `snapshot` event: `{"event_id", "name", "seats": [id, ...] (best-available
-/// order), "status": "aapb..." (one character per seat: a available, p pending, b booked),
-/// "counters"}`. Then at most one `delta` event per 200 ms while anything changes:
-/// `{"changes": [[seat index, "a"|"p"|"b"], ...], "counters"}`. `gone` when the event is no
-/// longer on sale. `counters` is `{"seats_total", "available", "pending", "booked",
-/// "claims_total", "claims_per_sec", "outbox_length", "reconciler_lag_ms"}` (`claims_*`
-/// null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.
+/// order), "status": "aaphb..." (one character per seat: a available, p pending, h held
+/// for its checkout, b booked), "counters"}`. Then at most one `delta` event per 200 ms
+/// while anything changes: `{"changes": [[seat index, "a"|"p"|"h"|"b"], ...], "counters"}`.
+/// `gone` when the event is no longer on sale. `counters` is `{"seats_total",
+/// "available", "pending", "held", "booked", "claims_total", "claims_per_sec",
+/// "outbox_length", "reconciler_lag_ms"}` (`claims_*` null under the mysql strategy). A subscriber that falls behind is sent a fresh snapshot.
 #[utoipa::path(
     get,
     path = "/v1/events/{id}/stream",

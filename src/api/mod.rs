@@ -8,6 +8,7 @@ pub mod bookings;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod front;
 pub mod health;
 pub mod live;
 pub mod metrics;
@@ -94,6 +95,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(admin::router())
         .merge(events::router())
+        .merge(front::router())
         .merge(bookings::router())
         .merge(health::router())
         .merge(live::router())

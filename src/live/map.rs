@@ -59,6 +59,7 @@ impl MapState {
             "seats_total": c.seats_total,
             "available": c.available,
             "pending": c.pending,
+            "held": c.held,
             "booked": c.booked,
             "claims_total": c.claims_total,
             "claims_per_sec": self.claims_per_sec.map(|r| (r * 10.0).round() / 10.0),
@@ -138,5 +139,27 @@ mod tests {
         assert_eq!(v["seats"], json!(["B1", "A1"]));
         assert_eq!(v["status"], "pa");
         assert_eq!(v["counters"]["claims_total"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn held_seats_have_their_own_character_and_counter() {
+        let seats = vec![
+            ("A1".to_owned(), SeatStatus::Held),
+            ("A2".to_owned(), SeatStatus::Pending),
+        ];
+        let counters = Counters {
+            held: 1,
+            pending: 1,
+            ..Counters::default()
+        };
+        let mut map = MapState::new("e", "E".into(), seats, counters);
+        let Message::Snapshot(body) = map.snapshot() else {
+            panic!("a snapshot")
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "hp");
+        assert_eq!(v["counters"]["held"], 1);
+        let fresh: HashMap<String, SeatStatus> = [("A2".to_owned(), SeatStatus::Held)].into();
+        assert_eq!(map.apply(&fresh), vec![(1, b'h')]);
     }
 }

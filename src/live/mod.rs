@@ -10,16 +10,16 @@
 //! leaves.
 //!
 //! Messages (each an SSE event whose data is one JSON object):
-//! - `snapshot`: `{"event_id", "name", "seats": [id...], "status": "aapb…", "counters"}`,
+//! - `snapshot`: `{"event_id", "name", "seats": [id...], "status": "aaphb…", "counters"}`,
 //!   the seats in best-available order and their statuses as one character each
-//!   (`a` available, `p` pending, `b` booked); sent first, and again to a subscriber
-//!   that fell behind.
+//!   (`a` available, `p` pending, `h` held for its checkout, `b` booked); sent first,
+//!   and again to a subscriber that fell behind.
 //! - `delta`: `{"changes": [[index, "p"], …], "counters"}`, what changed since the
 //!   previous message (`changes` may be empty when only the counters moved).
 //! - `gone`: the event is no longer on sale; the stream ends.
 //!
-//! `counters` is `{"seats_total", "available", "pending", "booked", "claims_total",
-//! "claims_per_sec", "outbox_length", "reconciler_lag_ms"}` (`claims_total` and
+//! `counters` is `{"seats_total", "available", "pending", "held", "booked",
+//! "claims_total", "claims_per_sec", "outbox_length", "reconciler_lag_ms"}` (`claims_total` and
 //! `claims_per_sec` are `null` under the mysql strategy, which has no outbox).
 
 mod map;

@@ -15,6 +15,8 @@ pub struct Counters {
     pub seats_total: u64,
     pub available: u64,
     pub pending: u64,
+    /// Seats held for their checkout (events with holds).
+    pub held: u64,
     pub booked: u64,
     /// Claims accepted since the event was warmed (the outbox's `entries-added`);
     /// `None` under the mysql strategy, which has no outbox.
@@ -61,6 +63,7 @@ impl Source {
             seats_total: summary.seats_total,
             available: summary.available,
             pending: summary.pending,
+            held: summary.held,
             booked: summary.booked,
             claims_total: outbox.as_ref().map(|o| o.entries_added),
             outbox_length: outbox.as_ref().map_or(0, |o| o.length),

@@ -163,6 +163,41 @@ async fn claims_turn_booked_and_the_outbox_drains_once_the_reconciler_persists_t
 }
 
 #[tokio::test]
+async fn persisted_claims_of_an_event_with_holds_show_held_until_cancelled() {
+    let app = spawn_app().await;
+    let event = app.event_id();
+    let r = app
+        .create_event(
+            &json!({"id": event, "name": "Held", "seats": seat_names(4), "hold_seconds": 600}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(app.warm(&event).await.status(), StatusCode::OK);
+    let (mut stream, mut map) = Map::subscribe(&app, &event).await;
+    assert_eq!(map.counters["held"], 0);
+
+    let booking = app.claim_ok(&event, "dana", &json!({"quantity": 2})).await;
+    map.until(&mut stream, "two held seats and their counter", |m| {
+        m.count(b'h') == 2
+            && m.counters["held"] == 2
+            && m.counters["pending"] == 0
+            && m.counters["outbox_length"] == 0
+    })
+    .await;
+    // Held, not booked: the checkout has not happened.
+    assert_eq!(&map.status, b"hhaa");
+    assert_eq!(map.counters["booked"], 0);
+    assert_eq!(map.counters["available"], 2);
+
+    let r = app.cancel(&event, &booking, &app.admin()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    map.until(&mut stream, "the held seats free again", |m| {
+        m.count(b'a') == 4 && m.counters["held"] == 0 && m.counters["available"] == 4
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_drop_reaches_every_subscriber_in_batches_not_one_message_per_claim() {
     let (app, event) = spawn_app_with_event(300).await;
     let seats = seat_names(300);

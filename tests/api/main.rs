@@ -14,6 +14,7 @@ mod connections;
 mod failover;
 mod faults;
 mod fencing;
+mod front_page;
 mod health;
 mod helpers;
 mod holds;

@@ -58,6 +58,7 @@ const ROUTES: &[(&str, &str, Security)] = &[
     ("get", "/live/{id}", Security::None),
     ("get", "/live/assets/live.js", Security::None),
     ("get", "/live/assets/live.css", Security::None),
+    ("get", "/", Security::None),
 ];
 
 /// Methods probed on every documented path for operations the document does not name.

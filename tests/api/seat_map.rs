@@ -81,3 +81,29 @@ async fn the_seat_map_carries_an_etag_and_answers_304_until_it_changes() {
     let map: Value = r.json().await.unwrap();
     assert_eq!(map["seats"][0], json!({"id": "S0001", "status": "pending"}));
 }
+
+#[tokio::test]
+async fn a_persisted_claim_on_an_event_with_holds_shows_its_seats_held() {
+    let app = spawn_app().await;
+    let event = app.event_id();
+    let r = app
+        .create_event(
+            &json!({"id": event, "name": "Held", "seats": seat_names(3), "hold_seconds": 600}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(app.warm(&event).await.status(), StatusCode::OK);
+    app.claim_seats(&event, "alice", &["S0002"]).await;
+    // Pending until the reconciler persists it, then held for its checkout.
+    eventually("the seat held", Duration::from_secs(30), || async {
+        (app.seat_status(&event, "S0002").await == "held").then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.seat_statuses(&event).await,
+        listed(&seat_names(3), &["available", "held", "available"])
+    );
+    let counters = app.event_json(&event).await;
+    assert_eq!(counters["held"], 1, "{counters}");
+    assert_eq!(counters["booked"], 0, "{counters}");
+}
