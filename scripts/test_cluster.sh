@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 modules=("$@")
 if [ ${#modules[@]} -eq 0 ]; then
-  modules=(race:: idempotency:: bookings:: wait:: live:: lifecycle:: seat_map:: outbox:: reconciler_shards:: rate_limit::)
+  modules=(race:: idempotency:: bookings:: wait:: live:: lifecycle:: seat_map:: outbox:: reconciler_shards:: rate_limit:: holds:: my_bookings::)
 fi
 
 cargo build -q -p seatgate-tools

@@ -718,3 +718,67 @@ async fn metrics_count_holds_checkouts_extensions_expiries_and_the_expiry_lag() 
     // No personal data in the metrics.
     assert!(!text.contains("example.org"));
 }
+
+#[tokio::test]
+async fn two_gateways_with_their_reconcilers_end_every_hold_once() {
+    let app = spawn_app().await;
+    let peer = app.spawn_peer().await;
+    let event = hold_event(&app, 40, 1, 3, None).await;
+    // 40 buyers, every other one on the second gateway; half of them check out there
+    // too, the rest abandon their holds to whichever expirer gets there first.
+    let mut bookings = Vec::new();
+    for i in 0..40 {
+        let (user, base) = (
+            format!("b{i}"),
+            if i % 2 == 0 { &app.base } else { &peer.base },
+        );
+        let r = app.claim_at(base, &event, &user, &best_of(1), None).await;
+        let body = expect_json(r, StatusCode::ACCEPTED).await;
+        bookings.push((user, body));
+    }
+    let mut paid = 0;
+    for (i, (user, body)) in bookings.iter().enumerate() {
+        let bid = body["booking_id"].as_str().unwrap();
+        let token = app.user_token(user);
+        eventually("persisted", Duration::from_secs(15), || async {
+            let b = app.booking_json(&event, bid, &token).await;
+            (b["status"] != "pending").then_some(())
+        })
+        .await;
+        if i % 4 < 2 {
+            let path = format!("/v1/events/{event}/bookings/{bid}/checkout");
+            let r = app
+                .client
+                .post(format!(
+                    "{}{path}",
+                    if i % 2 == 0 { &peer.base } else { &app.base }
+                ))
+                .bearer_auth(app.user_token(user))
+                .json(&attendees_for(&body["seats"]))
+                .send()
+                .await
+                .unwrap();
+            // A checkout that reaches a gateway after the 3 s deadline loses fairly.
+            match r.status() {
+                StatusCode::OK => paid += 1,
+                _ => {
+                    expect_error(r, StatusCode::CONFLICT, "hold_expired").await;
+                }
+            }
+        }
+    }
+    for (user, body) in &bookings {
+        let bid = body["booking_id"].as_str().unwrap();
+        let b = app.booking_json(&event, bid, &app.user_token(user)).await;
+        if b["status"] != "confirmed" {
+            wait_for(&app, &event, bid, user, "expired").await;
+        }
+    }
+    let seats = mysql_seats(&app, &event).await;
+    assert_eq!(seats.values().filter(|(s, _)| s == "booked").count(), paid);
+    assert_eq!(
+        seats.values().filter(|(s, _)| s == "available").count(),
+        40 - paid
+    );
+    assert_consistent(&app, &event).await;
+}
