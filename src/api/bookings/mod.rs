@@ -90,7 +90,7 @@ impl FromRequestParts<AppState> for VisibleBooking {
     path = "/v1/events/{id}/bookings/{booking_id}",
     params(BookingParams),
     responses(
-        (status = 200, description = "The booking: `pending`, `confirmed`, `rejected` (with `reason`) or `cancelled`", body = Booking),
+        (status = 200, description = "The booking: `pending`, `held` (with `expires_at`), `confirmed`, `rejected` (with `reason`), `cancelled` or `expired`", body = Booking),
         BookingErrors,
     ),
     security(("user_jwt" = []), ("admin_token" = []))
@@ -101,13 +101,15 @@ async fn get_booking(VisibleBooking(booking): VisibleBooking) -> Json<Booking> {
 
 /// Cancel a booking (owner or admin); its seats are available again
 ///
-/// Works on a pending booking too (it is then never persisted as booked). Idempotent.
+/// Works on a pending booking too (it is then never persisted as booked), and on a
+/// held one (its seats are free at once). Idempotent; a hold that expired first
+/// answers its booking as `expired`.
 #[utoipa::path(
     delete,
     path = "/v1/events/{id}/bookings/{booking_id}",
     params(BookingParams),
     responses(
-        (status = 200, description = "The booking, `cancelled`", body = Booking),
+        (status = 200, description = "The booking, `cancelled` (or `expired`, when its hold ran out first)", body = Booking),
         BookingErrors,
         (status = 409, description = "`booking_rejected`: a rejected booking cannot be cancelled", body = ErrorBody),
     ),
