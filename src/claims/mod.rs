@@ -416,15 +416,8 @@ impl RedisStore {
         user_id: &str,
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
-        let inv = confirm_invocation(
-            &self.keys(event_id),
-            booking_id,
-            user_id,
-            false,
-            Promotion::Confirmed,
-            seats,
-        );
-        self.settle(inv, "confirm", event_id, booking_id).await
+        self.promote(event_id, booking_id, user_id, Promotion::Confirmed, seats)
+            .await
     }
 
     /// Holds a pending booking until `expires_ms` (after the reconciler's MySQL COMMIT
@@ -438,15 +431,22 @@ impl RedisStore {
         expires_ms: u64,
         seats: &[String],
     ) -> Result<Option<BookingStatus>, StoreError> {
-        let inv = confirm_invocation(
-            &self.keys(event_id),
-            booking_id,
-            user_id,
-            false,
-            Promotion::Held(expires_ms),
-            seats,
-        );
-        self.settle(inv, "hold", event_id, booking_id).await
+        let to = Promotion::Held(expires_ms);
+        self.promote(event_id, booking_id, user_id, to, seats).await
+    }
+
+    /// `confirm.lua` without its restoring mode.
+    async fn promote(
+        &self,
+        event_id: &str,
+        booking_id: &str,
+        user_id: &str,
+        to: Promotion,
+        seats: &[String],
+    ) -> Result<Option<BookingStatus>, StoreError> {
+        let k = self.keys(event_id);
+        let inv = confirm_invocation(&k, booking_id, user_id, false, to, seats);
+        self.settle(inv, "confirm", event_id, booking_id).await
     }
 
     /// Moves a held (or pending) booking's deadline to `expires_ms` in Redis, after

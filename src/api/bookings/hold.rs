@@ -12,14 +12,13 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::super::auth::Caller;
 use super::super::error::{ApiError, ErrorBody};
-use super::super::extract::{json_body, parse_booking_id, parse_event_id, read_body, ApiPath};
+use super::super::extract::{json_body, read_body};
 use super::super::openapi::{BookingErrors, BookingParams};
 use super::super::AppState;
 use crate::clock::unix_millis;
 use crate::domain::{Attendee, Booking, HOLD_SECONDS_MAX};
-use crate::ops::{self, cancel::Requester, hold::Checkout};
+use crate::ops::{self, hold::Checkout};
 
 /// The largest checkout or extension body: 100 attendees (a booking's most seats) of
 /// the longest name and e-mail fit with room to spare.
@@ -33,24 +32,8 @@ impl FromRequestParts<AppState> for OwnBooking {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let ApiPath((event_id, booking_id)) = ApiPath::from_request_parts(parts, app).await?;
-        let caller = app.auth.caller(&parts.headers)?;
-        let event_id = parse_event_id(event_id)?;
-        app.ensure_on_sale(&event_id).await?;
-        let booking_id = parse_booking_id(booking_id)?;
-        let Caller::User(user) = &caller else {
-            // The admin may read and cancel any booking, but a checkout is its buyer's.
-            return Err(ApiError::BookingNotFound);
-        };
-        let booking = ops::cancel::find(
-            &app.redis,
-            &app.db,
-            &event_id,
-            &booking_id,
-            &Requester::User(user),
-        )
-        .await?;
-        Ok(Self(booking))
+        // The admin may read and cancel any booking, but a checkout is its buyer's.
+        super::booking_in_path(parts, app, true).await.map(Self)
     }
 }
 

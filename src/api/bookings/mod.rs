@@ -72,16 +72,28 @@ impl FromRequestParts<AppState> for VisibleBooking {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let ApiPath((event_id, booking_id)) = ApiPath::from_request_parts(parts, app).await?;
-        let caller = app.auth.caller(&parts.headers)?;
-        let event_id = parse_event_id(event_id)?;
-        app.ensure_on_sale(&event_id).await?;
-        let booking_id = parse_booking_id(booking_id)?;
-        let requester = requester(&caller);
-        let booking =
-            ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?;
-        Ok(Self(booking))
+        booking_in_path(parts, app, false).await.map(Self)
     }
+}
+
+/// The booking the URL names, for its owner, or (unless `owner_only`) the admin; the
+/// admin token on an owner-only route finds no booking. Checked in this order: caller,
+/// event, booking.
+async fn booking_in_path(
+    parts: &mut Parts,
+    app: &AppState,
+    owner_only: bool,
+) -> Result<Booking, ApiError> {
+    let ApiPath((event_id, booking_id)) = ApiPath::from_request_parts(parts, app).await?;
+    let caller = app.auth.caller(&parts.headers)?;
+    let event_id = parse_event_id(event_id)?;
+    app.ensure_on_sale(&event_id).await?;
+    let booking_id = parse_booking_id(booking_id)?;
+    if owner_only && caller == Caller::Admin {
+        return Err(ApiError::BookingNotFound);
+    }
+    let requester = requester(&caller);
+    Ok(ops::cancel::find(&app.redis, &app.db, &event_id, &booking_id, &requester).await?)
 }
 
 /// A booking, for its owner or the admin
