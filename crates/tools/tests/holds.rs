@@ -60,6 +60,28 @@ async fn mysql_counts(
     (text(seats), text(bookings))
 }
 
+/// Drops the run's database and what is left of its Redis namespace (the owner and
+/// incarnation keys; the event's keys went with the gateway).
+async fn clean_up(stores: &Stores, store: &StoreArgs) {
+    drop_database(&stores.database_url).await;
+    let namespace = stores.redis_namespace(&store.redis_namespace);
+    let client = redis::Client::open(stores.redis_url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = Vec::new();
+    {
+        let mut iter: redis::AsyncIter<String> =
+            redis::AsyncCommands::scan_match(&mut c, format!("{namespace}*"))
+                .await
+                .unwrap();
+        while let Some(key) = iter.next_item().await {
+            keys.push(key.unwrap());
+        }
+    }
+    if !keys.is_empty() {
+        let _: i64 = redis::AsyncCommands::del(&mut c, keys).await.unwrap();
+    }
+}
+
 async fn drop_database(database_url: &str) {
     let (server, database) = database_url.rsplit_once('/').unwrap();
     let mut conn = sqlx::MySqlConnection::connect(&format!("{server}/mysql"))
@@ -146,5 +168,5 @@ async fn abandoned_holds_are_resold_and_every_seat_ends_booked_once_or_free() {
     let json = report.to_json();
     assert_eq!(json["holds"]["checkouts"], h.checkouts);
     assert_eq!(json["holds"]["seats"]["total"], SEATS);
-    drop_database(&stores.database_url).await;
+    clean_up(&stores, &store).await;
 }
