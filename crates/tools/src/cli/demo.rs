@@ -214,7 +214,10 @@ fn render(report: &DropReport) -> String {
         millis(h.max()),
     );
     let seats_in_all = u64::from(c.seats) * report.events.len().max(1) as u64;
-    let one_per_seat = if report.won == seats_in_all {
+    let one_per_seat = if report.holds.is_some() {
+        // A seat whose hold expired during the drop is won again by a later claim.
+        "(holds, in the drop)"
+    } else if report.won == seats_in_all {
         "(one per seat)"
     } else {
         "(NOT one per seat)"

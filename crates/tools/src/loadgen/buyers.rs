@@ -97,11 +97,18 @@ pub enum BuyerEnd {
     Failed(String),
 }
 
-/// One hold: the win it came from, the wave (1: the drop), and how its buyer ended.
+/// One hold: the win it came from, the wave (1: the drop), its number in the order the
+/// holds' answers came, and how its buyer ended.
+///
+/// The order matters for a seat held more than once: a seat is held again only after
+/// its hold expired, which is `hold_seconds` after that hold's answer, so the later
+/// hold's answer comes later. (A drop longer than the hold re-sells seats within the
+/// drop itself: claims still asking for a seat by name win it again once it expired.)
 #[derive(Debug, Clone)]
 pub struct Hold {
     pub win: Win,
     pub wave: u32,
+    pub seq: u64,
     pub end: BuyerEnd,
 }
 
@@ -158,7 +165,16 @@ impl Buyers {
         let wave = self.wave;
         self.running.spawn(async move {
             let end = buy(&ctx, event, user, &win, roll(ctx.seed, wave, n)).await;
-            (event, Hold { win, wave, end })
+            let seq = n;
+            (
+                event,
+                Hold {
+                    win,
+                    wave,
+                    seq,
+                    end,
+                },
+            )
         });
     }
 

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use seatgate::cli::thousands;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -703,7 +703,10 @@ impl Tally {
                     e.won_pending += 1;
                 }
                 let user = format!("u{user}");
-                for seat in &seats {
+                // With holds, a seat comes back when its hold expires and a later claim
+                // may win it again: the hold checks judge that, in order.
+                let holds = self.buyers.is_some();
+                for seat in seats.iter().filter(|_| !holds) {
                     if let Some(other) =
                         self.seat_winner.insert((event, seat.clone()), user.clone())
                     {
@@ -1037,14 +1040,22 @@ async fn verify_holds(
         },
     });
     // Every seat had claims asking for it by name: unless some were never sent or
-    // refused, each must have had a hold in the drop.
+    // refused, each must have been held in the drop (some, if the drop outlasted the
+    // hold, more than once).
     if w.mix.is_none() && report.not_sent == 0 && report.dropped == 0 && report.user_limit == 0 {
-        for event in &mut report.events {
-            if event.won != u64::from(w.seats) {
+        for (event, holds) in report.events.iter_mut().zip(&per_event) {
+            let held: HashSet<&str> = holds
+                .iter()
+                .filter(|h| h.wave == 1)
+                .flat_map(|h| h.win.seats.iter().map(String::as_str))
+                .collect();
+            if held.len() != w.seats as usize {
                 event.ok = false;
                 report.failures.push(format!(
                     "{}: {} of {} seats were held in the drop; every seat had claims",
-                    event.event_id, event.won, w.seats
+                    event.event_id,
+                    held.len(),
+                    w.seats
                 ));
             }
         }

@@ -715,8 +715,8 @@ async fn mysql_hold_state(
 
 /// What the holds came to, given each booking's final status: the counts, the seat →
 /// booking of every seat checked out, and every inconsistency. A seat may be held
-/// again only after its earlier hold expired, never twice in one wave, and be checked
-/// out once at most.
+/// again only after its earlier hold expired, and be checked out once at most: of a
+/// seat's holds, in the order their answers came, every one but the last expired.
 pub fn settle(
     holds: &[Hold],
     finals: &HashMap<String, String>,
@@ -775,10 +775,7 @@ pub fn settle(
     }
     let mut owners = HashMap::new();
     for (seat, mut seat_holds) in by_seat {
-        seat_holds.sort_by_key(|h| h.wave);
-        if seat_holds.windows(2).any(|w| w[0].wave == w[1].wave) {
-            failures.push(format!("seat {seat} was held twice in one wave"));
-        }
+        seat_holds.sort_by_key(|h| (h.wave, h.seq));
         let status = |h: &Hold| finals.get(&h.win.booking_id).map(String::as_str);
         let confirmed: Vec<usize> = (0..seat_holds.len())
             .filter(|&i| status(seat_holds[i]) == Some("confirmed"))
@@ -788,7 +785,8 @@ pub fn settle(
             [i] => {
                 if *i + 1 != seat_holds.len() {
                     failures.push(format!(
-                        "seat {seat} was held again after booking {} checked it out",
+                        "seat {seat} was held again (booking {}) after booking {} checked it out",
+                        seat_holds[*i + 1].win.booking_id,
                         seat_holds[*i].win.booking_id
                     ));
                 }
@@ -854,6 +852,7 @@ mod hold_tests {
                 seats: vec![seat.to_owned()],
             },
             wave,
+            seq: b[1..].parse().unwrap(),
             end,
         }
     }
@@ -890,6 +889,15 @@ mod hold_tests {
             ),
             (4, 2, 2, 1)
         );
+        // Within one wave too (a drop longer than the hold), in the answers' order.
+        let again = [
+            hold("b1", "S1", 1, BuyerEnd::Abandoned),
+            hold("b5", "S1", 1, BuyerEnd::CheckedOut),
+        ];
+        let f1 = finals(&[("b1", "expired"), ("b5", "confirmed")]);
+        let (counts1, owners1, failures1) = settle(&again, &f1);
+        assert!(failures1.is_empty(), "{failures1:?}");
+        assert_eq!((counts1.resold_seats, owners1["S1"].as_str()), (1, "b5"));
         assert_eq!((counts.abandoned, counts.too_late), (1, 1));
         assert_eq!(owners["S1"], "b3");
         assert!(!owners.contains_key("S3"));
@@ -922,6 +930,16 @@ mod hold_tests {
         let (_, _, failures) = settle(&holds, &f);
         let all = failures.join("\n");
         assert!(all.contains("S1 was checked out 2 times"), "{all}");
+        // Held again after a checkout.
+        let after = [
+            hold("b1", "S1", 1, BuyerEnd::CheckedOut),
+            hold("b2", "S1", 1, BuyerEnd::Abandoned),
+        ];
+        let (_, _, f2) = settle(&after, &finals(&[("b1", "confirmed"), ("b2", "expired")]));
+        assert!(
+            f2[0].contains("held again (booking b2) after booking b1"),
+            "{f2:?}"
+        );
         assert!(
             all.contains("b3 of u-b3 was checked out (200) but is expired"),
             "{all}"
