@@ -90,7 +90,8 @@ pub struct DemoArgs {
     /// --checkout-ratio) after a short random think, or walks away and lets the hold
     /// expire. Buyers who lost queue up: once every hold has ended, the seats the
     /// expiries freed go on sale to a wave of them (claims-per-seat per free seat, best
-    /// available), up to four such waves; the run ends when every hold has ended.
+    /// available), up to four such waves; the run ends when every hold has ended. (A
+    /// drop that outlasts the hold re-sells expired seats to its own later claims.)
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7200))]
     pub hold_seconds: u32,
     /// With --hold-seconds: the share of holds their buyers check out (0.0 to 1.0); the

@@ -14,6 +14,8 @@
 //!    seat` returning buyers per available seat, each asking for as many seats, best
 //!    available, as it asked for before. Their holds follow rule 1; those who lose
 //!    again go back to the end of the queue.
+//!    (A drop that outlasts the hold re-sells seats within itself: its later claims,
+//!    asking for seats by name, win the ones whose holds expired meanwhile.)
 //! 3. At most [`RETURN_WAVES`] such waves follow the drop; the run ends when the last
 //!    wave's holds have all ended and no claim is pending. Every seat is then booked
 //!    once or free.
