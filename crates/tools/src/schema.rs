@@ -10,6 +10,10 @@
 //! A drop over several events (`--events N`) gives its totals where a single event's
 //! report has them, `config.events` = N, and one [`EventRun`] per event in `events`.
 //! Reports written before `events` existed read as one event with no per-event lines.
+//!
+//! A drop on events with holds (`--hold-seconds`) adds [`Holds`] under `holds`: the
+//! holds made, checked out and expired, the seats re-sold after an expiry and the
+//! final seat count.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,6 +49,48 @@ pub struct DropRun {
     /// reports written before it existed).
     #[serde(default)]
     pub events: Vec<EventRun>,
+    /// Events with holds (`--hold-seconds`): what the holds came to, over every event;
+    /// `null` without holds (and in reports written before holds existed).
+    #[serde(default)]
+    pub holds: Option<Holds>,
+}
+
+/// A drop on events with holds: the holds its buyers made and how each ended, the
+/// returning waves, and the seats at the end, as the stores have them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holds {
+    /// The events' `hold_seconds`.
+    pub hold_seconds: u32,
+    /// The share of holds the buyers meant to check out.
+    pub checkout_ratio: f64,
+    /// Waves of buyers, the drop included (a returning wave follows once every hold
+    /// of the one before has ended and expiries freed seats).
+    pub waves: u32,
+    /// Claims of returning buyers (beyond the drop's `claims`), and the holds they won.
+    pub returning_claims: u64,
+    pub returning_won: u64,
+    /// Claims answered 202 in every wave: each became a hold.
+    pub holds: u64,
+    /// Holds checked out (booking `confirmed`).
+    pub checkouts: u64,
+    /// Holds that expired (booking `expired`); `checkouts + expiries = holds`.
+    pub expiries: u64,
+    /// Buyers who chose not to check out.
+    pub abandoned: u64,
+    /// Checkouts answered 409 `hold_expired`.
+    pub late_checkouts: u64,
+    /// Seats a later buyer checked out after an earlier hold on them expired.
+    pub resold_seats: u64,
+    /// The seats at the end: `booked + available = total`, every seat booked once or free.
+    pub seats: SeatCount,
+}
+
+/// The seats of the drop's events at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatCount {
+    pub total: u64,
+    pub booked: u64,
+    pub available: u64,
 }
 
 /// One event of a drop: its share of the claims and what became of it.

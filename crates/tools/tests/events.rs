@@ -56,6 +56,7 @@ fn plan(event_ids: Vec<String>) -> Plan {
         event_name: "tools events test".into(),
         progress: false,
         watchers: 0,
+        holds: None,
     }
 }
 

@@ -21,6 +21,13 @@
 //! named so that each primary serves at least one, and the report says which primary
 //! (port) served which event.
 //!
+//! `--hold-seconds N` gives the event holds of N seconds: each claim that wins is a
+//! hold its buyer checks out (with probability `--checkout-ratio`, after a short think)
+//! or abandons; buyers who lost come back in waves for the seats the expiries free
+//! (see [`crate::loadgen::buyers`]). The run ends when every hold has ended, and the
+//! report gives the holds, checkouts, expiries, seats re-sold and the final seat count,
+//! checked against MySQL, Redis and the event's counters.
+//!
 //! Clients behave as the contract asks of them: every claim carries an
 //! `Idempotency-Key`, and a 429, a 503 or a failed connection is retried with the same
 //! key after a full-jitter exponential backoff that honours `Retry-After`.
@@ -32,9 +39,11 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::loadgen::report::CONFIRM_DEADLINE;
-use crate::loadgen::report::{millis, Mode};
+use crate::loadgen::report::{millis, render_holds, Mode};
 use crate::loadgen::runner::MAX_CLAIMS;
-use crate::loadgen::{cluster, DropReport, InProcessGateway, Pacing, Plan, Stores, Workload};
+use crate::loadgen::{
+    cluster, DropReport, HoldPlan, InProcessGateway, Pacing, Plan, Stores, Workload,
+};
 use seatgate::cli::StoreArgs;
 use seatgate::config::ClaimStrategy;
 
@@ -76,12 +85,26 @@ pub struct DemoArgs {
     /// Keep the gateway up this many seconds after the drop, to look around.
     #[arg(long, default_value_t = 0)]
     pub linger: u64,
+    /// Give the event holds of this many seconds (0: none, every persisted claim is
+    /// confirmed). Each winner waits until its booking is held, then checks out (see
+    /// --checkout-ratio) after a short random think, or walks away and lets the hold
+    /// expire. Buyers who lost queue up: once every hold has ended, the seats the
+    /// expiries freed go on sale to a wave of them (claims-per-seat per free seat, best
+    /// available), up to four such waves; the run ends when every hold has ended. (A
+    /// drop that outlasts the hold re-sells expired seats to its own later claims.)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7200))]
+    pub hold_seconds: u32,
+    /// With --hold-seconds: the share of holds their buyers check out (0.0 to 1.0); the
+    /// others abandon theirs.
+    #[arg(long, default_value_t = 1.0)]
+    pub checkout_ratio: f64,
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let events = args.events.unwrap_or(if args.cluster { 3 } else { 1 });
+    let holds = HoldPlan::new(args.hold_seconds, args.checkout_ratio)?;
     let total = u64::from(events) * u64::from(args.seats) * u64::from(args.claims_per_seat);
     if total > MAX_CLAIMS {
         bail!("{total} claims is more than one demo run makes (at most {MAX_CLAIMS}); lower --events, --seats or --claims-per-seat");
@@ -128,6 +151,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         event_name: "seatgate demo drop".into(),
         progress: false,
         watchers: 0,
+        holds,
     };
     let mut report = gateway
         .run_and_stop(&plan, args.keep, Duration::from_secs(args.linger))
@@ -191,7 +215,10 @@ fn render(report: &DropReport) -> String {
         millis(h.max()),
     );
     let seats_in_all = u64::from(c.seats) * report.events.len().max(1) as u64;
-    let one_per_seat = if report.won == seats_in_all {
+    let one_per_seat = if report.holds.is_some() {
+        // A seat whose hold expired during the drop is won again by a later claim.
+        "(holds, in the drop)"
+    } else if report.won == seats_in_all {
         "(one per seat)"
     } else {
         "(NOT one per seat)"
@@ -223,8 +250,19 @@ fn render(report: &DropReport) -> String {
             thousands(report.user_limit)
         );
     }
-    match report.confirmed_after {
-        Some(after) => {
+    match (&report.holds, report.confirmed_after) {
+        (Some(holds), after) => {
+            render_holds(&mut out, holds, "  ", 17);
+            if let Some(after) = after {
+                let _ = writeln!(
+                    out,
+                    "  {:<17}{:.2} s after the drop's end",
+                    "all holds ended",
+                    after.as_secs_f64()
+                );
+            }
+        }
+        (None, Some(after)) => {
             let _ = writeln!(
                 out,
                 "  confirmed        {:<6} all within {:.2} s of the drop's end",
@@ -232,7 +270,7 @@ fn render(report: &DropReport) -> String {
                 after.as_secs_f64()
             );
         }
-        None => {
+        (None, None) => {
             let _ = writeln!(
                 out,
                 "  confirmed        {} of {} (not all within {} s)",

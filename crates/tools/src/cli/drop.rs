@@ -21,6 +21,11 @@
 //! event. `--cluster` runs on a private cluster (three primaries, three replicas)
 //! started for the run.
 //!
+//! `--hold-seconds N` gives the events holds (`--checkout-ratio` of them checked out,
+//! the rest left to expire, the seats they free bought by returning waves of buyers
+//! who lost; see [`crate::loadgen::buyers`]), and the report's `holds` says what they
+//! came to.
+//!
 //! JSON: one run is one report object (`"schema": "seatgate.drop.v1"`); a comparison
 //! is `{"schema": "seatgate.drop.compare.v1", "runs": [redis, mysql], "comparison":
 //! {"throughput_ratio", "p99_ratio", …}}` with both ratios redis over mysql.
@@ -33,8 +38,8 @@ use std::time::Duration;
 
 use crate::loadgen::runner::strategy_name;
 use crate::loadgen::{
-    self, cluster, Comparison, DropReport, InProcessGateway, Pacing, Plan, QuantityMix, Stores,
-    Target, Workload,
+    self, cluster, Comparison, DropReport, HoldPlan, InProcessGateway, Pacing, Plan, QuantityMix,
+    Stores, Target, Workload,
 };
 use seatgate::cli::StoreArgs;
 use seatgate::config::ClaimStrategy;
@@ -107,6 +112,15 @@ pub struct DropArgs {
     /// The event's per-user limit.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub per_user_limit: u32,
+    /// Give the events holds of this many seconds (0: none). Each winner checks out
+    /// (see --checkout-ratio) after a short random think or lets its hold expire;
+    /// buyers who lost come back in waves for the seats the expiries free, up to four
+    /// waves, and the run ends when every hold has ended (as `demo --hold-seconds`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7200))]
+    pub hold_seconds: u32,
+    /// With --hold-seconds: the share of holds their buyers check out (0.0 to 1.0).
+    #[arg(long, default_value_t = 1.0)]
+    pub checkout_ratio: f64,
 
     /// Write the machine-readable report here.
     #[arg(long, value_name = "PATH")]
@@ -186,6 +200,7 @@ impl DropArgs {
             event_name: "seatgate load drop".into(),
             progress: !self.no_progress,
             watchers: self.watchers,
+            holds: HoldPlan::new(self.hold_seconds, self.checkout_ratio)?,
         })
     }
 
@@ -205,7 +220,10 @@ impl DropArgs {
 
 pub async fn run(args: DropArgs) -> anyhow::Result<()> {
     // Refuse a bad plan before starting anything.
-    args.plan(loadgen::event_ids("drop", args.events)?)?;
+    let plan = args.plan(loadgen::event_ids("drop", args.events)?)?;
+    if plan.holds.is_some() && (args.compare || args.strategy == Some(ClaimStrategy::Mysql)) {
+        bail!("--hold-seconds needs the redis strategy (its reconciler persists and expires the holds); drop --compare and --strategy mysql");
+    }
     if let Some(mix) = &args.quantity_mix {
         if mix.max_quantity() > args.per_user_limit {
             eprintln!(

@@ -43,24 +43,32 @@ impl Api {
         })
     }
 
-    /// `POST /v1/admin/events` then `POST /v1/admin/events/{id}/warm`.
+    /// `POST /v1/admin/events` then `POST /v1/admin/events/{id}/warm`. With
+    /// `hold_seconds` above 0 the event has holds: a persisted claim is `held` until its
+    /// buyer checks out or the hold expires. At 0 the field is left out, so a gateway
+    /// that predates holds still takes the request.
     pub async fn create_and_warm(
         &self,
         event_id: &str,
         name: &str,
         seat_ids: &[String],
         per_user_limit: u32,
+        hold_seconds: u32,
     ) -> anyhow::Result<()> {
+        let mut body = json!({
+            "id": event_id,
+            "name": name,
+            "seats": seat_ids,
+            "per_user_limit": per_user_limit,
+        });
+        if hold_seconds > 0 {
+            body["hold_seconds"] = json!(hold_seconds);
+        }
         let created = self
             .client
             .post(format!("{}/v1/admin/events", self.base))
             .bearer_auth(&self.admin_token)
-            .json(&json!({
-                "id": event_id,
-                "name": name,
-                "seats": seat_ids,
-                "per_user_limit": per_user_limit,
-            }))
+            .json(&body)
             .send()
             .await
             .context("POST /v1/admin/events failed")?;

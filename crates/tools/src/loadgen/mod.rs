@@ -9,6 +9,8 @@
 //!
 //! - [`mix`]: the `--quantity-mix` and its reproducible assignment to claims.
 //! - [`schedule`]: open-loop send times and the coordinated-omission correction.
+//! - [`buyers`]: on events with holds, what each winner does with its hold
+//!   (checks out or walks away) and the waves of returning buyers.
 //! - [`client`]: the HTTP calls and the claim retry protocol.
 //! - [`stores`], [`gateway`]: the Redis/MySQL and the gateway a drop runs against
 //!   (started in this process, or already running at a URL); [`cluster`]: which
@@ -20,6 +22,7 @@
 //! - [`storm`]: a connection storm (`seatgate-tools storm`): N fresh connections at once,
 //!   one claim each, timed to the first answer, with the kernel's listen counters.
 
+pub mod buyers;
 pub mod client;
 pub mod cluster;
 pub mod gateway;
@@ -32,6 +35,7 @@ pub mod storm;
 pub mod verify;
 pub mod watchers;
 
+pub use buyers::HoldPlan;
 pub use gateway::{InProcessGateway, Target};
 pub use mix::QuantityMix;
 pub use report::{Comparison, DropReport};

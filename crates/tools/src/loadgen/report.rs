@@ -156,6 +156,8 @@ pub struct DropReport {
     /// `--watchers`: what the live seat map's subscribers received during the run.
     pub watch: Option<schema::WatchSummary>,
     pub failures: Vec<String>,
+    /// Events with holds: what the holds came to, over every event (and every wave).
+    pub holds: Option<schema::Holds>,
     /// Each event's share, in the order claims went round them (one for a
     /// single-event drop). The fields above are the totals.
     pub events: Vec<EventTally>,
@@ -187,6 +189,7 @@ impl DropReport {
             checks: Vec::new(),
             failures: Vec::new(),
             watch: None,
+            holds: None,
             events: vec![EventTally::new(&config.event_id)],
             config,
         }
@@ -296,6 +299,7 @@ impl DropReport {
                 .iter()
                 .map(|e| e.to_schema(measured_from))
                 .collect(),
+            holds: self.holds.clone(),
         }
     }
 
@@ -415,7 +419,12 @@ impl DropReport {
         for (label, count) in &self.answers {
             let _ = writeln!(out, "    {label:<28} {}", thousands(*count));
         }
-        let _ = writeln!(out, "  confirmed       {}", self.confirmation_line());
+        match &self.holds {
+            Some(h) => render_holds(&mut out, h, "  ", 16),
+            None => {
+                let _ = writeln!(out, "  confirmed       {}", self.confirmation_line());
+            }
+        }
         if let Some(w) = &self.watch {
             let _ = writeln!(
                 out,
@@ -501,6 +510,49 @@ impl DropReport {
             let _ = writeln!(out, "    … and {} more", self.failures.len() - 20);
         }
     }
+}
+
+/// The holds' lines of a report: `indent` before each label, padded to `width`.
+pub fn render_holds(out: &mut String, h: &schema::Holds, indent: &str, width: usize) {
+    let mut line = |label: &str, text: String| {
+        let _ = writeln!(out, "{indent}{label:<width$}{text}");
+    };
+    line(
+        "holds",
+        format!(
+            "{} of {} s, checkout ratio {:.2}, {} wave{} of buyers ({} returning claims won {})",
+            thousands(h.holds),
+            h.hold_seconds,
+            h.checkout_ratio,
+            h.waves,
+            if h.waves == 1 { "" } else { "s" },
+            thousands(h.returning_claims),
+            thousands(h.returning_won),
+        ),
+    );
+    line(
+        "checkouts",
+        format!(
+            "{}   expiries {} ({} abandoned, {} checkouts too late)",
+            thousands(h.checkouts),
+            thousands(h.expiries),
+            thousands(h.abandoned),
+            thousands(h.late_checkouts),
+        ),
+    );
+    line(
+        "re-sold",
+        format!("{} seats after an expiry", thousands(h.resold_seats)),
+    );
+    line(
+        "seats",
+        format!(
+            "{} booked + {} available = {} (every seat booked once or free)",
+            thousands(h.seats.booked),
+            thousands(h.seats.available),
+            thousands(h.seats.total),
+        ),
+    );
 }
 
 /// The same workload against two gateways: `ours` (redis) and the `baseline`.
@@ -700,6 +752,7 @@ mod tests {
                 "drop_time_s",
                 "event_id",
                 "events",
+                "holds",
                 "latency_us",
                 "live_watchers",
                 "outcomes",
@@ -763,6 +816,39 @@ mod tests {
         assert_eq!(j["events"].as_array().unwrap().len(), 1);
         assert_eq!(j["events"][0]["event_id"], "drop-1");
         assert_eq!(j["events"][0]["shard"], Value::Null);
+        assert_eq!(j["holds"], Value::Null);
+    }
+
+    #[test]
+    fn a_drop_with_holds_reports_them_in_the_table_and_the_json() {
+        let mut r = sample(Mode::Closed { concurrency: 8 });
+        r.holds = Some(schema::Holds {
+            hold_seconds: 5,
+            checkout_ratio: 0.7,
+            waves: 3,
+            returning_claims: 40,
+            returning_won: 4,
+            holds: 6,
+            checkouts: 4,
+            expiries: 2,
+            abandoned: 2,
+            late_checkouts: 0,
+            resold_seats: 1,
+            seats: schema::SeatCount {
+                total: 5,
+                booked: 4,
+                available: 1,
+            },
+        });
+        let j = r.to_json();
+        assert_eq!(j["holds"]["checkouts"], 4);
+        assert_eq!(j["holds"]["seats"]["available"], 1);
+        let back: crate::schema::DropRun = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r.to_schema());
+        let table = r.render();
+        assert!(table.contains("expiries 2"), "{table}");
+        assert!(table.contains("4 booked + 1 available = 5"), "{table}");
+        assert!(table.contains("1 seats after an expiry"), "{table}");
     }
 
     #[test]

@@ -8,19 +8,20 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use seatgate::cli::thousands;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
+use super::buyers::{BuyerContext, Buyers, HoldPlan};
 use super::client::{send_claim, Api, ClaimCall, Outcome, Sent};
 use super::gateway::{InProcessGateway, Target};
 use super::mix::QuantityMix;
 use super::report::{DropReport, EventTally, Mode, RunConfig};
 use super::schedule::{micros, Schedule, Timing};
-use super::verify::{Verifier, Win};
+use super::verify::{HoldCounts, HoldVerifier, Verifier, Win};
 use seatgate::api::auth::sign_user_token;
 use seatgate::config::{ClaimStrategy, Secret};
 
@@ -148,6 +149,9 @@ pub struct Plan {
     pub progress: bool,
     /// Live seat map streams held open on the event during the run.
     pub watchers: u32,
+    /// Events with holds, and what their buyers do (see [`super::buyers`]); `None`:
+    /// every persisted claim is confirmed.
+    pub holds: Option<HoldPlan>,
 }
 
 /// `<prefix>-<unix millis>`: an event id unique per run.
@@ -212,6 +216,8 @@ enum Event {
     Done {
         user: u32,
         event: u32,
+        /// The claim's body, by index (a returning buyer asks for as many seats).
+        body: u32,
         /// Open loop: when the schedule said to send it.
         intended: Option<Instant>,
         sent: Sent,
@@ -266,8 +272,15 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
 
     let api = Api::new(&target.base, &target.admin_token, in_flight as usize)?;
     for event_id in &plan.event_ids {
-        api.create_and_warm(event_id, &plan.event_name, &seat_ids, w.per_user_limit)
-            .await?;
+        let hold_seconds = plan.holds.map_or(0, |h| h.hold_seconds);
+        api.create_and_warm(
+            event_id,
+            &plan.event_name,
+            &seat_ids,
+            w.per_user_limit,
+            hold_seconds,
+        )
+        .await?;
     }
     let first_event = &plan.event_ids[0];
     let watchers = match plan.watchers {
@@ -286,13 +299,27 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
         .await
         .context("making the claims' tokens failed")?
     };
+    let urls: Vec<String> = plan
+        .event_ids
+        .iter()
+        .map(|id| format!("{}/v1/events/{id}/bookings", api.base))
+        .collect();
+    let buyers = plan.holds.map(|holds| {
+        Buyers::new(
+            BuyerContext {
+                client: api.client.clone(),
+                urls: urls.clone(),
+                tokens: tokens.clone(),
+                bodies: bodies.clone(),
+                plan: holds,
+                seed: w.seed,
+            },
+            plan.event_ids.len(),
+        )
+    });
     let shared = Arc::new(Shared {
         client: api.client.clone(),
-        urls: plan
-            .event_ids
-            .iter()
-            .map(|id| format!("{}/v1/events/{id}/bookings", api.base))
-            .collect(),
+        urls,
         tokens,
         bodies,
     });
@@ -315,6 +342,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
         &plan.event_ids,
         progress_bar(plan.progress, planned, target.strategy),
     );
+    tally.buyers = buyers;
 
     let started = Instant::now();
     match &plan.pacing {
@@ -334,6 +362,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
                             Event::Done {
                                 user: claim.user,
                                 event: claim.event,
+                                body: claim.body,
                                 intended: None,
                                 sent,
                             }
@@ -378,6 +407,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
                         let _ = tx.send(Event::Done {
                             user: claim.user,
                             event: claim.event,
+                            body: claim.body,
                             intended: Some(intended),
                             sent,
                         });
@@ -392,8 +422,15 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<DropReport> {
         }
     }
     let drop_ended = Instant::now();
-    let (mut report, wins) = tally.finish(drop_ended - started);
+    let (mut report, wins, buyers) = tally.finish(drop_ended - started);
     report.not_sent = total - report.sent - report.dropped;
+    if let (Some(buyers), Some(holds)) = (buyers, plan.holds) {
+        verify_holds(target, plan, &api, buyers, holds, &mut report, drop_ended).await?;
+        if let Some(watchers) = watchers {
+            report.watch = Some(watchers.finish().await?);
+        }
+        return Ok(report);
+    }
 
     // The mysql strategy books in MySQL alone (201 confirmed, never 202).
     let redis_in_path = target.strategy != Some(ClaimStrategy::Mysql)
@@ -586,6 +623,8 @@ struct Tally {
     /// (event, seat) → the user who won it, to catch a seat won twice.
     seat_winner: HashMap<(u32, String), String>,
     bar: ProgressBar,
+    /// Events with holds: the winners' buyers at work, and the queue of those who lost.
+    buyers: Option<Buyers>,
 }
 
 impl Tally {
@@ -597,13 +636,14 @@ impl Tally {
             wins: event_ids.iter().map(|_| Vec::new()).collect(),
             seat_winner: HashMap::new(),
             bar,
+            buyers: None,
         }
     }
 
     fn record(&mut self, event: Event) {
         let r = &mut self.report;
         self.bar.inc(1);
-        let (user, event, intended, sent) = match event {
+        let (user, event, body, intended, sent) = match event {
             Event::Dropped => {
                 r.dropped += 1;
                 return;
@@ -611,9 +651,10 @@ impl Tally {
             Event::Done {
                 user,
                 event,
+                body,
                 intended,
                 sent,
-            } => (user, event, intended, sent),
+            } => (user, event, body, intended, sent),
         };
         r.sent += 1;
         let e = &mut r.events[event as usize];
@@ -646,6 +687,7 @@ impl Tally {
                 .saturating_duration_since(intended.unwrap_or(first)),
         ));
         *r.answers.entry(sent.outcome.label()).or_default() += 1;
+        let claim_user = user;
         match sent.outcome {
             Outcome::Won {
                 booking_id,
@@ -661,7 +703,10 @@ impl Tally {
                     e.won_pending += 1;
                 }
                 let user = format!("u{user}");
-                for seat in &seats {
+                // With holds, a seat comes back when its hold expires and a later claim
+                // may win it again: the hold checks judge that, in order.
+                let holds = self.buyers.is_some();
+                for seat in seats.iter().filter(|_| !holds) {
                     if let Some(other) =
                         self.seat_winner.insert((event, seat.clone()), user.clone())
                     {
@@ -672,15 +717,22 @@ impl Tally {
                         ));
                     }
                 }
-                self.wins[event as usize].push(Win {
+                let win = Win {
                     user,
                     booking_id,
                     seats,
-                });
+                };
+                if let (Some(buyers), false) = (&mut self.buyers, confirmed) {
+                    buyers.won(event, claim_user, win.clone());
+                }
+                self.wins[event as usize].push(win);
             }
             Outcome::Lost(_) => {
                 r.lost += 1;
                 e.lost += 1;
+                if let Some(buyers) = &mut self.buyers {
+                    buyers.lost(event, claim_user, body);
+                }
             }
             Outcome::UserLimit => r.user_limit += 1,
             Outcome::Error(label) => {
@@ -698,11 +750,11 @@ impl Tally {
         }
     }
 
-    fn finish(self, drop_time: Duration) -> (DropReport, Vec<Vec<Win>>) {
+    fn finish(self, drop_time: Duration) -> (DropReport, Vec<Vec<Win>>, Option<Buyers>) {
         self.bar.finish_and_clear();
         let mut report = self.report;
         report.drop_time = drop_time;
-        (report, self.wins)
+        (report, self.wins, self.buyers)
     }
 }
 
@@ -830,6 +882,7 @@ mod event_tests {
         Event::Done {
             user,
             event,
+            body: 0,
             intended: None,
             sent: Sent {
                 outcome: Outcome::Won {
@@ -869,7 +922,7 @@ mod event_tests {
         t.record(won(0, 0, "S0001"));
         t.record(won(1, 1, "S0001"));
         t.record(won(2, 1, "S0002"));
-        let (report, wins) = Tally::finish(t, Duration::from_secs(1));
+        let (report, wins, _) = Tally::finish(t, Duration::from_secs(1));
         assert!(report.failures.is_empty(), "{:?}", report.failures);
         assert_eq!(report.won, 3);
         assert_eq!(
@@ -883,9 +936,120 @@ mod event_tests {
         let mut t = tally(&ids);
         t.record(won(0, 1, "S0002"));
         t.record(won(3, 1, "S0002"));
-        let (report, _) = Tally::finish(t, Duration::from_secs(1));
+        let (report, _, _) = Tally::finish(t, Duration::from_secs(1));
         assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
         assert!(report.failures[0].starts_with("e-1: seat S0002 was won twice"));
         assert!(report.events[0].ok && !report.events[1].ok);
     }
+}
+
+/// A drop on events with holds, after its claims: lets every buyer finish (and the
+/// returning waves run, see [`super::buyers`]) until every hold has ended, then checks
+/// each event's stores (see [`HoldVerifier`]) and puts what the holds came to in the
+/// report. `confirmed` is then the seats booked at the end, and `confirmed_after` the
+/// time from the drop's end until every hold had ended.
+async fn verify_holds(
+    target: &Target,
+    plan: &Plan,
+    api: &Api,
+    buyers: Buyers,
+    holds: HoldPlan,
+    report: &mut DropReport,
+    drop_ended: Instant,
+) -> anyhow::Result<()> {
+    let w = &plan.workload;
+    let in_flight = plan.pacing.in_flight().max(1) as usize;
+    let (per_event, returns) = buyers
+        .finish(api, &plan.event_ids, w.claims_per_seat, in_flight)
+        .await?;
+    let ended_after = drop_ended.elapsed();
+    let seat_ids = w.seat_ids();
+    let several = plan.event_ids.len() > 1;
+    let mut total = HoldCounts::default();
+    report.confirmed = 0;
+    for (i, (event_id, event_holds)) in plan.event_ids.iter().zip(&per_event).enumerate() {
+        let verifier = HoldVerifier {
+            api,
+            event_id,
+            database_url: target.database_url.as_deref(),
+            redis: target.redis.as_ref(),
+            seats: &seat_ids,
+            holds: event_holds,
+        };
+        let mut scratch = DropReport::new(report.config.clone());
+        let counts = verifier.verify(&mut scratch).await?;
+        total.add(&counts);
+        let event = &mut report.events[i];
+        event.confirmed = counts.booked;
+        event.confirmed_after = Some(ended_after);
+        event.ok = scratch.failures.is_empty();
+        let tag = |text: String| {
+            if several {
+                format!("{}: {text}", event.event_id)
+            } else {
+                text
+            }
+        };
+        report
+            .failures
+            .extend(scratch.failures.into_iter().map(tag));
+        // Each event's checks carry its own counts: named, not said once for all.
+        report.checks.extend(scratch.checks.into_iter().map(tag));
+    }
+    report.confirmed = total.booked;
+    report.confirmed_after = Some(ended_after);
+    if report.failures.is_empty() {
+        report.mysql_summary = Some(format!(
+            "{} seats booked once + {} free = {}",
+            thousands(total.booked),
+            thousands(total.available),
+            thousands(total.seats_total)
+        ));
+    }
+    if total.checkouts + total.expiries != total.holds {
+        report.failures.push(format!(
+            "{} checkouts + {} expiries is not the {} holds",
+            total.checkouts, total.expiries, total.holds
+        ));
+    }
+    report.holds = Some(crate::schema::Holds {
+        hold_seconds: holds.hold_seconds,
+        checkout_ratio: holds.checkout_ratio,
+        waves: returns.waves,
+        returning_claims: returns.claims,
+        returning_won: returns.won,
+        holds: total.holds,
+        checkouts: total.checkouts,
+        expiries: total.expiries,
+        abandoned: total.abandoned,
+        late_checkouts: total.too_late,
+        resold_seats: total.resold_seats,
+        seats: crate::schema::SeatCount {
+            total: total.seats_total,
+            booked: total.booked,
+            available: total.available,
+        },
+    });
+    // Every seat had claims asking for it by name: unless some were never sent or
+    // refused, each must have been held in the drop (some, if the drop outlasted the
+    // hold, more than once).
+    if w.mix.is_none() && report.not_sent == 0 && report.dropped == 0 && report.user_limit == 0 {
+        for (event, holds) in report.events.iter_mut().zip(&per_event) {
+            let held: HashSet<&str> = holds
+                .iter()
+                .filter(|h| h.wave == 1)
+                .flat_map(|h| h.win.seats.iter().map(String::as_str))
+                .collect();
+            if held.len() != w.seats as usize {
+                event.ok = false;
+                report.failures.push(format!(
+                    "{}: {} of {} seats were held in the drop; every seat had claims",
+                    event.event_id,
+                    held.len(),
+                    w.seats
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -261,7 +261,7 @@ pub async fn run(target: &StormTarget, plan: &StormPlan) -> anyhow::Result<Storm
 
     let api = Api::new(base, &target.admin_token, 1)?;
     let seat_ids: Vec<String> = (0..plan.seats).map(|i| format!("S{i:05}")).collect();
-    api.create_and_warm(&plan.event_id, "seatgate connection storm", &seat_ids, 4)
+    api.create_and_warm(&plan.event_id, "seatgate connection storm", &seat_ids, 4, 0)
         .await?;
     // The admin client's connection must not linger into the storm.
     drop(api);
