@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/",
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
-        (status = 503, response = Unavailable),
+        (status = 503, response = inline(Unavailable)),
     ),
     security(())
 )]
